@@ -1,0 +1,405 @@
+//! Block device discovery: which disks exist, what their partitions hold, and how a user's
+//! name for a disk (`sdb`, `/dev/sdb`, `/dev/disk/by-id/...`, `hdisk1`) maps to one device.
+//!
+//! Topology comes from `lsblk -J` (sysfs, works without udevd); identities (filesystem type,
+//! UUID, label, partition table) come from `blkid -p`, which probes the device itself, so
+//! they are right even where the udev database is empty (rescue systems, containers, CI).
+//! The `hdiskN` aliases number whole disks in a stable order: real disks by kernel name,
+//! then loop devices by number.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::cmd::Cmd;
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Probe {
+    /// Filesystem or signature type ("ext4", "swap", "LVM2_member", "linux_raid_member").
+    pub fstype: Option<String>,
+    pub uuid: Option<String>,
+    pub label: Option<String>,
+    /// Partition-table type on a whole disk ("gpt", "dos").
+    pub pttype: Option<String>,
+    pub ptuuid: Option<String>,
+    pub partuuid: Option<String>,
+    pub partlabel: Option<String>,
+    pub parttype: Option<String>,
+}
+
+impl Probe {
+    pub fn parse_export(text: &str) -> Probe {
+        let kv: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
+        let get = |k: &str| kv.get(k).map(|v| v.to_string()).filter(|v| !v.is_empty());
+        Probe {
+            fstype: get("TYPE"),
+            uuid: get("UUID"),
+            label: get("LABEL"),
+            pttype: get("PTTYPE"),
+            ptuuid: get("PTUUID"),
+            partuuid: get("PART_ENTRY_UUID"),
+            partlabel: get("PART_ENTRY_NAME"),
+            parttype: get("PART_ENTRY_TYPE"),
+        }
+    }
+
+    /// Probe a device (or image file) for signatures. Nothing found is an empty probe.
+    pub fn read(dev: &Path) -> Result<Probe> {
+        let (code, out) = Cmd::new(format!("probing {}", dev.display()), "blkid")?
+            .args(["-p", "-o", "export"])
+            .arg(dev)
+            .run_code()?;
+        match code {
+            0 => Ok(Probe::parse_export(&out.stdout)),
+            // 2: no signature found.
+            2 => Ok(Probe::default()),
+            _ => Err(Error::Command {
+                description: format!("probing {}", dev.display()),
+                command: format!("blkid -p -o export {}", dev.display()),
+                status: format!("exited with status {code}"),
+                stderr: format!(": {}", out.stderr.trim()),
+            }),
+        }
+    }
+
+    /// Some signature that means the device holds something.
+    pub fn describe(&self) -> Option<String> {
+        match (&self.pttype, &self.fstype) {
+            (Some(pt), _) => Some(format!("a {pt} partition table")),
+            (None, Some(fs)) => Some(format!("a {fs} signature")),
+            _ => None,
+        }
+    }
+}
+
+/// One node of `lsblk -J` output.
+#[derive(Debug, Clone, Deserialize)]
+struct LsblkNode {
+    name: String,
+    path: Option<String>,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default, deserialize_with = "de_u64")]
+    size: u64,
+    model: Option<String>,
+    serial: Option<String>,
+    #[serde(rename = "maj:min")]
+    maj_min: String,
+    #[serde(default, deserialize_with = "de_bool")]
+    rm: bool,
+    #[serde(default, deserialize_with = "de_bool")]
+    ro: bool,
+    tran: Option<String>,
+    #[serde(default)]
+    children: Vec<LsblkNode>,
+}
+
+fn de_u64<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
+    // Older lsblk prints numbers as strings.
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(match v {
+        serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
+        serde_json::Value::String(s) => s.parse().unwrap_or(0),
+        _ => 0,
+    })
+}
+
+fn de_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    Ok(match v {
+        serde_json::Value::Bool(b) => b,
+        serde_json::Value::String(s) => s == "1",
+        serde_json::Value::Number(n) => n.as_u64() == Some(1),
+        _ => false,
+    })
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Partition {
+    pub name: String,
+    pub path: PathBuf,
+    pub major: u32,
+    pub minor: u32,
+    pub size: u64,
+    /// Devices stacked on this partition (LVM, RAID, crypt), by kernel name.
+    pub holders: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Disk {
+    pub name: String,
+    pub path: PathBuf,
+    /// `hdiskN`, the AIX-style alias `altdisk lspv` shows.
+    pub alias: String,
+    pub major: u32,
+    pub minor: u32,
+    pub size: u64,
+    pub model: Option<String>,
+    pub serial: Option<String>,
+    pub transport: Option<String>,
+    pub removable: bool,
+    pub read_only: bool,
+    pub is_loop: bool,
+    pub partitions: Vec<Partition>,
+    pub holders: Vec<String>,
+}
+
+impl Disk {
+    /// Whether `(major, minor)` is this disk or one of its partitions.
+    pub fn contains_dev(&self, major: u32, minor: u32) -> bool {
+        (self.major, self.minor) == (major, minor)
+            || self.partitions.iter().any(|p| (p.major, p.minor) == (major, minor))
+    }
+}
+
+const LSBLK_COLUMNS: &str = "NAME,PATH,TYPE,SIZE,MODEL,SERIAL,MAJ:MIN,RM,RO,TRAN";
+
+fn split_majmin(s: &str) -> (u32, u32) {
+    let (a, b) = s.split_once(':').unwrap_or(("0", "0"));
+    (a.trim().parse().unwrap_or(0), b.trim().parse().unwrap_or(0))
+}
+
+fn holders_of(name: &str) -> Vec<String> {
+    let dir = Path::new("/sys/class/block").join(name).join("holders");
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Parse `lsblk -J -b -o LSBLK_COLUMNS` output into whole disks with their partitions.
+/// Holders are filled in by [`list`], which can look at sysfs.
+pub fn parse_lsblk(json: &str) -> Result<Vec<Disk>> {
+    #[derive(Deserialize)]
+    struct Top {
+        blockdevices: Vec<LsblkNode>,
+    }
+    let top: Top = serde_json::from_str(json)
+        .map_err(|e| Error::corrupt("lsblk output", format!("not the expected JSON: {e}")))?;
+    let mut disks = Vec::new();
+    for n in top.blockdevices {
+        if !matches!(n.kind.as_str(), "disk" | "loop") || n.size == 0 {
+            continue;
+        }
+        // zram and ram disks are memory, not disks to clone onto.
+        if n.name.starts_with("zram") || n.name.starts_with("ram") {
+            continue;
+        }
+        let (major, minor) = split_majmin(&n.maj_min);
+        let partitions = n
+            .children
+            .iter()
+            .filter(|c| c.kind == "part")
+            .map(|c| {
+                let (major, minor) = split_majmin(&c.maj_min);
+                Partition {
+                    name: c.name.clone(),
+                    path: PathBuf::from(c.path.clone().unwrap_or_else(|| format!("/dev/{}", c.name))),
+                    major,
+                    minor,
+                    size: c.size,
+                    holders: Vec::new(),
+                }
+            })
+            .collect();
+        disks.push(Disk {
+            path: PathBuf::from(n.path.clone().unwrap_or_else(|| format!("/dev/{}", n.name))),
+            alias: String::new(),
+            is_loop: n.kind == "loop",
+            name: n.name,
+            major,
+            minor,
+            size: n.size,
+            model: n.model.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
+            serial: n.serial.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
+            transport: n.tran,
+            removable: n.rm,
+            read_only: n.ro,
+            partitions,
+            holders: Vec::new(),
+        });
+    }
+    assign_aliases(&mut disks);
+    Ok(disks)
+}
+
+/// Number disks hdisk0.. : real disks by kernel name (natural order), then loop devices.
+fn assign_aliases(disks: &mut [Disk]) {
+    fn key(d: &Disk) -> (bool, String, u64, String) {
+        let digits: String =
+            d.name.chars().rev().take_while(|c| c.is_ascii_digit()).collect::<Vec<_>>().into_iter().rev().collect();
+        let stem = d.name[..d.name.len() - digits.len()].to_string();
+        (d.is_loop, stem.clone(), digits.parse().unwrap_or(0), d.name.clone())
+    }
+    let mut order: Vec<usize> = (0..disks.len()).collect();
+    order.sort_by_key(|&i| key(&disks[i]));
+    for (n, i) in order.into_iter().enumerate() {
+        disks[i].alias = format!("hdisk{n}");
+    }
+    disks.sort_by_key(key);
+}
+
+/// All whole disks of this machine (and attached loop devices), with partitions and holders.
+pub fn list() -> Result<Vec<Disk>> {
+    let out = Cmd::new("listing block devices", "lsblk")?.args(["-J", "-b", "-o", LSBLK_COLUMNS]).run()?;
+    let mut disks = parse_lsblk(&out.stdout)?;
+    for d in &mut disks {
+        d.holders = holders_of(&d.name);
+        for p in &mut d.partitions {
+            p.holders = holders_of(&p.name);
+        }
+    }
+    Ok(disks)
+}
+
+/// How the user named a target, resolved.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Named {
+    /// A whole disk, by its index in the list.
+    Disk(usize),
+    /// A regular file (existing or to be created) that will hold a disk image.
+    Image(PathBuf),
+}
+
+/// Resolve `sdb`, `/dev/sdb`, `/dev/disk/by-id/..`, `hdisk1` or an image file path.
+pub fn resolve(name: &str, disks: &[Disk]) -> Result<Named> {
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(Error::usage(
+            "target disk",
+            "an empty name was given",
+            "name a disk such as sdb, /dev/sdb or hdisk1",
+        ));
+    }
+    if let Some(i) = disks.iter().position(|d| d.alias == name || d.name == name) {
+        return Ok(Named::Disk(i));
+    }
+    let p = if name.starts_with('/') || name.starts_with('.') || name.contains('/') {
+        PathBuf::from(name)
+    } else {
+        // A bare name that is no disk: maybe a partition, or a typo.
+        if disks.iter().any(|d| d.partitions.iter().any(|p| p.name == name)) {
+            return Err(Error::usage(
+                format!("target `{name}`"),
+                "it is a partition, and altdisk writes whole disks",
+                "name the disk that holds it (see altdisk lspv)",
+            ));
+        }
+        return Err(Error::not_found(
+            format!("disk `{name}`"),
+            "no such disk or hdisk alias",
+            "see `altdisk lspv` for the disks of this machine",
+        ));
+    };
+    let meta = std::fs::metadata(&p);
+    match meta {
+        Ok(m) => {
+            use std::os::unix::fs::FileTypeExt;
+            if m.file_type().is_block_device() {
+                let real = std::fs::canonicalize(&p).map_err(|e| Error::io("resolving the target", &p, e))?;
+                if let Some(i) = disks.iter().position(|d| d.path == real) {
+                    return Ok(Named::Disk(i));
+                }
+                if disks.iter().any(|d| d.partitions.iter().any(|q| q.path == real)) {
+                    return Err(Error::usage(
+                        format!("target {}", p.display()),
+                        "it is a partition, and altdisk writes whole disks",
+                        "name the disk that holds it (see altdisk lspv)",
+                    ));
+                }
+                Err(Error::usage(
+                    format!("target {}", p.display()),
+                    "it is a block device that is not a whole disk",
+                    "name a whole disk (see altdisk lspv)",
+                ))
+            } else if m.is_file() {
+                Ok(Named::Image(p))
+            } else {
+                Err(Error::usage(
+                    format!("target {}", p.display()),
+                    "it is neither a disk nor a regular file",
+                    "name a disk or the path of an image file",
+                ))
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if p.starts_with("/dev") {
+                return Err(Error::not_found(
+                    format!("disk {}", p.display()),
+                    "no such device",
+                    "see `altdisk lspv` for the disks of this machine",
+                ));
+            }
+            let parent = p.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            if !parent.is_dir() {
+                return Err(Error::not_found(
+                    format!("directory {}", parent.display()),
+                    format!("the image file {} would be created there", p.display()),
+                    "create the directory or name another path",
+                ));
+            }
+            Ok(Named::Image(p))
+        }
+        Err(e) => Err(Error::io("looking at the target", &p, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LSBLK: &str = include_str!("../tests/fixtures/lsblk.json");
+
+    #[test]
+    fn parses_lsblk_and_aliases() {
+        let d = parse_lsblk(LSBLK).unwrap();
+        let names: Vec<_> = d.iter().map(|x| (x.name.as_str(), x.alias.as_str())).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("nvme0n1", "hdisk0"),
+                ("sda", "hdisk1"),
+                ("sdb", "hdisk2"),
+                ("loop2", "hdisk3"),
+                ("loop10", "hdisk4")
+            ]
+        );
+        let nvme = &d[0];
+        assert_eq!(nvme.partitions.len(), 2);
+        assert_eq!(nvme.partitions[1].path, PathBuf::from("/dev/nvme0n1p2"));
+        assert_eq!(nvme.model.as_deref(), Some("Samsung SSD 980"));
+        assert!(d[2].removable);
+        assert!(nvme.contains_dev(259, 2));
+        assert!(!nvme.contains_dev(8, 0));
+    }
+
+    #[test]
+    fn resolves_names() {
+        let d = parse_lsblk(LSBLK).unwrap();
+        assert_eq!(resolve("sdb", &d).unwrap(), Named::Disk(2));
+        assert_eq!(resolve("hdisk0", &d).unwrap(), Named::Disk(0));
+        assert!(matches!(resolve("sdz", &d), Err(Error::NotFound { .. })));
+        assert!(matches!(resolve("nvme0n1p2", &d), Err(Error::Usage { .. })));
+        assert!(matches!(resolve("", &d), Err(Error::Usage { .. })));
+        assert_eq!(
+            resolve("/tmp/new-altdisk-image-xyz.img", &d).unwrap(),
+            Named::Image("/tmp/new-altdisk-image-xyz.img".into())
+        );
+        assert!(matches!(resolve("/nonexistent-dir/x.img", &d), Err(Error::NotFound { .. })));
+    }
+
+    #[test]
+    fn parses_blkid_export() {
+        let p = Probe::parse_export(
+            "DEVNAME=/dev/vda2\nUUID=abcd\nTYPE=ext4\nPART_ENTRY_UUID=1111\nPART_ENTRY_NAME=root\nLABEL=\n",
+        );
+        assert_eq!(p.fstype.as_deref(), Some("ext4"));
+        assert_eq!(p.partuuid.as_deref(), Some("1111"));
+        assert_eq!(p.label, None);
+        assert_eq!(p.describe().as_deref(), Some("a ext4 signature"));
+        assert_eq!(Probe::default().describe(), None);
+    }
+}

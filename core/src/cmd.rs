@@ -1,0 +1,184 @@
+//! The one runner for external commands. Every tool altdisk uses is resolved once to an
+//! absolute path (a service may run without a useful PATH) and named with the Debian package
+//! that provides it when missing. Each run carries a human description, is logged with its
+//! exact argument vector, gets no stdin, and fails with the command, its status and the tail
+//! of its stderr. Arguments are never joined into a shell string.
+
+use std::ffi::{OsStr, OsString};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use crate::error::{Error, Result};
+
+/// Directories searched for tools, in order; PATH is not trusted.
+const TOOL_DIRS: &[&str] = &["/usr/sbin", "/usr/bin", "/sbin", "/bin", "/usr/local/sbin", "/usr/local/bin"];
+
+static ECHO: AtomicBool = AtomicBool::new(false);
+
+/// Print every command to stderr before running it (`-D`, AIX "debug").
+pub fn set_echo(on: bool) {
+    ECHO.store(on, Ordering::Relaxed);
+}
+
+/// Which Debian package provides a tool, for the "install it" hint.
+fn package_of(tool: &str) -> &'static str {
+    match tool {
+        "mkfs.ext4" | "mkfs.ext3" | "mkfs.ext2" | "e2fsck" | "tune2fs" | "resize2fs" | "chattr" => "e2fsprogs",
+        "mkfs.xfs" | "xfs_admin" => "xfsprogs",
+        "mkfs.btrfs" | "btrfs" => "btrfs-progs",
+        "mkfs.vfat" | "fatlabel" => "dosfstools",
+        "mkswap" | "swapon" | "losetup" | "mount" | "umount" | "blkid" | "lsblk" | "findmnt" | "wipefs" | "partx"
+        | "sfdisk" => "util-linux (fdisk for sfdisk)",
+        "rsync" => "rsync",
+        _ => "the package that provides it",
+    }
+}
+
+/// Find a tool by name in the system directories.
+pub fn which(tool: &str) -> Result<PathBuf> {
+    for dir in TOOL_DIRS {
+        let p = Path::new(dir).join(tool);
+        if let Ok(md) = std::fs::metadata(&p) {
+            use std::os::unix::fs::PermissionsExt;
+            if md.is_file() && md.permissions().mode() & 0o111 != 0 {
+                return Ok(p);
+            }
+        }
+    }
+    Err(Error::not_found(
+        format!("tool `{tool}`"),
+        format!("it is not in {}", TOOL_DIRS.join(", ")),
+        format!("install {}", package_of(tool)),
+    ))
+}
+
+/// Check that every named tool exists, failing on the first missing one.
+pub fn require(tools: &[&str]) -> Result<()> {
+    for t in tools {
+        which(t)?;
+    }
+    Ok(())
+}
+
+/// A command about to be run.
+pub struct Cmd {
+    description: String,
+    program: PathBuf,
+    args: Vec<OsString>,
+    stdin: Option<Vec<u8>>,
+}
+
+/// What a finished command printed.
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Cmd {
+    /// `description` says what the command does, lowercase: "creating the ext4 filesystem".
+    pub fn new(description: impl Into<String>, tool: &str) -> Result<Self> {
+        Ok(Cmd { description: description.into(), program: which(tool)?, args: Vec::new(), stdin: None })
+    }
+
+    pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {
+        self.args.push(a.as_ref().to_owned());
+        self
+    }
+
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<OsStr>,
+    {
+        self.args.extend(args.into_iter().map(|a| a.as_ref().to_owned()));
+        self
+    }
+
+    /// Feed these bytes on stdin (for tools that read a script, such as sfdisk).
+    pub fn stdin(mut self, data: impl Into<Vec<u8>>) -> Self {
+        self.stdin = Some(data.into());
+        self
+    }
+
+    pub fn command_line(&self) -> String {
+        let mut s = self.program.display().to_string();
+        for a in &self.args {
+            s.push(' ');
+            let a = a.to_string_lossy();
+            if a.is_empty() || a.contains(|c: char| c.is_whitespace() || "'\"\\$`".contains(c)) {
+                s.push('\'');
+                s.push_str(&a.replace('\'', "'\\''"));
+                s.push('\'');
+            } else {
+                s.push_str(&a);
+            }
+        }
+        s
+    }
+
+    /// Run, failing unless the exit status is 0.
+    pub fn run(self) -> Result<Output> {
+        let (status, out) = self.run_status()?;
+        match status {
+            Ok(()) => Ok(out),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Run and return the exit code together with the output, for tools whose non-zero
+    /// exit carries meaning (blkid returns 2 for "nothing found").
+    pub fn run_code(self) -> Result<(i32, Output)> {
+        let line = self.command_line();
+        let out = self.spawn_wait(&line)?;
+        Ok((out.0.code().unwrap_or(-1), out.1))
+    }
+
+    fn run_status(self) -> Result<(std::result::Result<(), Error>, Output)> {
+        let line = self.command_line();
+        let description = self.description.clone();
+        let (status, out) = self.spawn_wait(&line)?;
+        if status.success() {
+            return Ok((Ok(()), out));
+        }
+        let tail: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+        let tail = tail[tail.len().saturating_sub(3)..].join(" | ");
+        let stderr = if tail.is_empty() { String::new() } else { format!(": {tail}") };
+        let status = match status.code() {
+            Some(c) => format!("exited with status {c}"),
+            None => "was killed by a signal".to_string(),
+        };
+        Ok((Err(Error::Command { description, command: line, status, stderr }), out))
+    }
+
+    fn spawn_wait(self, line: &str) -> Result<(std::process::ExitStatus, Output)> {
+        tracing::debug!(description = %self.description, command = %line, "running");
+        if ECHO.load(Ordering::Relaxed) {
+            eprintln!("+ {line}");
+        }
+        let mut c = Command::new(&self.program);
+        c.args(&self.args)
+            .stdin(if self.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Tools print parseable output in the C locale.
+            .env("LC_ALL", "C");
+        let mut child = c.spawn().map_err(|e| Error::io(format!("starting {}", self.description), &self.program, e))?;
+        if let Some(data) = self.stdin {
+            use std::io::Write;
+            let mut pipe = child.stdin.take().expect("stdin piped");
+            // A tool that exits early closes the pipe; its status tells the story.
+            let _ = pipe.write_all(&data);
+        }
+        let o = child
+            .wait_with_output()
+            .map_err(|e| Error::io(format!("waiting for {}", self.description), &self.program, e))?;
+        Ok((
+            o.status,
+            Output {
+                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            },
+        ))
+    }
+}
