@@ -1,1 +1,207 @@
+//! Boot environments: the record each clone carries on its disks, naming it
+//! (`altinst_rootvg`), saying where it came from and what state it is in. The record lives in
+//! the small `altdisk-meta` GPT partition at the start of every target disk, so any system
+//! that sees the disk can read it without mounting anything (AIX keeps the same in the VG
+//! descriptor). It is written `incomplete` before anything else on the target and only moves
+//! on when a phase has finished, so an interrupted run is always recognisable.
+//!
+//! Format: the magic `ALTDISK1`, a little-endian u32 length, then that many bytes of JSON.
 
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::{Error, IoContext, Result};
+
+const MAGIC: &[u8; 8] = b"ALTDISK1";
+const MAX_LEN: usize = 1024 * 1024 - 12;
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum State {
+    /// Being built, or a run stopped before finishing a phase.
+    Incomplete,
+    /// Phase 1 done: the copy is complete and has its own identities.
+    Copied,
+    /// Phase 2 done: customised.
+    Customized,
+    /// Phase 3 done: bootable.
+    Complete,
+}
+
+impl State {
+    pub fn describe(self) -> &'static str {
+        match self {
+            State::Incomplete => "incomplete",
+            State::Copied => "phase 1 done (copied)",
+            State::Customized => "phase 2 done (customized)",
+            State::Complete => "complete (bootable)",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnvFs {
+    pub mountpoint: String,
+    pub fstype: String,
+    pub uuid: String,
+    pub partuuid: String,
+    pub label: Option<String>,
+    /// Index of the disk (in `disks`) holding it, and its partition number.
+    pub disk: usize,
+    pub partition: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceInfo {
+    pub hostname: String,
+    pub root: PathBuf,
+    pub live: bool,
+    pub disks: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct BootEnv {
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    pub name: String,
+    pub id: Uuid,
+    pub state: State,
+    pub phases_done: Vec<u8>,
+    pub source: SourceInfo,
+    pub created: String,
+    pub updated: String,
+    /// GPT disk GUIDs of every disk of this system, in order.
+    pub disks: Vec<Uuid>,
+    /// Which of them this copy of the record is on.
+    pub disk_index: usize,
+    pub filesystems: Vec<EnvFs>,
+    pub swaps: Vec<EnvFs>,
+    /// Why the last run stopped, when it did not finish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// UTC time as RFC 3339, without pulling in a date crate.
+pub fn now_rfc3339() -> String {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let days = (secs / 86400) as i64;
+    let rem = secs % 86400;
+    // Civil-from-days (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+pub fn encode(env: &BootEnv) -> Result<Vec<u8>> {
+    let json = serde_json::to_vec_pretty(env).map_err(|e| Error::corrupt("boot environment record", e.to_string()))?;
+    if json.len() > MAX_LEN {
+        return Err(Error::corrupt("boot environment record", "it is larger than its partition"));
+    }
+    let mut v = Vec::with_capacity(json.len() + 12);
+    v.extend_from_slice(MAGIC);
+    v.extend_from_slice(&(json.len() as u32).to_le_bytes());
+    v.extend_from_slice(&json);
+    Ok(v)
+}
+
+/// None when the bytes are not an altdisk record (a blank or foreign partition).
+pub fn decode(bytes: &[u8]) -> Option<Result<BootEnv>> {
+    if bytes.len() < 12 || &bytes[..8] != MAGIC {
+        return None;
+    }
+    let len = u32::from_le_bytes(bytes[8..12].try_into().ok()?) as usize;
+    if len > MAX_LEN || 12 + len > bytes.len() {
+        return Some(Err(Error::corrupt("boot environment record", "its length is out of range")));
+    }
+    Some(
+        serde_json::from_slice(&bytes[12..12 + len])
+            .map_err(|e| Error::corrupt("boot environment record", e.to_string())),
+    )
+}
+
+/// Write the record at byte `offset` of `disk` (the meta partition's start) and flush it.
+pub fn write_at(disk: &Path, offset: u64, env: &BootEnv) -> Result<()> {
+    let bytes = encode(env)?;
+    let mut f =
+        std::fs::OpenOptions::new().write(true).open(disk).ctx("opening the target to record its state", disk)?;
+    f.seek(SeekFrom::Start(offset)).ctx("recording the clone's state", disk)?;
+    // Zero-pad to whole sectors so no stale tail of an older, longer record remains.
+    let mut padded = bytes;
+    padded.resize(padded.len().div_ceil(4096) * 4096 + 4096, 0);
+    f.write_all(&padded).ctx("recording the clone's state", disk)?;
+    f.sync_all().ctx("flushing the clone's state", disk)
+}
+
+/// Read the record of a disk (or image file) by finding its altdisk-meta partition.
+pub fn read(disk: &Path) -> Option<Result<BootEnv>> {
+    let gpt = crate::partition::read_gpt(disk)?;
+    let meta = Uuid::parse_str(crate::plan::META_TYPE).ok()?.to_bytes_le();
+    let (_, part) = gpt.iter().find(|(_, p)| p.is_used() && p.partition_type_guid == meta)?;
+    let offset = part.starting_lba * gpt.sector_size;
+    let mut f = std::fs::File::open(disk).ok()?;
+    f.seek(SeekFrom::Start(offset)).ok()?;
+    let mut buf = vec![0u8; 64 * 1024];
+    let n = f.read(&mut buf).ok()?;
+    let mut bytes = buf[..n].to_vec();
+    if bytes.len() >= 12 && &bytes[..8] == MAGIC {
+        let len = u32::from_le_bytes(bytes[8..12].try_into().ok()?) as usize;
+        if 12 + len > bytes.len() && len <= MAX_LEN {
+            let mut rest = vec![0u8; 12 + len - bytes.len()];
+            f.read_exact(&mut rest).ok()?;
+            bytes.extend(rest);
+        }
+    }
+    decode(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> BootEnv {
+        BootEnv {
+            api_version: crate::API_VERSION.into(),
+            name: "altinst_rootvg".into(),
+            id: Uuid::new_v4(),
+            state: State::Incomplete,
+            phases_done: vec![],
+            source: SourceInfo { hostname: "prod".into(), root: "/".into(), live: true, disks: vec!["vda".into()] },
+            created: now_rfc3339(),
+            updated: now_rfc3339(),
+            disks: vec![Uuid::new_v4()],
+            disk_index: 0,
+            filesystems: vec![],
+            swaps: vec![],
+            note: None,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let e = sample();
+        let b = encode(&e).unwrap();
+        assert_eq!(decode(&b).unwrap().unwrap(), e);
+        assert!(decode(&[0u8; 100]).is_none());
+        let mut bad = b.clone();
+        bad[20] = b'!';
+        assert!(decode(&bad).unwrap().is_err());
+    }
+
+    #[test]
+    fn time_looks_right() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 20);
+        assert!(t.starts_with("20"), "{t}");
+        assert!(t.ends_with('Z'));
+    }
+}

@@ -1,1 +1,824 @@
+//! Executing a clone (AIX `alt_disk_copy`). [`prepare`] discovers the source, resolves and
+//! checks the targets and builds the [`Plan`] without writing anything; [`execute`] carries
+//! the plan out step by step, reporting to a [`Job`]. Every step that makes something holds a
+//! guard (mounts, loop devices) that undoes it on failure or cancel; the targets' state
+//! record says `incomplete` from the first write until a phase has finished.
+//!
+//! Phase 1 (this module): partition, make filesystems, copy, give the clone its own
+//! identities (fstab, crypttab). After `-P1` the clone stays mounted at the mount point
+//! (`/alt_inst`), as on AIX; [`sleep`] unmounts it.
 
+use std::collections::HashSet;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::blockdev::{self, Disk, Named};
+use crate::bootenv::{self, BootEnv, EnvFs, SourceInfo, State};
+use crate::cmd::Cmd;
+use crate::copy::{self, CopyOptions, CopyStats};
+use crate::error::{Error, IoContext, Result};
+use crate::exclude::ExcludeList;
+use crate::fixup::{self, Identity};
+use crate::fs::{self as tfs, LoopDev, Mounted};
+use crate::job::{Job, Phase};
+use crate::mounts;
+use crate::partition;
+use crate::plan::{self, Layout, PartRole, Phases, Plan, PlanOptions, TargetIn};
+use crate::safety::{self, Target};
+use crate::size;
+use crate::source;
+
+/// What the user asked for.
+#[derive(Debug, Clone)]
+pub struct CloneRequest {
+    pub targets: Vec<String>,
+    pub source_dir: Option<PathBuf>,
+    pub phases: Phases,
+    pub layout: Option<Layout>,
+    pub exclude: Option<PathBuf>,
+    pub convert_ext: bool,
+    pub skip_space_check: bool,
+    pub skip_boot_checks: bool,
+    pub force: bool,
+    pub image_size: Option<u64>,
+    pub mount_at: PathBuf,
+    pub name: String,
+    pub threads: usize,
+}
+
+impl Default for CloneRequest {
+    fn default() -> Self {
+        CloneRequest {
+            targets: Vec::new(),
+            source_dir: None,
+            phases: Phases::All,
+            layout: None,
+            exclude: None,
+            convert_ext: false,
+            skip_space_check: false,
+            skip_boot_checks: false,
+            force: false,
+            image_size: None,
+            mount_at: PathBuf::from(crate::ALT_INST),
+            name: crate::ALTINST_ROOTVG.into(),
+            threads: 0,
+        }
+    }
+}
+
+/// A validated plan with what executing it needs.
+pub struct Prepared {
+    pub plan: Plan,
+    targets: Vec<Target>,
+    exclude: ExcludeList,
+}
+
+/// What a finished run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CloneReport {
+    #[serde(rename = "apiVersion")]
+    pub api_version: String,
+    pub name: String,
+    pub state: State,
+    pub mounted_at: Option<PathBuf>,
+    pub targets: Vec<String>,
+    pub copy: CopyStats,
+    pub fstab_changes: usize,
+    pub warnings: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Tools phase 1 runs.
+fn required_tools(plan: &Plan) -> Vec<&'static str> {
+    let mut v = vec!["blkid", "lsblk"];
+    for f in &plan.filesystems {
+        v.extend(tfs::tools_for(&f.fstype));
+    }
+    if !plan.swaps.is_empty() {
+        v.push("mkswap");
+    }
+    if plan.targets.iter().any(|t| t.image.is_some()) {
+        v.push("losetup");
+    }
+    v
+}
+
+/// Discover, resolve, check and plan. Writes nothing.
+pub fn prepare(req: &CloneRequest) -> Result<Prepared> {
+    if !req.phases.has(1) {
+        return Err(Error::unsupported(
+            format!(
+                "running phase {} on an existing clone",
+                serde_json::to_value(&req.phases).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default()
+            ),
+            " yet (resuming comes with the phases issue)",
+            "run phase 1 with the others, e.g. -P12 or -P1",
+        ));
+    }
+    if req.phases.has(3) {
+        return Err(Error::unsupported(
+            "phase 3 (making the clone bootable, AIX bosboot and bootlist)",
+            " yet",
+            "run -P1 or -P12 to make the copy; making it boot comes in the next release",
+        ));
+    }
+    let exclude = match &req.exclude {
+        Some(p) => {
+            if !p.is_absolute() {
+                return Err(Error::usage(
+                    format!("exclude list {}", p.display()),
+                    "it is not a full path",
+                    "give the full path, as AIX requires",
+                ));
+            }
+            ExcludeList::from_file(p)?
+        }
+        None => ExcludeList::empty(),
+    };
+    let disks = blockdev::list()?;
+    let src = source::discover(req.source_dir.as_deref(), &disks)?;
+    let mut seen_names = HashSet::new();
+    let mut targets = Vec::new();
+    let mut tin = Vec::new();
+    for name in &req.targets {
+        if !seen_names.insert(name.clone()) {
+            return Err(Error::usage(format!("target {name}"), "it is named twice", "name each target disk once"));
+        }
+        match blockdev::resolve(name, &disks)? {
+            Named::Disk(i) => {
+                let d: &Disk = &disks[i];
+                tin.push(TargetIn {
+                    name: name.clone(),
+                    path: d.path.clone(),
+                    alias: Some(d.alias.clone()),
+                    size: Some(d.size),
+                    image: false,
+                });
+                targets.push(Target::Disk(d.clone()));
+            }
+            Named::Image(p) => {
+                let size = std::fs::metadata(&p).ok().map(|m| m.len());
+                tin.push(TargetIn { name: name.clone(), path: p.clone(), alias: None, size, image: true });
+                targets.push(Target::Image(p));
+            }
+        }
+    }
+    let table = mounts::read()?;
+    safety::check(&targets, &src, &table, &mounts::swaps()?, req.force)?;
+    let opts = PlanOptions {
+        layout: req.layout.clone(),
+        convert_ext: req.convert_ext,
+        skip_space_check: req.skip_space_check,
+        image_size: req.image_size,
+    };
+    let mut plan = plan::build(&src, &tin, &opts, &req.name)?;
+    plan.phases = req.phases.clone();
+    plan.mount_at = req.mount_at.clone();
+    plan.exclude = exclude.patterns().to_vec();
+    if !req.mount_at.is_absolute() {
+        return Err(Error::usage(
+            format!("mount point {}", req.mount_at.display()),
+            "it is not an absolute path",
+            "give a full path",
+        ));
+    }
+    check_mount_at(&req.mount_at, &table)?;
+    for t in required_tools(&plan) {
+        crate::cmd::which(t)?;
+    }
+    Ok(Prepared { plan, targets, exclude })
+}
+
+fn check_mount_at(dir: &Path, table: &[mounts::Mount]) -> Result<()> {
+    if mounts::mount_at(table, dir).is_some() || !mounts::below(table, dir).is_empty() {
+        return Err(Error::refused(
+            dir.display().to_string(),
+            "something is already mounted there (an alternate system is awake)",
+            "put it to sleep with `alt_rootvg_op -S` (or unmount it) first",
+        ));
+    }
+    if let Ok(mut rd) = std::fs::read_dir(dir) {
+        if rd.next().is_some() {
+            return Err(Error::refused(
+                dir.display().to_string(),
+                "the directory is not empty",
+                "empty or remove it, or choose another with --mount-at",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// What `-P1` leaves behind, so `sleep` can undo exactly that.
+#[derive(Debug, Serialize, Deserialize)]
+struct Awake {
+    mount_at: PathBuf,
+    loops: Vec<PathBuf>,
+    name: String,
+    disks: Vec<PathBuf>,
+}
+
+const RUN_DIR: &str = "/run/altdisk";
+
+fn awake_file(mount_at: &Path) -> PathBuf {
+    let key: String =
+        mount_at.display().to_string().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    Path::new(RUN_DIR).join(format!("awake{key}.json"))
+}
+
+/// Everything made so far, undone in reverse when dropped.
+struct Made {
+    loops: Vec<LoopDev>,
+    mounts: Vec<Mounted>,
+}
+
+impl Made {
+    fn release_mounts(&mut self) -> Result<()> {
+        let mut first = None;
+        while let Some(m) = self.mounts.pop() {
+            if let Err(e) = m.unmount() {
+                first.get_or_insert(e);
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
+impl Drop for Made {
+    fn drop(&mut self) {
+        // Mounts first (children before parents), then loop devices.
+        while let Some(m) = self.mounts.pop() {
+            drop(m);
+        }
+        self.loops.clear();
+    }
+}
+
+fn identity_old(r: &plan::SourceRef) -> Identity {
+    Identity {
+        uuid: r.uuid.clone(),
+        partuuid: r.partuuid.clone(),
+        label: r.label.clone(),
+        partlabel: r.partlabel.clone(),
+        paths: r.paths.clone(),
+    }
+}
+
+/// Carry out a prepared plan.
+pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
+    let started = std::time::Instant::now();
+    let Prepared { plan, targets, exclude } = prep;
+    let mut made = Made { loops: Vec::new(), mounts: Vec::new() };
+    let mut env = initial_env(&plan);
+    let mut devs: Vec<PathBuf> = Vec::new();
+    let mut warnings = plan.warnings.clone();
+
+    let result = (|| -> Result<(CopyStats, usize)> {
+        job.check()?;
+        job.set_phase(Phase::Partitioning);
+        for (i, (t, d)) in targets.iter().zip(&plan.targets).enumerate() {
+            let parts: Vec<&plan::PlanPart> = plan.partitions.iter().filter(|p| p.disk == i).collect();
+            let dev = match t {
+                Target::Image(p) => {
+                    let f = std::fs::OpenOptions::new()
+                        .create(true)
+                        .truncate(false)
+                        .write(true)
+                        .open(p)
+                        .ctx("creating the image file", p)?;
+                    if f.metadata().ctx("sizing the image file", p)?.len() != d.size {
+                        f.set_len(d.size).ctx("sizing the image file", p)?;
+                    }
+                    drop(f);
+                    partition::write_gpt(p, d.size, d.disk_guid, &parts)?;
+                    write_env(p, &plan, i, &mut env)?;
+                    let l = LoopDev::attach(p)?;
+                    let dev = l.dev.clone();
+                    made.loops.push(l);
+                    dev
+                }
+                Target::Disk(disk) => {
+                    let old: Vec<u32> = (1..=disk.partitions.len().max(16) as u32).collect();
+                    partition::remove_partition_nodes(&disk.path, old)?;
+                    partition::write_gpt(&disk.path, d.size, d.disk_guid, &parts)?;
+                    write_env(&disk.path, &plan, i, &mut env)?;
+                    disk.path.clone()
+                }
+            };
+            job.info(format!("partitioned {} ({})", d.name, dev.display()));
+            partition::add_partition_nodes(&dev, &parts)?;
+            devs.push(dev);
+        }
+        job.check()?;
+        job.set_phase(Phase::MakingFilesystems);
+        let part_dev = |idx: usize| -> PathBuf {
+            let p = &plan.partitions[idx];
+            partition::partition_path(&devs[p.disk], p.number)
+        };
+        for f in &plan.filesystems {
+            job.check()?;
+            tfs::mkfs(&part_dev(f.part), &f.fstype, &f.uuid, f.label.as_deref())?;
+            job.info(format!("made {} {} on {}", f.fstype, f.mountpoint, part_dev(f.part).display()));
+        }
+        for s in &plan.swaps {
+            tfs::mkfs(&part_dev(s.part), "swap", &s.uuid, s.label.as_deref())?;
+        }
+        job.check()?;
+        std::fs::create_dir_all(&plan.mount_at).ctx("creating the mount point", &plan.mount_at)?;
+        for f in &plan.filesystems {
+            let at = plan.mount_at.join(f.mountpoint.trim_start_matches('/'));
+            std::fs::create_dir_all(&at).ctx("creating a mount point in the clone", &at)?;
+            made.mounts.push(Mounted::mount(&part_dev(f.part), &at, &f.fstype, None)?);
+        }
+
+        job.set_phase(Phase::Copying);
+        let mut skip = HashSet::new();
+        for t in &targets {
+            if let Target::Image(p) = t {
+                if let Ok(m) = std::fs::metadata(p) {
+                    skip.insert((m.dev(), m.ino()));
+                }
+            }
+        }
+        let skip = Arc::new(skip);
+        let exclude = Arc::new(exclude);
+        for sf in &plan.source.filesystems {
+            job.add_totals(sf.used_bytes, sf.used_inodes);
+        }
+        let mut total = CopyStats::default();
+        for sf in &plan.source.filesystems {
+            job.check()?;
+            let dst = plan.mount_at.join(sf.mountpoint.trim_start_matches('/'));
+            let rel_prefix = if sf.mountpoint == "/" { ".".to_string() } else { format!(".{}", sf.mountpoint) };
+            let opts = CopyOptions {
+                threads: 0,
+                exclude: exclude.clone(),
+                rel_prefix,
+                detect_changes: true,
+                skip: skip.clone(),
+            };
+            let snap = if sf.fstype == "btrfs" && !sf.read_only {
+                BtrfsSnapshot::take(&sf.path, &plan.id, job)?
+            } else {
+                None
+            };
+            let from = snap.as_ref().map(|s| s.path.clone()).unwrap_or_else(|| sf.path.clone());
+            job.info(format!("copying {} from {}", sf.mountpoint, from.display()));
+            let stats = copy::copy_tree(
+                &from,
+                &dst,
+                &CopyOptions { detect_changes: snap.is_none() && !sf.read_only, ..opts },
+                job,
+            );
+            if let Some(s) = snap {
+                s.delete()?;
+            }
+            add_stats(&mut total, stats?);
+        }
+        if total.changed_count > 0 {
+            warnings.push(format!(
+                "{} files changed while they were copied (the copy of a live system): {}{}",
+                total.changed_count,
+                total.changed.iter().take(10).cloned().collect::<Vec<_>>().join(", "),
+                if total.changed_count > 10 { ", ..." } else { "" }
+            ));
+        }
+        if total.sockets_skipped > 0 {
+            job.info(format!("{} sockets skipped (they belong to running programs)", total.sockets_skipped));
+        }
+
+        job.check()?;
+        job.set_phase(Phase::FixingIdentities);
+        let changes = fix_identities(&plan, &mut warnings)?;
+        write_clone_record(&plan, &env)?;
+        Ok((total, changes))
+    })();
+
+    match result {
+        Ok((copy, fstab_changes)) => {
+            let only_p1 = plan.phases == Phases::P1;
+            env.state = State::Copied;
+            env.phases_done = vec![1];
+            if plan.phases.has(2) {
+                // Nothing was asked of phase 2 (its options are refused until supported).
+                env.state = State::Customized;
+                env.phases_done.push(2);
+            }
+            env.note = None;
+            for (i, d) in devs.iter().enumerate() {
+                write_env(&targets_path(&targets, i, d), &plan, i, &mut env)?;
+            }
+            // Make sure the copy is on disk before saying so.
+            nix::unistd::sync();
+            let mounted_at;
+            if only_p1 {
+                let loops: Vec<PathBuf> = made.loops.drain(..).map(|l| l.keep()).collect();
+                for m in made.mounts.drain(..) {
+                    m.keep();
+                }
+                let awake =
+                    Awake { mount_at: plan.mount_at.clone(), loops, name: plan.name.clone(), disks: devs.clone() };
+                std::fs::create_dir_all(RUN_DIR).ctx("recording the mounted clone", RUN_DIR)?;
+                let f = awake_file(&plan.mount_at);
+                std::fs::write(&f, serde_json::to_vec_pretty(&awake).unwrap_or_default())
+                    .ctx("recording the mounted clone", &f)?;
+                mounted_at = Some(plan.mount_at.clone());
+            } else {
+                job.set_phase(Phase::CleaningUp);
+                made.release_mounts()?;
+                mounted_at = None;
+            }
+            job.set_phase(Phase::Done);
+            Ok(CloneReport {
+                api_version: crate::API_VERSION.into(),
+                name: plan.name.clone(),
+                state: env.state,
+                mounted_at,
+                targets: plan.targets.iter().map(|t| t.name.clone()).collect(),
+                copy,
+                fstab_changes,
+                warnings,
+                seconds: started.elapsed().as_secs_f64(),
+            })
+        }
+        Err(e) => {
+            job.set_phase(Phase::CleaningUp);
+            // Unmount and detach first so the record write is the last thing on the disk.
+            let undo = made.release_mounts().err();
+            env.state = State::Incomplete;
+            env.note = Some(e.to_string());
+            for (i, d) in devs.iter().enumerate() {
+                let _ = write_env(&targets_path(&targets, i, d), &plan, i, &mut env);
+            }
+            drop(made);
+            match undo {
+                Some(u) => Err(Error::UndoFailed { cause: Box::new(e), undo: u.to_string() }),
+                None => Err(e),
+            }
+        }
+    }
+}
+
+/// Where the record of disk `i` is written: the image file itself, or the disk.
+fn targets_path(targets: &[Target], i: usize, dev: &Path) -> PathBuf {
+    match &targets[i] {
+        Target::Image(_) => dev.to_path_buf(),
+        Target::Disk(d) => d.path.clone(),
+    }
+}
+
+fn add_stats(t: &mut CopyStats, s: CopyStats) {
+    t.files += s.files;
+    t.dirs += s.dirs;
+    t.symlinks += s.symlinks;
+    t.hardlinks += s.hardlinks;
+    t.specials += s.specials;
+    t.sockets_skipped += s.sockets_skipped;
+    t.excluded += s.excluded;
+    t.mount_points += s.mount_points;
+    t.subvolumes += s.subvolumes;
+    t.bytes += s.bytes;
+    t.sparse_files += s.sparse_files;
+    t.changed_count += s.changed_count;
+    t.changed.extend(s.changed);
+    t.vanished += s.vanished;
+    t.metadata_dropped += s.metadata_dropped;
+}
+
+fn initial_env(plan: &Plan) -> BootEnv {
+    let part = |idx: usize| &plan.partitions[idx];
+    BootEnv {
+        api_version: crate::API_VERSION.into(),
+        name: plan.name.clone(),
+        id: plan.id,
+        state: State::Incomplete,
+        phases_done: vec![],
+        source: SourceInfo {
+            hostname: plan.source.hostname.clone(),
+            root: plan.source.root.clone(),
+            live: plan.source.live,
+            disks: plan.source.disks.clone(),
+        },
+        created: bootenv::now_rfc3339(),
+        updated: bootenv::now_rfc3339(),
+        disks: plan.targets.iter().map(|t| t.disk_guid).collect(),
+        disk_index: 0,
+        filesystems: plan
+            .filesystems
+            .iter()
+            .map(|f| EnvFs {
+                mountpoint: f.mountpoint.clone(),
+                fstype: f.fstype.clone(),
+                uuid: f.uuid.clone(),
+                partuuid: part(f.part).guid.to_string(),
+                label: f.label.clone(),
+                disk: part(f.part).disk,
+                partition: part(f.part).number,
+            })
+            .collect(),
+        swaps: plan
+            .swaps
+            .iter()
+            .map(|s| EnvFs {
+                mountpoint: "swap".into(),
+                fstype: "swap".into(),
+                uuid: s.uuid.clone(),
+                partuuid: part(s.part).guid.to_string(),
+                label: s.label.clone(),
+                disk: part(s.part).disk,
+                partition: part(s.part).number,
+            })
+            .collect(),
+        note: None,
+    }
+}
+
+fn write_env(dev: &Path, plan: &Plan, disk: usize, env: &mut BootEnv) -> Result<()> {
+    let meta = plan
+        .partitions
+        .iter()
+        .find(|p| p.disk == disk && p.role == PartRole::Meta)
+        .expect("every disk has a meta partition");
+    env.disk_index = disk;
+    env.updated = bootenv::now_rfc3339();
+    bootenv::write_at(dev, meta.start, env)
+}
+
+/// The clone's own copy of its record, for the system once it runs.
+fn write_clone_record(plan: &Plan, env: &BootEnv) -> Result<()> {
+    let dir = plan.mount_at.join("etc/altdisk");
+    std::fs::create_dir_all(&dir).ctx("writing the clone's record", &dir)?;
+    let f = dir.join("bootenv.json");
+    std::fs::write(&f, serde_json::to_vec_pretty(env).unwrap_or_default()).ctx("writing the clone's record", &f)
+}
+
+/// Rewrite fstab and crypttab of the clone; returns how many lines changed.
+fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
+    let mut map = Vec::new();
+    for f in &plan.filesystems {
+        let p = &plan.partitions[f.part];
+        let new = Identity {
+            uuid: Some(f.uuid.clone()),
+            partuuid: Some(p.guid.to_string()),
+            label: f.label.clone(),
+            partlabel: Some(p.name.clone()),
+            paths: vec![],
+        };
+        if let Some(r) = &f.source {
+            map.push((identity_old(r), new.clone()));
+        }
+    }
+    for s in &plan.swaps {
+        let p = &plan.partitions[s.part];
+        if let Some(r) = &s.source {
+            let new = Identity {
+                uuid: Some(s.uuid.clone()),
+                partuuid: Some(p.guid.to_string()),
+                label: s.label.clone(),
+                partlabel: Some(p.name.clone()),
+                paths: vec![],
+            };
+            map.push((identity_old(r), new));
+        }
+    }
+    let mut changes = 0;
+    let fstab = plan.mount_at.join("etc/fstab");
+    if let Ok(text) = std::fs::read_to_string(&fstab) {
+        let r = fixup::rewrite_fstab(&text, &map);
+        changes += r.changed;
+        warnings.extend(r.warnings);
+        let text = adjust_mountpoints(&r.text, plan, warnings);
+        replace_file(&fstab, &text)?;
+    } else {
+        warnings.push("the clone has no /etc/fstab: nothing to rewrite".into());
+    }
+    let crypttab = plan.mount_at.join("etc/crypttab");
+    if let Ok(text) = std::fs::read_to_string(&crypttab) {
+        let r = fixup::rewrite_crypttab(&text, &map);
+        changes += r.changed;
+        warnings.extend(r.warnings);
+        replace_file(&crypttab, &r.text)?;
+    }
+    Ok(changes)
+}
+
+/// Comment out lines of filesystems merged into their parent; add lines for split ones.
+fn adjust_mountpoints(text: &str, plan: &Plan, warnings: &mut Vec<String>) -> String {
+    let merged: Vec<&str> = plan.filesystems.iter().flat_map(|f| f.merged.iter().map(String::as_str)).collect();
+    let mut out = String::with_capacity(text.len() + 256);
+    for line in text.split_inclusive('\n') {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() >= 2 && !f[0].starts_with('#') && merged.contains(&mounts::unescape(f[1]).as_str()) {
+            out.push_str("# altdisk: merged into its parent filesystem in this clone: ");
+            out.push_str(line);
+            warnings.push(format!("fstab: {} is merged into its parent; its line is commented out", f[1]));
+            continue;
+        }
+        out.push_str(line);
+    }
+    for f in plan.filesystems.iter().filter(|f| f.source.is_none()) {
+        if !out.ends_with('\n') && !out.is_empty() {
+            out.push('\n');
+        }
+        let pass = if f.fstype == "xfs" || f.fstype == "btrfs" { 0 } else { 2 };
+        out.push_str(&format!(
+            "# altdisk: split out of its parent filesystem\nUUID={} {} {} defaults 0 {pass}\n",
+            f.uuid,
+            f.mountpoint.replace(' ', "\\040"),
+            f.fstype
+        ));
+    }
+    out
+}
+
+/// Replace a file's contents, keeping its owner and mode, atomically.
+fn replace_file(path: &Path, text: &str) -> Result<()> {
+    let md = std::fs::symlink_metadata(path).ctx("reading", path)?;
+    let real = if md.file_type().is_symlink() {
+        // A symlinked fstab points somewhere inside the clone; resolve relative to it.
+        return Err(Error::unsupported(
+            format!("{} is a symlink", path.display()),
+            " for rewriting",
+            "make it a regular file in the source",
+        ));
+    } else {
+        path.to_path_buf()
+    };
+    let tmp = real.with_extension("altdisk-new");
+    std::fs::write(&tmp, text).ctx("writing", &tmp)?;
+    std::os::unix::fs::chown(&tmp, Some(md.uid()), Some(md.gid())).ctx("setting the owner of", &tmp)?;
+    std::fs::set_permissions(&tmp, md.permissions()).ctx("setting the mode of", &tmp)?;
+    std::fs::rename(&tmp, &real).ctx("replacing", &real)
+}
+
+/// A read-only snapshot of a btrfs subvolume, deleted when done.
+struct BtrfsSnapshot {
+    path: PathBuf,
+    live: bool,
+}
+
+impl BtrfsSnapshot {
+    /// Snapshot the subvolume mounted at `mount`. None (copy live) when it holds nested
+    /// subvolumes, which a snapshot would show as empty directories.
+    fn take(mount: &Path, id: &uuid::Uuid, job: &Job) -> Result<Option<BtrfsSnapshot>> {
+        let out = Cmd::new("listing btrfs subvolumes", "btrfs")?.args(["subvolume", "list", "-o"]).arg(mount).run()?;
+        if out.stdout.lines().any(|l| !l.trim().is_empty()) {
+            job.warn(format!(
+                "{} holds nested btrfs subvolumes: copying it live instead of from a snapshot",
+                mount.display()
+            ));
+            return Ok(None);
+        }
+        let path = mount.join(format!(".altdisk-snapshot-{id}"));
+        Cmd::new("taking a read-only btrfs snapshot", "btrfs")?
+            .args(["subvolume", "snapshot", "-r"])
+            .arg(mount)
+            .arg(&path)
+            .run()?;
+        Ok(Some(BtrfsSnapshot { path, live: true }))
+    }
+
+    fn delete(mut self) -> Result<()> {
+        self.live = false;
+        Cmd::new("deleting the btrfs snapshot", "btrfs")?
+            .args(["subvolume", "delete"])
+            .arg(&self.path)
+            .run()
+            .map(|_| ())
+    }
+}
+
+impl Drop for BtrfsSnapshot {
+    fn drop(&mut self) {
+        if self.live {
+            if let Ok(c) = Cmd::new("deleting the btrfs snapshot", "btrfs") {
+                if let Err(e) = c.args(["subvolume", "delete"]).arg(&self.path).run() {
+                    tracing::error!("{e}");
+                }
+            }
+        }
+    }
+}
+
+/// Unmount a clone left mounted by `-P1` (AIX `alt_rootvg_op -S`): everything mounted at or
+/// below `mount_at`, deepest first, then the loop devices altdisk attached for it.
+pub fn sleep(mount_at: &Path) -> Result<Vec<PathBuf>> {
+    let table = mounts::read()?;
+    let mut below: Vec<&mounts::Mount> = mounts::below(&table, mount_at);
+    below.reverse();
+    let mut done = Vec::new();
+    for m in below {
+        tfs::unmount(&m.target)?;
+        done.push(m.target.clone());
+    }
+    if mounts::mount_at(&table, mount_at).is_some() {
+        tfs::unmount(mount_at)?;
+        done.push(mount_at.to_path_buf());
+    }
+    let rec = awake_file(mount_at);
+    if let Ok(bytes) = std::fs::read(&rec) {
+        if let Ok(a) = serde_json::from_slice::<Awake>(&bytes) {
+            for l in &a.loops {
+                tfs::detach_loop(l)?;
+            }
+        }
+        std::fs::remove_file(&rec).ctx("forgetting the mounted clone", &rec)?;
+    } else if done.is_empty() {
+        return Err(Error::not_found(
+            format!("alternate system at {}", mount_at.display()),
+            "nothing is mounted there",
+            "nothing to do; see `altdisk lspv` for the alternate systems on the disks",
+        ));
+    }
+    Ok(done)
+}
+
+/// A disk with what it is to altdisk (`altdisk lspv`).
+#[derive(Debug, Clone, Serialize)]
+pub struct DiskRole {
+    pub name: String,
+    pub alias: String,
+    pub path: PathBuf,
+    pub size: u64,
+    pub model: Option<String>,
+    pub role: String,
+    pub detail: String,
+    pub bootenv: Option<BootEnv>,
+}
+
+/// List disks with their roles: rootvg (the running system), an altdisk system by name,
+/// free, or in use (and why).
+pub fn lspv() -> Result<Vec<DiskRole>> {
+    let disks = blockdev::list()?;
+    let table = mounts::read()?;
+    let swaps = mounts::swaps()?;
+    let root = mounts::mount_at(&table, Path::new("/")).map(|m| (m.major, m.minor));
+    let empty_source = source::Source {
+        root: "/".into(),
+        live: true,
+        disks: vec![],
+        filesystems: vec![],
+        swaps: vec![],
+        has_bios_boot: false,
+        hostname: String::new(),
+    };
+    let mut out = Vec::new();
+    for d in &disks {
+        let env = bootenv::read(&d.path).and_then(|r| r.ok());
+        let (role, detail) = if root.map(|(a, b)| d.contains_dev(a, b)).unwrap_or(false) {
+            ("rootvg".to_string(), "the running system".to_string())
+        } else if let Some(e) = &env {
+            let from = if e.source.hostname.is_empty() { String::new() } else { format!(" of {}", e.source.hostname) };
+            let mounted = table
+                .iter()
+                .find(|m| d.contains_dev(m.major, m.minor))
+                .map(|m| format!(", mounted at {}", m.target.display()))
+                .unwrap_or_default();
+            (e.name.clone(), format!("{}{from}, made {}{mounted}", e.state.describe(), e.created))
+        } else {
+            match safety::check(&[Target::Disk(d.clone())], &empty_source, &table, &swaps, false) {
+                Ok(()) => ("free".into(), String::new()),
+                Err(Error::Refused { why, .. }) => {
+                    let r = if why.starts_with("it holds data") || why.contains("holds data") {
+                        "not free"
+                    } else {
+                        "in use"
+                    };
+                    (r.into(), why)
+                }
+                Err(e) => ("unknown".into(), e.to_string()),
+            }
+        };
+        out.push(DiskRole {
+            name: d.name.clone(),
+            alias: d.alias.clone(),
+            path: d.path.clone(),
+            size: d.size,
+            model: d.model.clone(),
+            role,
+            detail,
+            bootenv: env,
+        });
+    }
+    Ok(out)
+}
+
+/// Render `lspv` as a table.
+pub fn render_lspv(rows: &[DiskRole]) -> String {
+    let mut s = format!("{:<10} {:<8} {:>8}  {:<20} {:<16} {}\n", "NAME", "ALIAS", "SIZE", "MODEL", "ROLE", "DETAIL");
+    for r in rows {
+        s.push_str(&format!(
+            "{:<10} {:<8} {:>8}  {:<20} {:<16} {}\n",
+            r.name,
+            r.alias,
+            size::human(r.size),
+            r.model.as_deref().unwrap_or("-").chars().take(20).collect::<String>(),
+            r.role,
+            r.detail
+        ));
+    }
+    s
+}

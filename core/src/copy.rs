@@ -68,6 +68,8 @@ pub struct CopyOptions {
     pub rel_prefix: String,
     /// Report files whose size or times changed while they were copied (live copies).
     pub detect_changes: bool,
+    /// Files never to copy, by (st_dev, st_ino): image files the clone is being written to.
+    pub skip: Arc<std::collections::HashSet<(u64, u64)>>,
 }
 
 impl Default for CopyOptions {
@@ -77,6 +79,7 @@ impl Default for CopyOptions {
             exclude: Arc::new(ExcludeList::empty()),
             rel_prefix: ".".into(),
             detect_changes: true,
+            skip: Arc::default(),
         }
     }
 }
@@ -377,6 +380,12 @@ impl Shared {
                     continue;
                 }
             };
+            if !self.opts.skip.is_empty()
+                && self.opts.skip.contains(&(rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor), st.stx_ino))
+            {
+                self.c.excluded.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             if is_type(&st, FileType::Directory) {
                 self.make_dir(pool, &node, &sfd, &dfd, name, rel, st);
             } else if is_type(&st, FileType::RegularFile) && st.stx_size >= LARGE_FILE && st.stx_nlink == 1 {

@@ -1,1 +1,242 @@
+//! What is being cloned: the running system (`/` and every filesystem mounted from the disks
+//! that hold it, AIX's "mounted filesystems of rootvg") or a root tree mounted at a directory
+//! (`--source DIR`, with every block-device filesystem mounted below it). Other mounts
+//! (proc, sys, tmpfs, network filesystems, other disks) are not cloned; the copy engine
+//! leaves empty mount points for them. Swap areas are found so they can be recreated.
 
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::blockdev::{Disk, Probe};
+use crate::error::{Error, Result};
+use crate::mounts::{self, Mount};
+
+/// GPT type of a BIOS boot partition (GRUB's core image on BIOS machines).
+pub const BIOS_BOOT_TYPE: &str = "21686148-6449-6e6f-744e-656564454649";
+pub const ESP_TYPE: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceFs {
+    /// Where the filesystem is mounted in the system being cloned: "/", "/boot", "/home".
+    pub mountpoint: String,
+    /// Where it can be read now ("/home", or "/mnt/old/home" with --source).
+    pub path: PathBuf,
+    pub device: PathBuf,
+    pub major: u32,
+    pub minor: u32,
+    pub fstype: String,
+    pub probe: Probe,
+    /// Size of the device holding it.
+    pub device_size: u64,
+    pub used_bytes: u64,
+    pub used_inodes: u64,
+    pub read_only: bool,
+    /// Other names of the device (kernel name, /dev/disk/by-* links) for fstab rewriting.
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SourceSwap {
+    pub device: PathBuf,
+    pub size: u64,
+    pub probe: Probe,
+    pub paths: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Source {
+    /// "/" for the running system, else the --source directory.
+    pub root: PathBuf,
+    /// True when cloning the running system.
+    pub live: bool,
+    /// Whole disks holding the source filesystems, by kernel name.
+    pub disks: Vec<String>,
+    pub filesystems: Vec<SourceFs>,
+    pub swaps: Vec<SourceSwap>,
+    pub has_bios_boot: bool,
+    pub hostname: String,
+}
+
+impl Source {
+    pub fn root_fs(&self) -> &SourceFs {
+        &self.filesystems[0]
+    }
+
+    pub fn esp(&self) -> Option<&SourceFs> {
+        self.filesystems.iter().find(|f| is_esp(f))
+    }
+}
+
+pub fn is_esp(f: &SourceFs) -> bool {
+    f.fstype == "vfat"
+        && (matches!(f.mountpoint.as_str(), "/boot/efi" | "/efi") || f.probe.parttype.as_deref() == Some(ESP_TYPE))
+}
+
+fn device_size(dev: &Path) -> u64 {
+    std::fs::File::open(dev).and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0))).unwrap_or(0)
+}
+
+/// Names under /dev/disk/by-* that point at `dev`, plus `dev` itself.
+fn device_paths(dev: &Path) -> Vec<String> {
+    let mut v = vec![dev.display().to_string()];
+    let real = std::fs::canonicalize(dev).unwrap_or_else(|_| dev.to_path_buf());
+    if real != dev {
+        v.push(real.display().to_string());
+    }
+    for kind in ["by-id", "by-path", "by-uuid", "by-partuuid", "by-label", "by-partlabel", "by-diskseq"] {
+        let dir = Path::new("/dev/disk").join(kind);
+        let Ok(rd) = std::fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            if std::fs::canonicalize(e.path()).map(|p| p == real).unwrap_or(false) {
+                v.push(e.path().display().to_string());
+            }
+        }
+    }
+    v
+}
+
+fn usage_of(path: &Path) -> Result<(u64, u64)> {
+    let s = nix::sys::statvfs::statvfs(path).map_err(|e| Error::io("measuring used space", path, e.into()))?;
+    let used = (s.blocks() - s.blocks_free()) as u64 * s.fragment_size() as u64;
+    let inodes = (s.files() as u64).saturating_sub(s.files_free() as u64);
+    Ok((used, inodes))
+}
+
+fn to_fs(m: &Mount, mountpoint: String) -> Result<SourceFs> {
+    let (used_bytes, used_inodes) = usage_of(&m.target)?;
+    let device = PathBuf::from(&m.source);
+    Ok(SourceFs {
+        mountpoint,
+        path: m.target.clone(),
+        probe: Probe::read(&device)?,
+        device_size: device_size(&device),
+        paths: device_paths(&device),
+        device,
+        major: m.major,
+        minor: m.minor,
+        fstype: m.fstype.clone(),
+        used_bytes,
+        used_inodes,
+        read_only: m.is_read_only(),
+    })
+}
+
+/// Which disk holds device (major, minor), by kernel name.
+fn disk_of(disks: &[Disk], major: u32, minor: u32) -> Option<&Disk> {
+    disks.iter().find(|d| d.contains_dev(major, minor))
+}
+
+/// Find what to clone. `dir` None means the running system.
+pub fn discover(dir: Option<&Path>, disks: &[Disk]) -> Result<Source> {
+    let table = mounts::read()?;
+    let live = dir.is_none();
+    let root = match dir {
+        None => PathBuf::from("/"),
+        Some(d) => std::fs::canonicalize(d).map_err(|e| Error::io("finding the source directory", d, e))?,
+    };
+    let root_mount = mounts::mount_at(&table, &root).ok_or_else(|| {
+        Error::usage(
+            format!("source {}", root.display()),
+            "no filesystem is mounted there",
+            "mount the system's root filesystem at that directory (and its other filesystems below it) and try again",
+        )
+    })?;
+    if !root_mount.is_block_backed() {
+        return Err(Error::unsupported(
+            format!("cloning a {} root filesystem ({})", root_mount.fstype, root_mount.source),
+            ": altdisk clones systems whose root lives on a disk",
+            "run altdisk on an installed system, or point --source at a mounted disk filesystem",
+        ));
+    }
+    let mut src_disks: Vec<String> = Vec::new();
+    if let Some(d) = disk_of(disks, root_mount.major, root_mount.minor) {
+        src_disks.push(d.name.clone());
+    }
+    let mut filesystems = vec![to_fs(root_mount, "/".into())?];
+    let mut seen_devs = vec![(root_mount.major, root_mount.minor)];
+    for m in mounts::below(&table, &root) {
+        if !m.is_block_backed() {
+            continue;
+        }
+        let on_rootvg = disk_of(disks, m.major, m.minor).map(|d| src_disks.contains(&d.name)).unwrap_or(false);
+        if live && !on_rootvg {
+            continue;
+        }
+        let rel = m.target.strip_prefix(&root).unwrap_or(&m.target);
+        let mountpoint = format!("/{}", rel.display());
+        if seen_devs.contains(&(m.major, m.minor)) {
+            return Err(Error::unsupported(
+                format!("{} mounted again at {mountpoint}", m.source),
+                " yet (several mounts of one filesystem, such as btrfs subvolumes @ and @home)",
+                "clone with --source after mounting the filesystem once, or wait for subvolume-layout support",
+            ));
+        }
+        seen_devs.push((m.major, m.minor));
+        if let Some(d) = disk_of(disks, m.major, m.minor) {
+            if !src_disks.contains(&d.name) {
+                src_disks.push(d.name.clone());
+            }
+        }
+        filesystems.push(to_fs(m, mountpoint)?);
+    }
+    let mut swaps = Vec::new();
+    if live {
+        for sw in mounts::swaps()? {
+            let Ok(md) = std::fs::metadata(&sw) else { continue };
+            use std::os::unix::fs::{FileTypeExt, MetadataExt};
+            if !md.file_type().is_block_device() {
+                continue;
+            }
+            let (major, minor) = (nix::sys::stat::major(md.rdev()) as u32, nix::sys::stat::minor(md.rdev()) as u32);
+            if disk_of(disks, major, minor).map(|d| src_disks.contains(&d.name)).unwrap_or(false) {
+                swaps.push(SourceSwap {
+                    size: device_size(&sw),
+                    probe: Probe::read(&sw)?,
+                    paths: device_paths(&sw),
+                    device: sw,
+                });
+            }
+        }
+    } else {
+        swaps = swaps_from_fstab(&root, disks)?;
+    }
+    let has_bios_boot = disks.iter().filter(|d| src_disks.contains(&d.name)).any(|d| {
+        d.partitions
+            .iter()
+            .any(|p| Probe::read(&p.path).ok().and_then(|q| q.parttype).as_deref() == Some(BIOS_BOOT_TYPE))
+    });
+    let hostname = std::fs::read_to_string(root.join("etc/hostname")).map(|s| s.trim().to_string()).unwrap_or_default();
+    Ok(Source { root, live, disks: src_disks, filesystems, swaps, has_bios_boot, hostname })
+}
+
+/// For an offline source: swap partitions its fstab names that exist on this machine.
+fn swaps_from_fstab(root: &Path, disks: &[Disk]) -> Result<Vec<SourceSwap>> {
+    let Ok(text) = std::fs::read_to_string(root.join("etc/fstab")) else { return Ok(Vec::new()) };
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 3 || f[0].starts_with('#') || f[2] != "swap" {
+            continue;
+        }
+        let spec = mounts::unescape(f[0]);
+        for d in disks {
+            for p in &d.partitions {
+                let probe = Probe::read(&p.path)?;
+                let hit = match spec.split_once('=') {
+                    Some(("UUID", v)) => probe.uuid.as_deref().map(|u| u.eq_ignore_ascii_case(v)).unwrap_or(false),
+                    Some(("PARTUUID", v)) => {
+                        probe.partuuid.as_deref().map(|u| u.eq_ignore_ascii_case(v)).unwrap_or(false)
+                    }
+                    Some(("LABEL", v)) => probe.label.as_deref() == Some(v),
+                    Some(("PARTLABEL", v)) => probe.partlabel.as_deref() == Some(v),
+                    _ => Path::new(&spec) == p.path,
+                };
+                if hit && probe.fstype.as_deref() == Some("swap") {
+                    out.push(SourceSwap { device: p.path.clone(), size: p.size, paths: device_paths(&p.path), probe });
+                }
+            }
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,490 @@
+//! The AIX command lines: every flag of alt_disk_copy is parsed; each either has its Linux
+//! meaning, or fails with a clear error saying why it has none (yet).
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Args};
+
+use altdisk::clone::{self, CloneRequest};
+use altdisk::error::Error;
+use altdisk::job::Job;
+use altdisk::plan::{Layout, Phases};
+
+use crate::progress::Progress;
+use crate::Result;
+
+#[derive(Args, Debug, Default)]
+#[command(disable_version_flag = true)]
+pub struct CopyArgs {
+    /// Target disks: sdb, /dev/sdb, "sdb sdc", /dev/disk/by-id/..., hdiskN, or an image file path.
+    #[arg(short = 'd', value_name = "TARGETS", action = ArgAction::Append)]
+    pub targets: Vec<String>,
+    /// Layout file (TOML; see `altdisk layout`), the counterpart of AIX image.data. Full path.
+    #[arg(short = 'i', value_name = "LAYOUT")]
+    pub layout: Option<PathBuf>,
+    /// Script run on this system after phase 2, before /alt_inst is unmounted (not yet).
+    #[arg(short = 's', value_name = "SCRIPT")]
+    pub script: Option<PathBuf>,
+    /// File listing packages to install into the clone, or update_all (needs -l; not yet).
+    #[arg(short = 'b', value_name = "BUNDLE")]
+    pub bundle: Option<String>,
+    /// Flags for the package installer (needs -l; not yet).
+    #[arg(short = 'I', value_name = "FLAGS", allow_hyphen_values = true)]
+    pub install_flags: Option<String>,
+    /// Directory of packages to apply to the clone (not yet).
+    #[arg(short = 'l', value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    /// File listing fixes to install (needs -l; not yet).
+    #[arg(short = 'f', value_name = "FILE")]
+    pub fixbundle: Option<PathBuf>,
+    /// Fixes to install (needs -l; not yet).
+    #[arg(short = 'F', value_name = "FIXES")]
+    pub fixes: Option<String>,
+    /// Exclude list: grep patterns matched against ./relative/paths. Full path.
+    #[arg(short = 'e', value_name = "EXCLUDE")]
+    pub exclude: Option<PathBuf>,
+    /// Packages to install into the clone (needs -l; not yet).
+    #[arg(short = 'w', value_name = "PKGS")]
+    pub filesets: Option<String>,
+    /// Remain NIM client: no Linux meaning, accepted with a warning.
+    #[arg(short = 'n')]
+    pub nim: bool,
+    /// Phases to run: 1, 2, 3, 12, 23 or all.
+    #[arg(short = 'P', value_name = "PHASES", default_value = "all")]
+    pub phases: String,
+    /// Console for the clone (only with -O; not yet).
+    #[arg(short = 'c', value_name = "CONSOLE")]
+    pub console: Option<String>,
+    /// Script to run once at the clone's first boot (not yet).
+    #[arg(short = 'x', value_name = "SCRIPT")]
+    pub first_boot: Option<PathBuf>,
+    /// resolv.conf to put in the clone (not yet).
+    #[arg(short = 'R', value_name = "RESOLVCONF")]
+    pub resolv: Option<PathBuf>,
+    /// Debug: print every command run.
+    #[arg(short = 'D')]
+    pub debug: bool,
+    /// Do not change the boot list.
+    #[arg(short = 'B')]
+    pub no_bootlist: bool,
+    /// Device reset for a disk that will run another machine (not yet).
+    #[arg(short = 'O')]
+    pub device_reset: bool,
+    /// Verbose: list every file copied.
+    #[arg(short = 'V')]
+    pub verbose: bool,
+    /// Skip bootability checks.
+    #[arg(short = 'g')]
+    pub skip_boot_checks: bool,
+    /// Reboot into the clone when done (needs phase 3; not yet).
+    #[arg(short = 'r')]
+    pub reboot: bool,
+    /// Convert ext2/ext3 filesystems to ext4 (AIX: JFS to JFS2).
+    #[arg(short = 'T')]
+    pub convert: bool,
+    /// Skip the space check on the targets.
+    #[arg(short = 'S')]
+    pub skip_space: bool,
+    /// Copy WPAR filesystems: no Linux meaning, accepted with a warning.
+    #[arg(short = 'u')]
+    pub wpar: bool,
+    /// SMIT internal values: accepted and ignored, with a warning.
+    #[arg(short = 'z', value_name = "SMIT", action = ArgAction::Append, allow_hyphen_values = true)]
+    pub smit: Vec<String>,
+    /// Clone the system mounted at DIR (offline clone) instead of the running one.
+    #[arg(long = "source", value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// Write targets that hold a partition table or filesystem signature.
+    #[arg(long)]
+    pub force: bool,
+    /// Size of a new image file target (e.g. 20G); default: what the plan needs.
+    #[arg(long = "size", value_name = "SIZE")]
+    pub size: Option<String>,
+    /// Where the clone is mounted while it is built.
+    #[arg(long = "mount-at", value_name = "DIR", default_value = altdisk::ALT_INST)]
+    pub mount_at: PathBuf,
+    /// Print the plan and write nothing.
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+    /// Print the plan (with --dry-run) or the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn usage(what: &str, why: &str, todo: &str) -> Error {
+    Error::usage(what, why, todo)
+}
+
+fn need_full_path(flag: &str, p: &std::path::Path) -> Result<()> {
+    if !p.is_absolute() {
+        return Err(usage(
+            &format!("{flag} {}", p.display()),
+            "it is not a full path",
+            "give the full path, as AIX requires",
+        ));
+    }
+    Ok(())
+}
+
+/// Turn the AIX flags into a request, refusing what has no meaning (yet).
+fn request(a: &CopyArgs) -> Result<CloneRequest> {
+    if a.targets.is_empty() {
+        return Err(usage(
+            "-d",
+            "no target disk was named",
+            "name one or more free disks: -d sdb or -d \"sdb sdc\" (see altdisk lspv)",
+        ));
+    }
+    let targets: Vec<String> = a.targets.iter().flat_map(|t| t.split_whitespace().map(String::from)).collect();
+    if targets.is_empty() {
+        return Err(usage("-d", "the target list is empty", "name one or more free disks: -d sdb"));
+    }
+    let phases = Phases::parse(&a.phases)?;
+    if a.reboot && a.no_bootlist {
+        return Err(usage(
+            "-r with -B",
+            "rebooting into the clone needs the boot list that -B leaves alone",
+            "drop one of the two flags",
+        ));
+    }
+    if a.console.is_some() && !a.device_reset {
+        return Err(usage("-c", "a console is set only with a device reset", "add -O, or drop -c"));
+    }
+    for (flag, set) in [
+        ("-b", a.bundle.is_some()),
+        ("-w", a.filesets.is_some()),
+        ("-F", a.fixes.is_some()),
+        ("-f", a.fixbundle.is_some()),
+        ("-I", a.install_flags.is_some()),
+    ] {
+        if set && a.images.is_none() {
+            return Err(usage(
+                flag,
+                "it installs packages from the -l location",
+                "add -l DIR naming the directory of packages",
+            ));
+        }
+    }
+    let later: [(&str, bool, &str); 8] = [
+        ("-l (install packages into the clone)", a.images.is_some(), "phase 2"),
+        ("-s (customization script)", a.script.is_some(), "phase 2"),
+        ("-x (first boot script)", a.first_boot.is_some(), "phase 2"),
+        ("-R (resolv.conf for the clone)", a.resolv.is_some(), "phase 2"),
+        ("-O (device reset)", a.device_reset, "phase 2"),
+        ("-c (console)", a.console.is_some(), "phase 2"),
+        ("-r (reboot into the clone)", a.reboot, "phase 3"),
+        ("", false, ""),
+    ];
+    for (what, set, phase) in later {
+        if set {
+            return Err(Error::unsupported(
+                what,
+                format!(" yet ({phase} customization comes in a later release)"),
+                "run without it; apply the change in /alt_inst after -P1",
+            ));
+        }
+    }
+    if a.nim {
+        eprintln!("warning: -n (remain NIM client) has no meaning on Linux: there is no NIM; ignored");
+    }
+    if a.wpar {
+        eprintln!("warning: -u (copy WPAR filesystems) has no meaning on Linux: containers live inside the copied filesystems; ignored");
+    }
+    if !a.smit.is_empty() {
+        eprintln!("warning: -z values are SMIT internals with no meaning here; ignored ({} given)", a.smit.len());
+    }
+    if let Some(p) = &a.exclude {
+        need_full_path("-e", p)?;
+    }
+    let layout = match &a.layout {
+        Some(p) => {
+            need_full_path("-i", p)?;
+            let text = std::fs::read_to_string(p).map_err(|e| Error::io("reading the layout file", p, e))?;
+            Some(Layout::parse(&text, &p.display().to_string())?)
+        }
+        None => None,
+    };
+    let image_size = a.size.as_deref().map(altdisk::size::parse).transpose()?;
+    Ok(CloneRequest {
+        targets,
+        source_dir: a.source.clone(),
+        phases,
+        layout,
+        exclude: a.exclude.clone(),
+        convert_ext: a.convert,
+        skip_space_check: a.skip_space,
+        skip_boot_checks: a.skip_boot_checks,
+        force: a.force,
+        image_size,
+        mount_at: a.mount_at.clone(),
+        name: altdisk::ALTINST_ROOTVG.into(),
+        threads: 0,
+    })
+}
+
+pub fn copy(a: CopyArgs, plan_only: bool) -> Result<()> {
+    altdisk::cmd::set_echo(a.debug);
+    let req = request(&a)?;
+    let prep = clone::prepare(&req)?;
+    if plan_only || a.dry_run {
+        if a.json {
+            println!("{}", serde_json::to_string_pretty(&prep.plan).unwrap_or_default());
+        } else {
+            print!("{}", prep.plan.render());
+        }
+        return Ok(());
+    }
+    if !a.json {
+        eprint!("{}", prep.plan.render());
+    }
+    let job = Job::new();
+    job.set_list_files(a.verbose);
+    let progress = Progress::start(&job, a.verbose);
+    let r = clone::execute(prep, &job);
+    progress.finish();
+    let report = r?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+    } else {
+        let c = &report.copy;
+        println!(
+            "{}: {} on {} ({} files, {} directories, {} symlinks, {} hard links, {} special files; {} copied in {:.1} s)",
+            report.name,
+            report.state.describe(),
+            report.targets.join(", "),
+            c.files,
+            c.dirs,
+            c.symlinks,
+            c.hardlinks,
+            c.specials,
+            altdisk::size::human(c.bytes),
+            report.seconds
+        );
+        if c.excluded > 0 {
+            println!("excluded: {} entries", c.excluded);
+        }
+        if c.sockets_skipped > 0 {
+            println!("sockets skipped: {}", c.sockets_skipped);
+        }
+        println!("fstab/crypttab lines rewritten: {}", report.fstab_changes);
+        for w in &report.warnings {
+            eprintln!("warning: {w}");
+        }
+        match &report.mounted_at {
+            Some(m) => println!("The clone is mounted at {}; unmount it with `alt_rootvg_op -S`.", m.display()),
+            None => println!("The clone is unmounted."),
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct LayoutArgs {
+    /// Describe the system mounted at DIR instead of the running one.
+    #[arg(long = "source", value_name = "DIR")]
+    pub source: Option<PathBuf>,
+    /// Convert ext2/ext3 to ext4 in the default.
+    #[arg(short = 'T')]
+    pub convert: bool,
+}
+
+pub fn layout(a: LayoutArgs) -> Result<()> {
+    let disks = altdisk::blockdev::list()?;
+    let src = altdisk::source::discover(a.source.as_deref(), &disks)?;
+    print!("{}", altdisk::plan::default_layout(&src, a.convert).to_toml());
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct LspvArgs {
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn lspv(a: LspvArgs) -> Result<()> {
+    let rows = clone::lspv()?;
+    if a.json {
+        let v = serde_json::json!({"apiVersion": altdisk::API_VERSION, "disks": rows});
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        print!("{}", clone::render_lspv(&rows));
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+#[command(disable_version_flag = true)]
+pub struct OpArgs {
+    /// Sleep: unmount the alternate system mounted at /alt_inst.
+    #[arg(short = 'S')]
+    pub sleep: bool,
+    /// Query which system lives on the disk given with -d (not yet).
+    #[arg(short = 'q')]
+    pub query: bool,
+    /// Wake: mount the alternate system on -d at /alt_inst (not yet).
+    #[arg(short = 'W')]
+    pub wake: bool,
+    /// Remove an alternate system (not yet).
+    #[arg(short = 'X', num_args = 0..=1, value_name = "NAME")]
+    pub remove: Option<Option<String>>,
+    /// Rename an alternate system (not yet).
+    #[arg(short = 'v', value_name = "NAME")]
+    pub rename: Option<String>,
+    /// Customize a woken alternate system (not yet).
+    #[arg(short = 'C')]
+    pub customize: bool,
+    /// With -S: rebuild the boot image (not yet).
+    #[arg(short = 't')]
+    pub rebuild: bool,
+    #[arg(short = 'd', value_name = "DISKS")]
+    pub disks: Option<String>,
+    #[arg(short = 'D')]
+    pub debug: bool,
+    #[arg(long = "mount-at", value_name = "DIR", default_value = altdisk::ALT_INST)]
+    pub mount_at: PathBuf,
+}
+
+pub fn op(a: OpArgs) -> Result<()> {
+    altdisk::cmd::set_echo(a.debug);
+    let later = [
+        ("-q (query)", a.query),
+        ("-W (wake)", a.wake),
+        ("-X (remove)", a.remove.is_some()),
+        ("-v (rename)", a.rename.is_some()),
+        ("-C (customize)", a.customize),
+        ("-t (rebuild the boot image)", a.rebuild),
+    ];
+    for (what, set) in later {
+        if set {
+            return Err(Error::unsupported(
+                format!("alt_rootvg_op {what}"),
+                " yet",
+                "see `altdisk lspv` for the alternate systems; -S unmounts one left mounted",
+            ));
+        }
+    }
+    if !a.sleep {
+        return Err(usage(
+            "alt_rootvg_op",
+            "no operation was given",
+            "use -S to unmount the alternate system at /alt_inst",
+        ));
+    }
+    sleep(SleepArgs { mount_at: a.mount_at })
+}
+
+#[derive(Args, Debug)]
+pub struct SleepArgs {
+    #[arg(long = "mount-at", value_name = "DIR", default_value = altdisk::ALT_INST)]
+    pub mount_at: PathBuf,
+}
+
+pub fn sleep(a: SleepArgs) -> Result<()> {
+    let done = clone::sleep(&a.mount_at)?;
+    println!("unmounted {} filesystem(s) at {}", done.len(), a.mount_at.display());
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+#[command(disable_version_flag = true)]
+pub struct BootlistArgs {
+    #[arg(short = 'm', value_name = "MODE")]
+    pub mode: Option<String>,
+    #[arg(short = 'o')]
+    pub show: bool,
+    pub disks: Vec<String>,
+}
+
+pub fn bootlist(_a: BootlistArgs) -> Result<()> {
+    Err(Error::unsupported(
+        "bootlist",
+        " yet (the UEFI boot list comes with making clones boot)",
+        "use efibootmgr meanwhile",
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    #[command(disable_version_flag = true)]
+    struct T {
+        #[command(flatten)]
+        a: CopyArgs,
+    }
+
+    fn parse(args: &[&str]) -> CopyArgs {
+        let mut v = vec!["alt_disk_copy"];
+        v.extend_from_slice(args);
+        T::try_parse_from(v).unwrap().a
+    }
+
+    #[test]
+    fn aix_example_line_parses() {
+        let a = parse(&[
+            "-d", "hdisk1", "-Pall", "-z", "c", "-z", "N", "-z", "g", "-z", "X", "-z", "", "-z", "", "-z", "Y", "-B",
+        ]);
+        assert_eq!(a.targets, vec!["hdisk1"]);
+        assert_eq!(a.phases, "all");
+        assert_eq!(a.smit, vec!["c", "N", "g", "X", "", "", "Y"]);
+        assert!(a.no_bootlist);
+        let r = request(&a).unwrap();
+        assert_eq!(r.phases, Phases::All);
+    }
+
+    #[test]
+    fn clustered_flags_and_quoted_disks() {
+        let a = parse(&["-DBOV", "-d", "sdb sdc", "-P", "12"]);
+        assert!(a.debug && a.no_bootlist && a.device_reset && a.verbose);
+        let a = parse(&["-DBV", "-d", "sdb sdc", "-P", "12"]);
+        let r = request(&a).unwrap();
+        assert_eq!(r.targets, vec!["sdb", "sdc"]);
+        assert_eq!(r.phases, Phases::P12);
+        let a = parse(&["-d", "sdb", "-d", "/dev/nvme1n1", "-TS"]);
+        let r = request(&a).unwrap();
+        assert_eq!(r.targets, vec!["sdb", "/dev/nvme1n1"]);
+        assert!(r.convert_ext && r.skip_space_check);
+    }
+
+    #[test]
+    fn later_flags_fail_clearly() {
+        for args in [
+            vec!["-d", "sdb", "-l", "/tmp"],
+            vec!["-d", "sdb", "-x", "/bin/true"],
+            vec!["-d", "sdb", "-s", "/bin/true"],
+            vec!["-d", "sdb", "-R", "/etc/resolv.conf"],
+            vec!["-d", "sdb", "-O"],
+            vec!["-d", "sdb", "-r"],
+        ] {
+            let e = request(&parse(&args)).unwrap_err();
+            assert!(matches!(e, Error::Unsupported { .. }), "{args:?}: {e}");
+            assert!(e.to_string().contains("not supported yet"), "{e}");
+        }
+    }
+
+    #[test]
+    fn bad_combinations() {
+        let e = request(&parse(&["-d", "sdb", "-w", "pkg"])).unwrap_err();
+        assert!(e.to_string().contains("-l"), "{e}");
+        let e = request(&parse(&["-d", "sdb", "-c", "ttyS0"])).unwrap_err();
+        assert!(e.to_string().contains("-O"), "{e}");
+        let e = request(&parse(&["-d", "sdb", "-r", "-B"])).unwrap_err();
+        assert!(matches!(e, Error::Usage { .. }), "{e}");
+        let e = request(&parse(&["-P", "1"])).unwrap_err();
+        assert!(e.to_string().contains("-d"), "{e}");
+        let e = request(&parse(&["-d", "sdb", "-P", "5"])).unwrap_err();
+        assert!(e.to_string().contains("phase"), "{e}");
+        let e = request(&parse(&["-d", "sdb", "-e", "relative/list"])).unwrap_err();
+        assert!(e.to_string().contains("full path"), "{e}");
+        let e = request(&parse(&["-d", "sdb", "-i", "layout.toml"])).unwrap_err();
+        assert!(e.to_string().contains("full path"), "{e}");
+    }
+
+    #[test]
+    fn nim_and_wpar_are_accepted() {
+        let r = request(&parse(&["-d", "sdb", "-n", "-u", "-g"])).unwrap();
+        assert!(r.skip_boot_checks);
+    }
+}
