@@ -413,8 +413,7 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
             }
             // Make sure the copy is on disk before saying so.
             nix::unistd::sync();
-            let mounted_at;
-            if only_p1 {
+            let mounted_at = if only_p1 {
                 let loops: Vec<PathBuf> = made.loops.drain(..).map(|l| l.keep()).collect();
                 for m in made.mounts.drain(..) {
                     m.keep();
@@ -425,12 +424,12 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
                 let f = awake_file(&plan.mount_at);
                 std::fs::write(&f, serde_json::to_vec_pretty(&awake).unwrap_or_default())
                     .ctx("recording the mounted clone", &f)?;
-                mounted_at = Some(plan.mount_at.clone());
+                Some(plan.mount_at.clone())
             } else {
                 job.set_phase(Phase::CleaningUp);
                 made.release_mounts()?;
-                mounted_at = None;
-            }
+                None
+            };
             job.set_phase(Phase::Done);
             Ok(CloneReport {
                 api_version: crate::API_VERSION.into(),

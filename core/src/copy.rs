@@ -545,7 +545,7 @@ impl Shared {
                 };
                 let r = rustix::fs::symlinkat(target.as_c_str(), dfd, name)
                     .map_err(|e| ("creating the symlink", e))
-                    .and_then(|()| self.finish_at(dfd, name, rel, st).map_err(|(w, e)| (w, e)));
+                    .and_then(|()| self.finish_at(dfd, name, rel, st));
                 match r {
                     Ok(()) => {
                         self.c.symlinks.fetch_add(1, Ordering::Relaxed);
@@ -964,7 +964,7 @@ mod tests {
             last_access: rustix::fs::Timespec { tv_sec: 1_000_000_000, tv_nsec: 123_456_789 },
             last_modification: rustix::fs::Timespec { tv_sec: 1_100_000_000, tv_nsec: 987_654_321 },
         };
-        rustix::fs::utimensat(CWD, &src.join("a/b"), &t, AtFlags::empty()).unwrap();
+        rustix::fs::utimensat(CWD, src.join("a/b"), &t, AtFlags::empty()).unwrap();
         let excl = ExcludeList::empty();
         let opts = CopyOptions { exclude: Arc::new(excl), ..Default::default() };
         let job = Job::new();

@@ -814,7 +814,7 @@ impl Plan {
             };
             let _ =
                 writeln!(s, "\nDisk {} {}{kind}: {}", d.name, d.alias.as_deref().unwrap_or(""), size::human(d.size));
-            let _ = writeln!(s, "  {:>3}  {:>8}  {:>8}  {:<16} {}", "#", "start", "size", "name", "contents");
+            let _ = writeln!(s, "  {:>3}  {:>8}  {:>8}  {:<16} contents", "#", "start", "size", "name");
             for p in self.partitions.iter().filter(|p| p.disk == i) {
                 let what = match p.role {
                     PartRole::Meta => "altdisk state (incomplete until done)".to_string(),

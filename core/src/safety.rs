@@ -122,7 +122,7 @@ fn check_disk(
         };
         return Err(Error::refused(&name, why, "deactivate what uses it first, or choose another disk"));
     }
-    let mut soft: Option<String> = None;
+    let mut soft: Option<String> = existing_clone(&d.path);
     let probe = Probe::read(&d.path)?;
     if let Some((hard, why)) = describe_signature("it", &probe) {
         if hard {
@@ -169,7 +169,7 @@ fn check_image(p: &Path, table: &[Mount], force: bool) -> Result<()> {
     let _ = table;
     if md.len() > 0 {
         let probe = Probe::read(p)?;
-        if let Some((_, why)) = describe_signature("it", &probe) {
+        if let Some(why) = existing_clone(p).or_else(|| describe_signature("it", &probe).map(|x| x.1)) {
             if !force {
                 return Err(Error::refused(
                     &name,
@@ -180,6 +180,16 @@ fn check_image(p: &Path, table: &[Mount], force: bool) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// "it holds altinst_rootvg (...)" when the disk carries an altdisk system.
+fn existing_clone(p: &Path) -> Option<String> {
+    match crate::bootenv::read(p)? {
+        Ok(env) => {
+            Some(format!("it holds the alternate system {} ({}, made {})", env.name, env.state.describe(), env.created))
+        }
+        Err(_) => Some("it holds a damaged altdisk record".into()),
+    }
 }
 
 /// The loop device backed by the file with this device and inode, if any.
