@@ -589,8 +589,10 @@ fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
         let r = fixup::rewrite_fstab(&text, &map);
         changes += r.changed;
         warnings.extend(r.warnings);
-        let text = adjust_mountpoints(&r.text, plan, warnings);
-        replace_file(&fstab, &text)?;
+        let l = fixup::adjust_layout(&r.text, &layout_changes(plan));
+        changes += l.changed;
+        warnings.extend(l.warnings);
+        replace_file(&fstab, &l.text)?;
     } else {
         warnings.push("the clone has no /etc/fstab: nothing to rewrite".into());
     }
@@ -604,33 +606,20 @@ fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
     Ok(changes)
 }
 
-/// Comment out lines of filesystems merged into their parent; add lines for split ones.
-fn adjust_mountpoints(text: &str, plan: &Plan, warnings: &mut Vec<String>) -> String {
-    let merged: Vec<&str> = plan.filesystems.iter().flat_map(|f| f.merged.iter().map(String::as_str)).collect();
-    let mut out = String::with_capacity(text.len() + 256);
-    for line in text.split_inclusive('\n') {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() >= 2 && !f[0].starts_with('#') && merged.contains(&mounts::unescape(f[1]).as_str()) {
-            out.push_str("# altdisk: merged into its parent filesystem in this clone: ");
-            out.push_str(line);
-            warnings.push(format!("fstab: {} is merged into its parent; its line is commented out", f[1]));
-            continue;
+/// What changed between the source's layout and the clone's, for fstab.
+fn layout_changes(plan: &Plan) -> fixup::LayoutChanges {
+    let mut c = fixup::LayoutChanges::default();
+    for f in &plan.filesystems {
+        match &f.source {
+            Some(r) if r.fstype != f.fstype => {
+                c.retype.push((f.mountpoint.clone(), r.fstype.clone(), f.fstype.clone()))
+            }
+            Some(_) => {}
+            None => c.split.push((f.uuid.clone(), f.mountpoint.clone(), f.fstype.clone())),
         }
-        out.push_str(line);
+        c.merged.extend(f.merged.iter().cloned());
     }
-    for f in plan.filesystems.iter().filter(|f| f.source.is_none()) {
-        if !out.ends_with('\n') && !out.is_empty() {
-            out.push('\n');
-        }
-        let pass = if f.fstype == "xfs" || f.fstype == "btrfs" { 0 } else { 2 };
-        out.push_str(&format!(
-            "# altdisk: split out of its parent filesystem\nUUID={} {} {} defaults 0 {pass}\n",
-            f.uuid,
-            f.mountpoint.replace(' ', "\\040"),
-            f.fstype
-        ));
-    }
-    out
+    c
 }
 
 /// Replace a file's contents, keeping its owner and mode, atomically.
@@ -653,9 +642,13 @@ fn replace_file(path: &Path, text: &str) -> Result<()> {
     std::fs::rename(&tmp, &real).ctx("replacing", &real)
 }
 
-/// A read-only snapshot of a btrfs subvolume, deleted when done.
+/// A read-only snapshot of a btrfs subvolume, deleted when done. It lives in the directory
+/// it snapshots (the only place certain to be on the same filesystem); that directory's times
+/// are put back afterwards so the source looks untouched.
 struct BtrfsSnapshot {
     path: PathBuf,
+    parent: PathBuf,
+    times: Option<(std::fs::FileTimes, std::fs::File)>,
     live: bool,
 }
 
@@ -672,21 +665,29 @@ impl BtrfsSnapshot {
             return Ok(None);
         }
         let path = mount.join(format!(".altdisk-snapshot-{id}"));
+        let times = std::fs::File::open(mount).and_then(|f| {
+            let md = f.metadata()?;
+            Ok((std::fs::FileTimes::new().set_accessed(md.accessed()?).set_modified(md.modified()?), f))
+        });
         Cmd::new("taking a read-only btrfs snapshot", "btrfs")?
             .args(["subvolume", "snapshot", "-r"])
             .arg(mount)
             .arg(&path)
             .run()?;
-        Ok(Some(BtrfsSnapshot { path, live: true }))
+        Ok(Some(BtrfsSnapshot { path, parent: mount.to_path_buf(), times: times.ok(), live: true }))
     }
 
     fn delete(mut self) -> Result<()> {
         self.live = false;
-        Cmd::new("deleting the btrfs snapshot", "btrfs")?
-            .args(["subvolume", "delete"])
-            .arg(&self.path)
-            .run()
-            .map(|_| ())
+        Cmd::new("deleting the btrfs snapshot", "btrfs")?.args(["subvolume", "delete"]).arg(&self.path).run()?;
+        self.restore_times()
+    }
+
+    fn restore_times(&mut self) -> Result<()> {
+        if let Some((t, f)) = self.times.take() {
+            f.set_times(t).ctx("restoring the times of", &self.parent)?;
+        }
+        Ok(())
     }
 }
 
@@ -698,6 +699,7 @@ impl Drop for BtrfsSnapshot {
                     tracing::error!("{e}");
                 }
             }
+            let _ = self.restore_times();
         }
     }
 }

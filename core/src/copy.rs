@@ -608,7 +608,7 @@ impl Shared {
             return self.error(rel, &w, e);
         }
         if !sflags.is_empty() && !self.dst_lossy {
-            if let Err(e) = rustix::fs::ioctl_setflags(&dst, sflags) {
+            if let Err(e) = set_flags(&dst, sflags) {
                 self.error(rel, "setting its inode flags", e);
             }
         }
@@ -734,7 +734,7 @@ impl Shared {
             if let Some(src) = src {
                 let f = rustix::fs::ioctl_getflags(src).unwrap_or(IFlags::empty()) & copyable_flags();
                 if !f.is_empty() {
-                    rustix::fs::ioctl_setflags(dst, f).map_err(|e| ("setting its inode flags".to_string(), e))?;
+                    set_flags(dst, f).map_err(|e| ("setting its inode flags".to_string(), e))?;
                 }
             }
         }
@@ -772,13 +772,27 @@ impl Shared {
     }
 }
 
+/// Add the copied flags to those the target filesystem set itself (ext4's extents flag
+/// cannot be cleared, and SETFLAGS replaces the whole set).
+fn set_flags(dst: &OwnedFd, flags: IFlags) -> rustix::io::Result<()> {
+    let current = rustix::fs::ioctl_getflags(dst).unwrap_or(IFlags::empty());
+    let want = (current - copyable_flags()) | flags;
+    if want == current {
+        return Ok(());
+    }
+    rustix::fs::ioctl_setflags(dst, want)
+}
+
 fn open_dir(p: &Path) -> rustix::io::Result<OwnedFd> {
     rustix::fs::open(p, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::empty())
 }
 
-/// Split a listxattr buffer into names.
+/// Split a listxattr buffer into names. XFS shows its on-disk form of POSIX ACLs as
+/// `trusted.SGI_ACL_*` besides `system.posix_acl_*`; only the latter is portable.
 fn xattr_names(list: &[u8]) -> impl Iterator<Item = &CStr> {
-    list.split_inclusive(|&b| b == 0).filter_map(|n| CStr::from_bytes_with_nul(n).ok()).filter(|n| !n.is_empty())
+    list.split_inclusive(|&b| b == 0)
+        .filter_map(|n| CStr::from_bytes_with_nul(n).ok())
+        .filter(|n| !n.is_empty() && !n.to_bytes().starts_with(b"trusted.SGI_ACL_"))
 }
 
 fn copy_xattrs_fd(src: std::os::fd::BorrowedFd<'_>, dst: &OwnedFd) -> std::result::Result<(), (String, Errno)> {

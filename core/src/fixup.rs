@@ -339,6 +339,183 @@ fn udev_encode(value: &str) -> String {
     out
 }
 
+/// Layout changes between the source and the clone that fstab must follow.
+#[derive(Debug, Clone, Default)]
+pub struct LayoutChanges {
+    /// (mount point, old type, new type) for converted filesystems.
+    pub retype: Vec<(String, String, String)>,
+    /// Mount points whose filesystem was merged into its parent.
+    pub merged: Vec<String>,
+    /// (UUID, mount point, type) of filesystems split out of their parent.
+    pub split: Vec<(String, String, String)>,
+}
+
+/// Mount options every filesystem understands (VFS and mount(8) options).
+fn generic_option(o: &str) -> bool {
+    const GENERIC: &[&str] = &[
+        "defaults",
+        "ro",
+        "rw",
+        "suid",
+        "nosuid",
+        "dev",
+        "nodev",
+        "exec",
+        "noexec",
+        "auto",
+        "noauto",
+        "user",
+        "nouser",
+        "users",
+        "owner",
+        "group",
+        "nofail",
+        "sync",
+        "async",
+        "dirsync",
+        "atime",
+        "noatime",
+        "diratime",
+        "nodiratime",
+        "relatime",
+        "norelatime",
+        "strictatime",
+        "nostrictatime",
+        "lazytime",
+        "nolazytime",
+        "iversion",
+        "noiversion",
+        "silent",
+        "loud",
+        "_netdev",
+        "discard",
+        "nodiscard",
+    ];
+    GENERIC.contains(&o)
+        || o.starts_with("x-")
+        || o.starts_with("comment=")
+        || ["context=", "fscontext=", "defcontext=", "rootcontext="].iter().any(|p| o.starts_with(p))
+}
+
+fn ext_family(t: &str) -> bool {
+    matches!(t, "ext2" | "ext3" | "ext4")
+}
+
+/// Follow the clone's layout in fstab: new filesystem types (with options the new type does
+/// not know dropped), lines of merged filesystems commented out, lines added for split ones.
+pub fn adjust_layout(text: &str, changes: &LayoutChanges) -> Rewrite {
+    let mut out = Rewrite { text: String::with_capacity(text.len() + 256), ..Rewrite::default() };
+    for (index, line) in text.split_inclusive('\n').enumerate() {
+        let number = index + 1;
+        let mp = field_span(line, 1).map(|(a, b)| fstab_decode(&line[a..b]));
+        let Some(mp) = mp else {
+            out.text.push_str(line);
+            continue;
+        };
+        if changes.merged.contains(&mp) {
+            out.text.push_str("# altdisk: merged into its parent filesystem in this clone: ");
+            out.text.push_str(line);
+            out.changed += 1;
+            out.warnings
+                .push(format!("fstab line {number}: {mp} is merged into its parent; its line is commented out"));
+            continue;
+        }
+        let retype = changes.retype.iter().find(|(m, _, _)| *m == mp);
+        let (Some((_, from, to)), Some((ta, tb))) = (retype, field_span(line, 2)) else {
+            out.text.push_str(line);
+            continue;
+        };
+        let old_type = &line[ta..tb];
+        if old_type != from && old_type != "auto" {
+            out.text.push_str(line);
+            continue;
+        }
+        let mut new_line = String::with_capacity(line.len());
+        new_line.push_str(&line[..ta]);
+        new_line.push_str(to);
+        match field_span(line, 3) {
+            Some((oa, ob)) => {
+                new_line.push_str(&line[tb..oa]);
+                let opts = &line[oa..ob];
+                if ext_family(from) && ext_family(to) {
+                    new_line.push_str(opts);
+                } else {
+                    let (keep, drop): (Vec<&str>, Vec<&str>) = opts.split(',').partition(|o| generic_option(o));
+                    if !drop.is_empty() {
+                        out.warnings.push(format!(
+                            "fstab line {number}: {to} does not take the {from} option(s) {}; dropped",
+                            drop.join(",")
+                        ));
+                    }
+                    new_line.push_str(&if keep.is_empty() { "defaults".to_string() } else { keep.join(",") });
+                }
+                new_line.push_str(&line[ob..]);
+            }
+            None => new_line.push_str(&line[tb..]),
+        }
+        out.text.push_str(&new_line);
+        out.changed += 1;
+    }
+    for (uuid, mp, fstype) in &changes.split {
+        if !out.text.is_empty() && !out.text.ends_with('\n') {
+            out.text.push('\n');
+        }
+        let pass = if ext_family(fstype) { 2 } else { 0 };
+        out.text.push_str(&format!(
+            "# altdisk: split out of its parent filesystem\nUUID={uuid} {} {fstype} defaults 0 {pass}\n",
+            fstab_encode(mp)
+        ));
+        out.changed += 1;
+    }
+    out
+}
+
+#[cfg(test)]
+mod layout_tests {
+    use super::*;
+
+    const FSTAB: &str = "# static\nUUID=a\t/\text4\terrors=remount-ro,noatime\t0 1\nUUID=b /boot ext3 defaults 0 2\nUUID=c /home ext4 defaults,user_xattr 0 2\ntmpfs /tmp tmpfs defaults 0 0";
+
+    #[test]
+    fn retypes_with_options() {
+        let c = LayoutChanges {
+            retype: vec![("/".into(), "ext4".into(), "xfs".into()), ("/boot".into(), "ext3".into(), "ext4".into())],
+            ..Default::default()
+        };
+        let r = adjust_layout(FSTAB, &c);
+        assert!(r.text.contains("UUID=a\t/\txfs\tnoatime\t0 1\n"), "{}", r.text);
+        assert!(r.text.contains("UUID=b /boot ext4 defaults 0 2\n"), "{}", r.text);
+        assert!(r.text.ends_with("tmpfs /tmp tmpfs defaults 0 0"), "no newline added: {}", r.text);
+        assert_eq!(r.changed, 2);
+        assert!(r.warnings[0].contains("errors=remount-ro"), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn merges_and_splits() {
+        let c = LayoutChanges {
+            merged: vec!["/home".into()],
+            split: vec![("u-1".into(), "/var/my data".into(), "xfs".into())],
+            ..Default::default()
+        };
+        let r = adjust_layout(FSTAB, &c);
+        assert!(
+            r.text.contains("# altdisk: merged into its parent filesystem in this clone: UUID=c /home"),
+            "{}",
+            r.text
+        );
+        assert!(r.text.contains("tmpfs /tmp tmpfs defaults 0 0\n# altdisk: split"), "{}", r.text);
+        assert!(r.text.ends_with("UUID=u-1 /var/my\\040data xfs defaults 0 0\n"), "{}", r.text);
+        assert!(r.text.starts_with("# static\nUUID=a\t/\text4\terrors=remount-ro,noatime\t0 1\n"));
+    }
+
+    #[test]
+    fn all_options_dropped_become_defaults() {
+        let c = LayoutChanges { retype: vec![("/home".into(), "ext4".into(), "btrfs".into())], ..Default::default() };
+        let r = adjust_layout("UUID=c /home ext4 user_xattr,data=ordered 0 2\n", &c);
+        assert_eq!(r.text, "UUID=c /home btrfs defaults 0 2\n");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

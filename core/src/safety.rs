@@ -132,7 +132,7 @@ fn check_disk(
                 "remove it from its volume group or array first, or choose another disk",
             ));
         }
-        soft = Some(why);
+        soft.get_or_insert(why);
     }
     for p in &d.partitions {
         let probe = Probe::read(&p.path)?;

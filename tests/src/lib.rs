@@ -149,6 +149,21 @@ impl Scratch {
         v
     }
 
+    /// Loop devices backed by this file.
+    pub fn loops_of(&self, file: &Path) -> Vec<PathBuf> {
+        let mut v = Vec::new();
+        if let Ok(rd) = std::fs::read_dir("/sys/block") {
+            for e in rd.flatten() {
+                if let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) {
+                    if Path::new(b.trim().trim_end_matches(" (deleted)")) == file {
+                        v.push(PathBuf::from("/dev").join(e.file_name()));
+                    }
+                }
+            }
+        }
+        v
+    }
+
     /// Loop devices whose backing file is inside the scratch directory.
     pub fn own_loops(&self) -> Vec<PathBuf> {
         let mut v = Vec::new();
@@ -303,7 +318,8 @@ fn xattrs(p: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut out = BTreeMap::new();
     let mut list = vec![0u8; 65536];
     let Ok(n) = rustix::fs::llistxattr(p, &mut list[..]) else { return out };
-    for name in list[..n].split(|&b| b == 0).filter(|n| !n.is_empty()) {
+    // XFS's own view of ACLs; the portable names are system.posix_acl_*.
+    for name in list[..n].split(|&b| b == 0).filter(|n| !n.is_empty() && !n.starts_with(b"trusted.SGI_ACL_")) {
         let name = String::from_utf8_lossy(name).into_owned();
         let mut val = vec![0u8; 65536];
         if let Ok(l) = rustix::fs::lgetxattr(p, name.as_str(), &mut val[..]) {
@@ -390,16 +406,22 @@ pub fn scan(root: &Path) -> BTreeMap<PathBuf, Entry> {
 }
 
 /// Compare the tree at `dst` with the one at `src`. `skip` names relative paths (and their
-/// subtrees) expected to differ. Returns one line per difference.
+/// subtrees) expected to differ; a name starting with `=` skips only that entry itself (a
+/// directory whose contents the clone changed on purpose). One line per difference.
 pub fn compare(src: &Path, dst: &Path, skip: &[&str]) -> Vec<String> {
-    let skipped = |p: &Path| skip.iter().any(|s| p.starts_with(s));
+    let skipped = |p: &Path| {
+        skip.iter().any(|s| match s.strip_prefix('=') {
+            Some(exact) => p == Path::new(exact),
+            None => p.starts_with(s),
+        })
+    };
     let a = scan(src);
     let b = scan(dst);
     let mut diffs = Vec::new();
     // Hard-link groups by source inode must map to one destination inode.
     let mut groups: BTreeMap<u64, Vec<&PathBuf>> = BTreeMap::new();
     for (p, e) in &a {
-        if skipped(p) || (p.as_os_str().is_empty() && false) {
+        if skipped(p) {
             continue;
         }
         if e.kind == "socket" {
@@ -415,7 +437,6 @@ pub fn compare(src: &Path, dst: &Path, skip: &[&str]) -> Vec<String> {
         if e.kind == "mountpoint" || f.kind == "mountpoint" {
             continue;
         }
-        let root = p.as_os_str().is_empty();
         let mut d = |what: &str, x: String, y: String| diffs.push(format!("{}: {what} {x} != {y}", p.display()));
         if e.kind != f.kind {
             d("kind", e.kind.into(), f.kind.into());
@@ -430,7 +451,7 @@ pub fn compare(src: &Path, dst: &Path, skip: &[&str]) -> Vec<String> {
         if e.size != f.size {
             d("size", e.size.to_string(), f.size.to_string());
         }
-        if e.mtime != f.mtime && !root {
+        if e.mtime != f.mtime {
             d("mtime", format!("{:?}", e.mtime), format!("{:?}", f.mtime));
         }
         if e.rdev != f.rdev {
@@ -463,7 +484,7 @@ pub fn compare(src: &Path, dst: &Path, skip: &[&str]) -> Vec<String> {
             }
         }
     }
-    for (p, _) in &b {
+    for p in b.keys() {
         if !a.contains_key(p) && !skipped(p) {
             diffs.push(format!("{}: only in the copy", p.display()));
         }
