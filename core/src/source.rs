@@ -220,21 +220,24 @@ fn swaps_from_fstab(root: &Path, disks: &[Disk]) -> Result<Vec<SourceSwap>> {
             continue;
         }
         let spec = mounts::unescape(f[0]);
-        for d in disks {
-            for p in &d.partitions {
-                let probe = Probe::read(&p.path)?;
-                let hit = match spec.split_once('=') {
-                    Some(("UUID", v)) => probe.uuid.as_deref().map(|u| u.eq_ignore_ascii_case(v)).unwrap_or(false),
-                    Some(("PARTUUID", v)) => {
-                        probe.partuuid.as_deref().map(|u| u.eq_ignore_ascii_case(v)).unwrap_or(false)
-                    }
-                    Some(("LABEL", v)) => probe.label.as_deref() == Some(v),
-                    Some(("PARTLABEL", v)) => probe.partlabel.as_deref() == Some(v),
-                    _ => Path::new(&spec) == p.path,
-                };
-                if hit && probe.fstype.as_deref() == Some("swap") {
-                    out.push(SourceSwap { device: p.path.clone(), size: p.size, paths: device_paths(&p.path), probe });
-                }
+        // Partitions, and whole devices that carry swap without a partition table.
+        let candidates = disks.iter().flat_map(|d| {
+            std::iter::once((d.path.clone(), d.size)).chain(d.partitions.iter().map(|p| (p.path.clone(), p.size)))
+        });
+        for (path, size) in candidates {
+            let probe = Probe::read(&path)?;
+            if probe.fstype.as_deref() != Some("swap") {
+                continue;
+            }
+            let hit = match spec.split_once('=') {
+                Some(("UUID", v)) => probe.uuid.as_deref().map(|u| u.eq_ignore_ascii_case(v)).unwrap_or(false),
+                Some(("PARTUUID", v)) => probe.partuuid.as_deref().map(|u| u.eq_ignore_ascii_case(v)).unwrap_or(false),
+                Some(("LABEL", v)) => probe.label.as_deref() == Some(v),
+                Some(("PARTLABEL", v)) => probe.partlabel.as_deref() == Some(v),
+                _ => std::fs::canonicalize(&spec).map(|p| p == path).unwrap_or(false),
+            };
+            if hit && !out.iter().any(|s: &SourceSwap| s.device == path) {
+                out.push(SourceSwap { device: path.clone(), size, paths: device_paths(&path), probe });
             }
         }
     }

@@ -520,3 +520,28 @@ fn root_cli_interrupt_cleans_up() {
     assert!(s.mounts().iter().all(|m| !m.starts_with(&alt)), "still mounted: {:?}", s.mounts());
     assert_eq!(bootenv::read(&t).unwrap().unwrap().state, State::Incomplete);
 }
+
+#[test]
+fn root_swap_is_recreated_with_a_new_identity() {
+    require_root!();
+    let mut s = Scratch::new("swap");
+    let (_sdev, src) = source(&mut s, "ext4", 256 * MIB);
+    let sw = s.loopdev("src-swap.img", 64 * MIB);
+    run("mkswap", &["-q", "-L", "swap", sw.to_str().unwrap()]).unwrap();
+    let old = blkid(&sw, "UUID").unwrap();
+    let mut fstab = std::fs::read_to_string(src.join("etc/fstab")).unwrap();
+    fstab.push_str(&format!("LABEL=swap none swap sw 0 0\nUUID={old} none swap sw,pri=1 0 0\n"));
+    std::fs::write(src.join("etc/fstab"), fstab).unwrap();
+    let t = s.loopdev("t.img", 512 * MIB);
+    let alt = s.path("alt");
+    assert_ok(&altdisk("alt_disk_copy", &clone_args(src.to_str().unwrap(), t.to_str().unwrap(), alt.to_str().unwrap())));
+    let p3 = part(&t, 3);
+    assert_eq!(blkid(&p3, "TYPE").as_deref(), Some("swap"));
+    assert_eq!(blkid(&p3, "LABEL").as_deref(), Some("alt_swap"));
+    let new = blkid(&p3, "UUID").unwrap();
+    assert_ne!(new, old);
+    let fstab = std::fs::read_to_string(alt.join("etc/fstab")).unwrap();
+    assert!(fstab.contains("LABEL=alt_swap none swap sw 0 0"), "{fstab}");
+    assert!(fstab.contains(&format!("UUID={new} none swap sw,pri=1 0 0")), "{fstab}");
+    sleep(&alt);
+}

@@ -1,0 +1,41 @@
+#!/bin/bash
+# Install altdisk on a Debian 12 machine: the system packages it runs and builds with, a
+# release build, the binary in /usr/local/sbin with its AIX names (alt_disk_copy,
+# alt_rootvg_op, bootlist) as links. Run as root from a checkout.
+#   core/install.sh            packages + build + install
+#   core/install.sh --deps     packages only
+set -euo pipefail
+
+repo=$(cd "$(dirname "$0")/.." && pwd)
+prefix=${PREFIX:-/usr/local}
+
+if [[ $(id -u) != 0 ]]; then
+	echo "install.sh: error: run as root (it installs packages and /usr/local/sbin/altdisk)" >&2
+	exit 1
+fi
+
+# Runtime: partitioning, probing, mkfs for every filesystem altdisk makes.
+runtime=(util-linux fdisk e2fsprogs xfsprogs btrfs-progs dosfstools mtools)
+# Build: pkg-config and libudev headers for the udev crate.
+build=(pkg-config libudev-dev gcc)
+missing=()
+for p in "${runtime[@]}" "${build[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "install.sh: installing ${missing[*]}"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+[[ ${1:-} == --deps ]] && exit 0
+
+if ! command -v cargo >/dev/null; then
+	echo "install.sh: error: cargo is missing; install Rust $(grep -m1 rust-version "$repo/Cargo.toml" | cut -d'"' -f2) or newer (rustup)" >&2
+	exit 1
+fi
+cargo build --release --locked --manifest-path "$repo/Cargo.toml" -p altdisk
+install -D -m 0755 "$repo/target/release/altdisk" "$prefix/sbin/altdisk"
+for name in alt_disk_copy alt_rootvg_op bootlist; do
+	ln -sf altdisk "$prefix/sbin/$name"
+done
+echo "install.sh: installed $prefix/sbin/altdisk (also alt_disk_copy, alt_rootvg_op, bootlist)"

@@ -1,0 +1,43 @@
+#!/bin/bash
+# Run every test tier that this machine supports: unit tests, root tests on loop devices
+# (when run as root), lint and format checks, and a quick run of the benchmark script.
+# Installs the system packages the tests need first. Usage: tests/run.sh [cargo test args]
+set -euo pipefail
+repo=$(cd "$(dirname "$0")/.." && pwd)
+cd "$repo"
+
+if [[ $(id -u) == 0 ]]; then
+	"$repo/core/install.sh" --deps
+	# Fixture tools: ACLs, xattrs, capabilities, LVM signatures, the benchmark's fixture.
+	need=(acl attr libcap2-bin lvm2 rsync mmdebstrap time python3 shellcheck)
+	missing=()
+	for p in "${need[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+	done
+	if ((${#missing[@]})); then
+		echo "run.sh: installing ${missing[*]}"
+		apt-get update -qq
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+	fi
+else
+	echo "run.sh: not root: root-tier tests will be skipped" >&2
+fi
+
+echo "== format and lints"
+cargo fmt --all -- --check
+cargo clippy --locked --workspace --all-targets -q -- -D warnings
+
+echo "== build"
+cargo build --locked --workspace -q
+
+echo "== tests"
+cargo test --locked --workspace -q "$@" 2>&1 | tee /tmp/altdisk-test.log
+grep -q "test result: FAILED" /tmp/altdisk-test.log && exit 1
+
+if [[ $(id -u) == 0 ]]; then
+	echo "== benchmark script (quick fixture, one run; figures are not judged)"
+	cargo build --locked --release -q -p altdisk
+	shellcheck tests/bench/bench.sh core/install.sh tests/run.sh
+	tests/bench/bench.sh --quick --runs 1
+fi
+echo "run.sh: all passed"
