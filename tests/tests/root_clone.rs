@@ -534,7 +534,10 @@ fn root_swap_is_recreated_with_a_new_identity() {
     std::fs::write(src.join("etc/fstab"), fstab).unwrap();
     let t = s.loopdev("t.img", 512 * MIB);
     let alt = s.path("alt");
-    assert_ok(&altdisk("alt_disk_copy", &clone_args(src.to_str().unwrap(), t.to_str().unwrap(), alt.to_str().unwrap())));
+    assert_ok(&altdisk(
+        "alt_disk_copy",
+        &clone_args(src.to_str().unwrap(), t.to_str().unwrap(), alt.to_str().unwrap()),
+    ));
     let p3 = part(&t, 3);
     assert_eq!(blkid(&p3, "TYPE").as_deref(), Some("swap"));
     assert_eq!(blkid(&p3, "LABEL").as_deref(), Some("alt_swap"));
