@@ -38,4 +38,6 @@ install -D -m 0755 "$repo/target/release/altdisk" "$prefix/sbin/altdisk"
 for name in alt_disk_copy alt_rootvg_op bootlist; do
 	ln -sf altdisk "$prefix/sbin/$name"
 done
+# The boot units: rootvg/old_rootvg names, keeping a healthy trial boot.
+"$prefix/sbin/altdisk" install-units
 echo "install.sh: installed $prefix/sbin/altdisk (also alt_disk_copy, alt_rootvg_op, bootlist)"

@@ -60,6 +60,9 @@ pub struct SourceInfo {
     pub root: PathBuf,
     pub live: bool,
     pub disks: Vec<String>,
+    /// Filesystem UUID of the source's root, to recognise it later as old_rootvg.
+    #[serde(default)]
+    pub root_uuid: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -79,6 +82,12 @@ pub struct BootEnv {
     pub disk_index: usize,
     pub filesystems: Vec<EnvFs>,
     pub swaps: Vec<EnvFs>,
+    /// The UEFI Boot#### entry made for this system.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub boot_entry: Option<u16>,
+    /// Set by a trial boot: the entry becomes permanent once the system came up healthy.
+    #[serde(default)]
+    pub trial: bool,
     /// Why the last run stopped, when it did not finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -142,6 +151,28 @@ pub fn write_at(disk: &Path, offset: u64, env: &BootEnv) -> Result<()> {
     f.sync_all().ctx("flushing the clone's state", disk)
 }
 
+/// Byte offset of the altdisk-meta partition of a disk, if it has one.
+pub fn meta_offset(disk: &Path) -> Option<u64> {
+    let gpt = crate::partition::read_gpt(disk)?;
+    let meta = Uuid::parse_str(crate::plan::META_TYPE).ok()?.to_bytes_le();
+    let (_, part) = gpt.iter().find(|(_, p)| p.is_used() && p.partition_type_guid == meta)?;
+    Some(part.starting_lba * gpt.sector_size)
+}
+
+/// Rewrite the record of a disk that already has one.
+pub fn update(disk: &Path, env: &BootEnv) -> Result<()> {
+    let off = meta_offset(disk).ok_or_else(|| {
+        Error::not_found(
+            format!("altdisk record on {}", disk.display()),
+            "the disk has no altdisk-meta partition",
+            "nothing to update",
+        )
+    })?;
+    let mut e = env.clone();
+    e.updated = now_rfc3339();
+    write_at(disk, off, &e)
+}
+
 /// Read the record of a disk (or image file) by finding its altdisk-meta partition.
 pub fn read(disk: &Path) -> Option<Result<BootEnv>> {
     let gpt = crate::partition::read_gpt(disk)?;
@@ -175,13 +206,21 @@ mod tests {
             id: Uuid::new_v4(),
             state: State::Incomplete,
             phases_done: vec![],
-            source: SourceInfo { hostname: "prod".into(), root: "/".into(), live: true, disks: vec!["vda".into()] },
+            source: SourceInfo {
+                hostname: "prod".into(),
+                root: "/".into(),
+                live: true,
+                disks: vec!["vda".into()],
+                root_uuid: None,
+            },
             created: now_rfc3339(),
             updated: now_rfc3339(),
             disks: vec![Uuid::new_v4()],
             disk_index: 0,
             filesystems: vec![],
             swaps: vec![],
+            boot_entry: None,
+            trial: false,
             note: None,
         }
     }

@@ -17,8 +17,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::blockdev::{self, Disk, Named};
 use crate::bootenv::{self, BootEnv, EnvFs, SourceInfo, State};
+use crate::bootloader::{self, Firmware, RootIds};
 use crate::cmd::Cmd;
 use crate::copy::{self, CopyOptions, CopyStats};
+use crate::efi;
 use crate::error::{Error, IoContext, Result};
 use crate::exclude::ExcludeList;
 use crate::fixup::{self, Identity};
@@ -26,7 +28,7 @@ use crate::fs::{self as tfs, LoopDev, Mounted};
 use crate::job::{Job, Phase};
 use crate::mounts;
 use crate::partition;
-use crate::plan::{self, Layout, PartRole, Phases, Plan, PlanOptions, TargetIn};
+use crate::plan::{self, BootlistMode, Layout, PartRole, Phases, Plan, PlanOptions, TargetIn};
 use crate::safety::{self, Target};
 use crate::size;
 use crate::source;
@@ -47,6 +49,7 @@ pub struct CloneRequest {
     pub mount_at: PathBuf,
     pub name: String,
     pub threads: usize,
+    pub bootlist: BootlistMode,
 }
 
 impl Default for CloneRequest {
@@ -65,6 +68,7 @@ impl Default for CloneRequest {
             mount_at: PathBuf::from(crate::ALT_INST),
             name: crate::ALTINST_ROOTVG.into(),
             threads: 0,
+            bootlist: BootlistMode::First,
         }
     }
 }
@@ -87,6 +91,8 @@ pub struct CloneReport {
     pub targets: Vec<String>,
     pub copy: CopyStats,
     pub fstab_changes: usize,
+    /// The UEFI entry made for the clone (Boot####), when one was.
+    pub boot_entry: Option<String>,
     pub warnings: Vec<String>,
     pub seconds: f64,
 }
@@ -118,13 +124,6 @@ pub fn prepare(req: &CloneRequest) -> Result<Prepared> {
             "run phase 1 with the others, e.g. -P12 or -P1",
         ));
     }
-    if req.phases.has(3) {
-        return Err(Error::unsupported(
-            "phase 3 (making the clone bootable, AIX bosboot and bootlist)",
-            " yet",
-            "run -P1 or -P12 to make the copy; making it boot comes in the next release",
-        ));
-    }
     let exclude = match &req.exclude {
         Some(p) => {
             if !p.is_absolute() {
@@ -139,7 +138,28 @@ pub fn prepare(req: &CloneRequest) -> Result<Prepared> {
         None => ExcludeList::empty(),
     };
     let disks = blockdev::list()?;
-    let src = source::discover(req.source_dir.as_deref(), &disks)?;
+    let mut src = source::discover(req.source_dir.as_deref(), &disks)?;
+    // The bootability checks (AIX -g skips them): how the source boots decides the layout.
+    let mut boot_warning = None;
+    let boot = if req.phases.has(3) {
+        let esp = src.esp().map(|f| f.mountpoint.clone());
+        match bootloader::detect(&src.root, Firmware::current(), esp.as_deref()) {
+            Ok(b) => Some(b),
+            Err(e) if req.skip_boot_checks => {
+                boot_warning = Some(format!("-g: {e}: the clone will not be made bootable"));
+                None
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        None
+    };
+    if let Some(b) = &boot {
+        if b.loader == bootloader::Loader::GrubBios {
+            // GRUB on a GPT disk under BIOS keeps its core image in a BIOS boot partition.
+            src.has_bios_boot = true;
+        }
+    }
     let mut seen_names = HashSet::new();
     let mut targets = Vec::new();
     let mut tin = Vec::new();
@@ -178,6 +198,22 @@ pub fn prepare(req: &CloneRequest) -> Result<Prepared> {
     plan.phases = req.phases.clone();
     plan.mount_at = req.mount_at.clone();
     plan.exclude = exclude.patterns().to_vec();
+    plan.warnings.extend(boot_warning);
+    if let Some(b) = &boot {
+        if let Some(esp) = &b.esp {
+            if !plan.filesystems.iter().any(|f| &f.mountpoint == esp && f.fstype == "vfat") {
+                return Err(Error::usage(
+                    "layout file",
+                    format!(
+                        "it has no vfat filesystem for the ESP at {esp}, which the clone needs to boot through UEFI"
+                    ),
+                    "keep the ESP in the layout (see `altdisk layout`)",
+                ));
+            }
+        }
+    }
+    plan.boot = boot;
+    plan.bootlist = req.bootlist;
     if !req.mount_at.is_absolute() {
         return Err(Error::usage(
             format!("mount point {}", req.mount_at.display()),
@@ -394,6 +430,16 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
         job.set_phase(Phase::FixingIdentities);
         let changes = fix_identities(&plan, &mut warnings)?;
         write_clone_record(&plan, &env)?;
+        if let (true, Some(setup)) = (plan.phases.has(3), &plan.boot) {
+            job.check()?;
+            job.set_phase(Phase::MakingBootable);
+            let cmdline = if plan.source.live {
+                std::fs::read_to_string("/proc/cmdline").unwrap_or_default()
+            } else {
+                String::new()
+            };
+            bootloader::install(&plan.mount_at, setup, &devs[0], &root_ids(&plan), cmdline.trim(), job)?;
+        }
         Ok((total, changes))
     })();
 
@@ -406,6 +452,11 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
                 // Nothing was asked of phase 2 (its options are refused until supported).
                 env.state = State::Customized;
                 env.phases_done.push(2);
+            }
+            let bootable = plan.phases.has(3) && plan.boot.is_some();
+            if bootable {
+                env.state = State::Complete;
+                env.phases_done.push(3);
             }
             env.note = None;
             for (i, d) in devs.iter().enumerate() {
@@ -430,6 +481,20 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
                 made.release_mounts()?;
                 None
             };
+            // The boot order changes last, once the clone is complete and on disk: a run that
+            // failed before this point leaves it as it was.
+            let mut boot_entry = None;
+            if bootable {
+                if let Some(n) = set_boot_list(&plan, &targets, job)? {
+                    env.boot_entry = Some(n);
+                    env.trial = plan.bootlist == BootlistMode::Trial;
+                    for (i, d) in devs.iter().enumerate() {
+                        write_env(&targets_path(&targets, i, d), &plan, i, &mut env)?;
+                    }
+                    boot_entry = Some(efi::boot_name(n));
+                }
+            }
+            drop(made);
             job.set_phase(Phase::Done);
             Ok(CloneReport {
                 api_version: crate::API_VERSION.into(),
@@ -439,6 +504,7 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
                 targets: plan.targets.iter().map(|t| t.name.clone()).collect(),
                 copy,
                 fstab_changes,
+                boot_entry,
                 warnings,
                 seconds: started.elapsed().as_secs_f64(),
             })
@@ -459,6 +525,70 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
             }
         }
     }
+}
+
+/// The source root's identities, and the clone's, for kernel command lines.
+fn root_ids(plan: &Plan) -> RootIds {
+    let root = plan.filesystems.iter().find(|f| f.mountpoint == "/").expect("the plan has a root filesystem");
+    let mut old = Vec::new();
+    if let Some(r) = &root.source {
+        old.extend(r.uuid.iter().map(|u| format!("UUID={u}")));
+        old.extend(r.partuuid.iter().map(|u| format!("PARTUUID={u}")));
+        old.extend(r.label.iter().map(|u| format!("LABEL={u}")));
+        old.extend(r.paths.iter().cloned());
+    }
+    RootIds { old, new: format!("UUID={}", root.uuid) }
+}
+
+/// Make the clone's UEFI boot entry and put it in the boot order as asked. None when there
+/// is no UEFI boot list to change (BIOS, an image file).
+fn set_boot_list(plan: &Plan, targets: &[Target], job: &Job) -> Result<Option<u16>> {
+    let Some(setup) = &plan.boot else { return Ok(None) };
+    if setup.firmware == Firmware::Bios {
+        job.info(format!(
+            "BIOS machine: the boot order belongs to the firmware setup; {} now carries GRUB",
+            plan.targets[0].name
+        ));
+        return Ok(None);
+    }
+    let Target::Disk(disk) = &targets[0] else {
+        job.info("the clone is an image file: no firmware boot entry made (it boots through \\EFI\\BOOT\\BOOTX64.EFI when written to a disk)");
+        return Ok(None);
+    };
+    let esp_mp = setup.esp.as_deref().unwrap_or("/boot/efi");
+    let esp = plan.filesystems.iter().find(|f| f.mountpoint == esp_mp).expect("checked in prepare");
+    let part = &plan.partitions[esp.part];
+    let file = setup.efi_file().expect("UEFI loaders have a file");
+    let option = efi::LoadOption::new(
+        &format!("{} on {}", plan.name, disk.name),
+        efi::HardDrive {
+            partition: part.number,
+            start_lba: part.start / 512,
+            size_lba: part.size / 512,
+            partuuid: part.guid,
+        },
+        &file,
+    );
+    let m = efi::BootManager { vars: efi::Efivarfs::system()? };
+    let n = m.add(&option)?;
+    match plan.bootlist {
+        BootlistMode::First => {
+            m.put_first(&[n])?;
+            job.info(format!("{} ({}) is first in the UEFI boot order", efi::boot_name(n), option.description));
+        }
+        BootlistMode::Trial => {
+            m.set_next(Some(n))?;
+            job.info(format!(
+                "{} ({}) boots next, once; it stays when the clone comes up healthy",
+                efi::boot_name(n),
+                option.description
+            ));
+        }
+        BootlistMode::Leave => {
+            job.info(format!("{} ({}) made; the boot order is left alone (-B)", efi::boot_name(n), option.description))
+        }
+    }
+    Ok(Some(n))
 }
 
 /// Where the record of disk `i` is written: the image file itself, or the disk.
@@ -500,6 +630,7 @@ fn initial_env(plan: &Plan) -> BootEnv {
             root: plan.source.root.clone(),
             live: plan.source.live,
             disks: plan.source.disks.clone(),
+            root_uuid: plan.source.filesystems.first().and_then(|f| f.probe.uuid.clone()),
         },
         created: bootenv::now_rfc3339(),
         updated: bootenv::now_rfc3339(),
@@ -531,6 +662,8 @@ fn initial_env(plan: &Plan) -> BootEnv {
                 partition: part(s.part).number,
             })
             .collect(),
+        boot_entry: None,
+        trial: false,
         note: None,
     }
 }
@@ -766,11 +899,27 @@ pub fn lspv() -> Result<Vec<DiskRole>> {
         has_bios_boot: false,
         hostname: String::new(),
     };
+    // The system this one was cloned from shows as old_rootvg (AIX names it so after the
+    // switch), recognised by its root filesystem's UUID.
+    let running_source_uuid = disks
+        .iter()
+        .find(|d| root.map(|(a, b)| d.contains_dev(a, b)).unwrap_or(false))
+        .and_then(|d| bootenv::read(&d.path))
+        .and_then(|r| r.ok())
+        .and_then(|e| e.source.root_uuid);
     let mut out = Vec::new();
     for d in &disks {
         let env = bootenv::read(&d.path).and_then(|r| r.ok());
+        let is_former = env.is_none()
+            && running_source_uuid.as_ref().is_some_and(|u| {
+                d.partitions.iter().any(|p| {
+                    blockdev::Probe::read(&p.path).ok().and_then(|x| x.uuid).is_some_and(|x| x.eq_ignore_ascii_case(u))
+                })
+            });
         let (role, detail) = if root.map(|(a, b)| d.contains_dev(a, b)).unwrap_or(false) {
             ("rootvg".to_string(), "the running system".to_string())
+        } else if is_former {
+            ("old_rootvg".to_string(), "the system this one was cloned from".to_string())
         } else if let Some(e) = &env {
             let from = if e.source.hostname.is_empty() { String::new() } else { format!(" of {}", e.source.hostname) };
             let mounted = table

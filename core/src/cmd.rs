@@ -35,6 +35,51 @@ fn package_of(tool: &str) -> &'static str {
     }
 }
 
+/// Set up `c` to run chrooted in `root` (see [`Cmd::in_root`]).
+fn enter_root(c: &mut Command, root: &Path) -> Result<()> {
+    use nix::mount::{mount, MsFlags};
+    use std::os::unix::process::CommandExt;
+    // Paths are prepared before fork: only system calls run in the child.
+    let root = root.to_path_buf();
+    let dev = root.join("dev");
+    let proc_ = root.join("proc");
+    let sys = root.join("sys");
+    let run = root.join("run");
+    let efivars = root.join("sys/firmware/efi/efivars");
+    let has_efivars = Path::new("/sys/firmware/efi/efivars").is_dir();
+    for d in [&dev, &proc_, &sys, &run] {
+        if !d.is_dir() {
+            return Err(Error::not_found(
+                format!("directory {}", d.display()),
+                "the clone lacks a standard mount point",
+                "check that the source system is complete",
+            ));
+        }
+    }
+    let none: Option<&str> = None;
+    // SAFETY: the closure only makes system calls (unshare, mount, chroot, chdir) on data
+    // prepared above; it allocates nothing.
+    unsafe {
+        c.pre_exec(move || {
+            let err = |e: nix::Error| std::io::Error::from_raw_os_error(e as i32);
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).map_err(err)?;
+            mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none).map_err(err)?;
+            mount(Some("/dev"), &dev, none, MsFlags::MS_BIND | MsFlags::MS_REC, none).map_err(err)?;
+            mount(Some("proc"), &proc_, Some("proc"), MsFlags::empty(), none).map_err(err)?;
+            mount(Some("/sys"), &sys, none, MsFlags::MS_BIND | MsFlags::MS_REC, none).map_err(err)?;
+            mount(Some("tmpfs"), &run, Some("tmpfs"), MsFlags::empty(), Some("mode=0755")).map_err(err)?;
+            if has_efivars {
+                mount(none, &efivars, none, MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY, none)
+                    .map_err(err)?;
+            }
+            nix::unistd::chroot(&root).map_err(err)?;
+            nix::unistd::chdir("/").map_err(err)?;
+            Ok(())
+        });
+    }
+    Ok(())
+}
+
 /// Find a tool by name in the system directories.
 pub fn which(tool: &str) -> Result<PathBuf> {
     for dir in TOOL_DIRS {
@@ -67,6 +112,9 @@ pub struct Cmd {
     program: PathBuf,
     args: Vec<OsString>,
     stdin: Option<Vec<u8>>,
+    /// Run inside this root (see [`Cmd::in_root`]).
+    root: Option<PathBuf>,
+    env: Vec<(String, String)>,
 }
 
 /// What a finished command printed.
@@ -78,7 +126,51 @@ pub struct Output {
 impl Cmd {
     /// `description` says what the command does, lowercase: "creating the ext4 filesystem".
     pub fn new(description: impl Into<String>, tool: &str) -> Result<Self> {
-        Ok(Cmd { description: description.into(), program: which(tool)?, args: Vec::new(), stdin: None })
+        Ok(Cmd {
+            description: description.into(),
+            program: which(tool)?,
+            args: Vec::new(),
+            stdin: None,
+            root: None,
+            env: Vec::new(),
+        })
+    }
+
+    /// A tool of the system mounted at `root`, run chrooted there as a child process in a
+    /// private mount namespace with /dev, /proc, /sys and a fresh /run; firmware variables
+    /// are read-only inside, so no chrooted tool can change the boot order. The namespace
+    /// (and every mount in it) goes away with the child.
+    pub fn in_root(description: impl Into<String>, root: &Path, tool: &str) -> Result<Self> {
+        let program = TOOL_DIRS
+            .iter()
+            .map(|d| Path::new(d).join(tool))
+            .find(|p| {
+                let host = root.join(p.strip_prefix("/").unwrap_or(p));
+                std::fs::symlink_metadata(&host).is_ok()
+            })
+            .ok_or_else(|| {
+                Error::not_found(
+                    format!("tool `{tool}` in the clone at {}", root.display()),
+                    "the system being cloned does not have it",
+                    format!("install {} in the source system", package_of(tool)),
+                )
+            })?;
+        Ok(Cmd {
+            description: description.into(),
+            program,
+            args: Vec::new(),
+            stdin: None,
+            root: Some(root.to_path_buf()),
+            env: vec![
+                ("PATH".into(), "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()),
+                ("DEBIAN_FRONTEND".into(), "noninteractive".into()),
+            ],
+        })
+    }
+
+    pub fn env(mut self, k: &str, v: &str) -> Self {
+        self.env.push((k.into(), v.into()));
+        self
     }
 
     pub fn arg(mut self, a: impl AsRef<OsStr>) -> Self {
@@ -102,7 +194,10 @@ impl Cmd {
     }
 
     pub fn command_line(&self) -> String {
-        let mut s = self.program.display().to_string();
+        let mut s = match &self.root {
+            Some(r) => format!("chroot {} {}", r.display(), self.program.display()),
+            None => self.program.display().to_string(),
+        };
         for a in &self.args {
             s.push(' ');
             let a = a.to_string_lossy();
@@ -163,6 +258,12 @@ impl Cmd {
             .stderr(Stdio::piped())
             // Tools print parseable output in the C locale.
             .env("LC_ALL", "C");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        if let Some(root) = &self.root {
+            enter_root(&mut c, root)?;
+        }
         let mut child = c.spawn().map_err(|e| Error::io(format!("starting {}", self.description), &self.program, e))?;
         if let Some(data) = self.stdin {
             use std::io::Write;

@@ -7,9 +7,13 @@
 
 pub mod blockdev;
 pub mod bootenv;
+pub mod boothook;
+pub mod bootlist;
+pub mod bootloader;
 pub mod clone;
 pub mod cmd;
 pub mod copy;
+pub mod efi;
 pub mod error;
 pub mod exclude;
 pub mod fixup;

@@ -299,6 +299,25 @@ pub struct Plan {
     pub exclude: Vec<String>,
     pub needed: u64,
     pub warnings: Vec<String>,
+    /// How the clone is made bootable (phase 3), when it is.
+    #[serde(default)]
+    pub boot: Option<crate::bootloader::BootSetup>,
+    /// What phase 3 does with the firmware boot order.
+    #[serde(default)]
+    pub bootlist: BootlistMode,
+}
+
+/// What phase 3 does with the UEFI boot order.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum BootlistMode {
+    /// The clone first in BootOrder, the old entries after it (AIX default).
+    #[default]
+    First,
+    /// Leave BootOrder alone (-B); the clone's entry is still made.
+    Leave,
+    /// BootNext only: one trial boot; the clone makes itself permanent once up.
+    Trial,
 }
 
 /// A target as resolved and measured by the caller.
@@ -765,6 +784,8 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
         exclude: Vec::new(),
         needed: total_need,
         warnings,
+        boot: None,
+        bootlist: BootlistMode::First,
     })
 }
 
@@ -853,6 +874,22 @@ impl Plan {
                     what
                 );
             }
+        }
+        if let Some(b) = &self.boot {
+            let loader = match &b.loader {
+                crate::bootloader::Loader::GrubEfi { id, shim } => {
+                    format!("GRUB for UEFI (\\EFI\\{id}{})", if *shim { ", through shim" } else { "" })
+                }
+                crate::bootloader::Loader::SystemdBoot => "systemd-boot".into(),
+                crate::bootloader::Loader::GrubBios => "GRUB for BIOS".into(),
+            };
+            let list = match (b.firmware, self.bootlist) {
+                (crate::bootloader::Firmware::Bios, _) => "the BIOS boot order stays with the firmware".to_string(),
+                (_, BootlistMode::First) => "the clone goes first in the UEFI boot order".into(),
+                (_, BootlistMode::Leave) => "the UEFI boot order is left alone (-B)".into(),
+                (_, BootlistMode::Trial) => "the clone is booted once (BootNext) and kept if it comes up".into(),
+            };
+            let _ = writeln!(s, "\nBoot: {loader}, initramfs for kernel(s) {}; {list}.", b.kernels.join(", "));
         }
         if !self.exclude.is_empty() {
             let _ = writeln!(s, "\nExcluded: {} pattern(s): {}", self.exclude.len(), self.exclude.join("  "));

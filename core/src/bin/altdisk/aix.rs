@@ -8,7 +8,7 @@ use clap::{ArgAction, Args};
 use altdisk::clone::{self, CloneRequest};
 use altdisk::error::Error;
 use altdisk::job::Job;
-use altdisk::plan::{Layout, Phases};
+use altdisk::plan::{BootlistMode, Layout, Phases};
 
 use crate::progress::Progress;
 use crate::Result;
@@ -109,6 +109,9 @@ pub struct CopyArgs {
     /// Print the plan (with --dry-run) or the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Boot the clone once (UEFI BootNext); it makes itself permanent when it comes up healthy.
+    #[arg(long, conflicts_with = "no_bootlist")]
+    pub trial: bool,
 }
 
 fn usage(what: &str, why: &str, todo: &str) -> Error {
@@ -172,7 +175,7 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
         ("-R (resolv.conf for the clone)", a.resolv.is_some(), "phase 2"),
         ("-O (device reset)", a.device_reset, "phase 2"),
         ("-c (console)", a.console.is_some(), "phase 2"),
-        ("-r (reboot into the clone)", a.reboot, "phase 3"),
+        ("", false, ""),
         ("", false, ""),
     ];
     for (what, set, phase) in later {
@@ -183,6 +186,13 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
                 "run without it; apply the change in /alt_inst after -P1",
             ));
         }
+    }
+    if a.reboot && !phases.has(3) {
+        return Err(usage(
+            "-r",
+            "rebooting into the clone needs phase 3, which makes it bootable",
+            "run all phases (-P all, the default) or drop -r",
+        ));
     }
     if a.nim {
         eprintln!("warning: -n (remain NIM client) has no meaning on Linux: there is no NIM; ignored");
@@ -219,6 +229,13 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
         mount_at: a.mount_at.clone(),
         name: altdisk::ALTINST_ROOTVG.into(),
         threads: 0,
+        bootlist: if a.trial {
+            BootlistMode::Trial
+        } else if a.no_bootlist {
+            BootlistMode::Leave
+        } else {
+            BootlistMode::First
+        },
     })
 }
 
@@ -270,10 +287,17 @@ pub fn copy(a: CopyArgs, plan_only: bool) -> Result<()> {
         for w in &report.warnings {
             eprintln!("warning: {w}");
         }
+        if let Some(e) = &report.boot_entry {
+            println!("UEFI boot entry: {e}");
+        }
         match &report.mounted_at {
             Some(m) => println!("The clone is mounted at {}; unmount it with `alt_rootvg_op -S`.", m.display()),
             None => println!("The clone is unmounted."),
         }
+    }
+    if a.reboot {
+        println!("rebooting into the clone (-r)");
+        altdisk::cmd::Cmd::new("rebooting", "systemctl")?.arg("reboot").run()?;
     }
     Ok(())
 }
@@ -388,19 +412,127 @@ pub fn sleep(a: SleepArgs) -> Result<()> {
 #[derive(Args, Debug)]
 #[command(disable_version_flag = true)]
 pub struct BootlistArgs {
-    #[arg(short = 'm', value_name = "MODE")]
-    pub mode: Option<String>,
+    /// normal (the boot order), prevboot (what booted last); service and both have no UEFI meaning.
+    #[arg(short = 'm', value_name = "MODE", default_value = "normal")]
+    pub mode: String,
+    /// Show the list.
     #[arg(short = 'o')]
     pub show: bool,
+    /// Boot this disk once, at the next boot only (UEFI BootNext).
+    #[arg(long, value_name = "DISK")]
+    pub next: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+    /// Disks to boot from, in order: they go first, every other entry stays after them.
     pub disks: Vec<String>,
 }
 
-pub fn bootlist(_a: BootlistArgs) -> Result<()> {
-    Err(Error::unsupported(
-        "bootlist",
-        " yet (the UEFI boot list comes with making clones boot)",
-        "use efibootmgr meanwhile",
-    ))
+pub fn bootlist(a: BootlistArgs) -> Result<()> {
+    use altdisk::bootlist as bl;
+    use altdisk::efi::{BootManager, Efivarfs};
+    match a.mode.as_str() {
+        "normal" | "prevboot" => {}
+        "service" | "both" => {
+            return Err(Error::unsupported(
+                format!("bootlist -m {}", a.mode),
+                ": UEFI has one boot order, there is no separate service list",
+                "use -m normal; for a one-time boot use --next DISK",
+            ))
+        }
+        other => {
+            return Err(usage(
+                &format!("bootlist -m {other}"),
+                "it is not a mode",
+                "use -m normal (or prevboot to see what booted last)",
+            ))
+        }
+    }
+    let vars = match Efivarfs::system() {
+        Ok(v) => v,
+        Err(e @ Error::Unsupported { .. }) => {
+            // BIOS: nothing to set, but say which disks can boot.
+            if !a.disks.is_empty() || a.next.is_some() {
+                return Err(e);
+            }
+            println!("BIOS machine: the boot order belongs to the firmware setup. Disks carrying a boot loader:");
+            for (name, path) in bl::bios_bootable()? {
+                println!("{name} ({})", path.display());
+            }
+            return Ok(());
+        }
+        Err(e) => return Err(e),
+    };
+    let m = BootManager { vars };
+    if a.mode == "prevboot" {
+        let cur = m.current()?.map(altdisk::efi::boot_name);
+        match bl::show(&m)?.into_iter().find(|e| Some(&e.number) == cur.as_ref()) {
+            Some(e) => println!(
+                "{} {} {}  {}",
+                e.disk.as_deref().unwrap_or("-"),
+                e.system.as_deref().unwrap_or("-"),
+                e.number,
+                e.description
+            ),
+            None => println!("-"),
+        }
+        return Ok(());
+    }
+    if let Some(d) = &a.next {
+        let n = bl::set_next(&m, d)?;
+        println!("{d} boots next, once ({})", altdisk::efi::boot_name(n));
+    }
+    if !a.disks.is_empty() {
+        let disks: Vec<String> = a.disks.iter().flat_map(|d| d.split_whitespace().map(String::from)).collect();
+        bl::set(&m, &disks)?;
+    }
+    if a.show || (a.disks.is_empty() && a.next.is_none()) {
+        let entries = bl::show(&m)?;
+        if a.json {
+            let v = serde_json::json!({"apiVersion": altdisk::API_VERSION, "entries": entries});
+            println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        } else {
+            print!("{}", bl::render(&entries));
+        }
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct BootHookArgs {
+    /// names: rootvg/old_rootvg; commit: keep a healthy trial boot.
+    pub what: String,
+}
+
+pub fn boot_hook(a: BootHookArgs) -> Result<()> {
+    match a.what.as_str() {
+        "names" => {
+            for l in altdisk::boothook::names()? {
+                println!("{l}");
+            }
+        }
+        "commit" => {
+            if let Some(l) = altdisk::boothook::commit()? {
+                println!("{l}");
+            }
+        }
+        other => return Err(usage(&format!("boot-hook {other}"), "unknown hook", "use names or commit")),
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct InstallUnitsArgs {
+    /// Root of the system to install into.
+    #[arg(long, default_value = "/")]
+    pub root: PathBuf,
+}
+
+pub fn install_units(a: InstallUnitsArgs) -> Result<()> {
+    let exe = std::env::current_exe().map_err(|e| Error::io("finding the altdisk binary", "/proc/self/exe", e))?;
+    for p in altdisk::boothook::install_units(&a.root, &exe)? {
+        println!("installed {}", p.display());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -456,7 +588,6 @@ mod tests {
             vec!["-d", "sdb", "-s", "/bin/true"],
             vec!["-d", "sdb", "-R", "/etc/resolv.conf"],
             vec!["-d", "sdb", "-O"],
-            vec!["-d", "sdb", "-r"],
         ] {
             let e = request(&parse(&args)).unwrap_err();
             assert!(matches!(e, Error::Unsupported { .. }), "{args:?}: {e}");
@@ -470,6 +601,8 @@ mod tests {
         assert!(e.to_string().contains("-l"), "{e}");
         let e = request(&parse(&["-d", "sdb", "-c", "ttyS0"])).unwrap_err();
         assert!(e.to_string().contains("-O"), "{e}");
+        let e = request(&parse(&["-d", "sdb", "-r", "-P12"])).unwrap_err();
+        assert!(e.to_string().contains("phase 3"), "{e}");
         let e = request(&parse(&["-d", "sdb", "-r", "-B"])).unwrap_err();
         assert!(matches!(e, Error::Usage { .. }), "{e}");
         let e = request(&parse(&["-P", "1"])).unwrap_err();

@@ -39,6 +39,11 @@ enum Command {
     Sleep(aix::SleepArgs),
     /// Show or set the firmware boot order (AIX bootlist).
     Bootlist(aix::BootlistArgs),
+    /// Run at boot by altdisk's systemd units.
+    #[command(hide = true)]
+    BootHook(aix::BootHookArgs),
+    /// Install and enable altdisk's boot units (rootvg/old_rootvg names, trial commit).
+    InstallUnits(aix::InstallUnitsArgs),
 }
 
 fn main() {
@@ -73,6 +78,8 @@ fn main() {
         Command::Op(a) => aix::op(a),
         Command::Sleep(a) => aix::sleep(a),
         Command::Bootlist(a) => aix::bootlist(a),
+        Command::BootHook(a) => aix::boot_hook(a),
+        Command::InstallUnits(a) => aix::install_units(a),
     };
     if let Err(e) = r {
         eprintln!("{name}: error: {e}");
