@@ -35,6 +35,14 @@ if ! command -v cargo >/dev/null; then
 fi
 cargo build --release --locked --manifest-path "$repo/Cargo.toml" -p altdisk
 install -D -m 0755 "$repo/target/release/altdisk" "$prefix/sbin/altdisk"
+install -D -m 0755 "$repo/target/release/altdiskd" "$prefix/sbin/altdiskd"
+# The D-Bus service: bus policy, activation, systemd unit, polkit actions.
+dist=$repo/core/dist
+mkdir -p /usr/share/dbus-1/system-services
+install -D -m 0644 "$dist/org.altdisk.AltDisk1.conf" /usr/share/dbus-1/system.d/org.altdisk.AltDisk1.conf
+sed "s|/usr/local/sbin|$prefix/sbin|" "$dist/org.altdisk.AltDisk1.service" >/usr/share/dbus-1/system-services/org.altdisk.AltDisk1.service
+sed "s|/usr/local/sbin|$prefix/sbin|" "$dist/altdiskd.service" >/etc/systemd/system/altdiskd.service
+install -D -m 0644 "$dist/org.altdisk.policy" /usr/share/polkit-1/actions/org.altdisk.policy
 for name in alt_disk_copy alt_rootvg_op bootlist; do
 	ln -sf altdisk "$prefix/sbin/$name"
 done
