@@ -46,6 +46,9 @@ install -D -m 0644 "$dist/org.altdisk.policy" /usr/share/polkit-1/actions/org.al
 for name in alt_disk_copy alt_rootvg_op bootlist; do
 	ln -sf altdisk "$prefix/sbin/$name"
 done
+# udev: names under /dev/disk/by-altdisk, alternate systems kept from automounters.
+mkdir -p /etc/udev/rules.d
+sed "s|@ALTDISK@|$prefix/sbin/altdisk|" "$repo/udev-rules/70-altdisk.rules" >/etc/udev/rules.d/70-altdisk.rules
 # The boot units: rootvg/old_rootvg names, keeping a healthy trial boot.
 "$prefix/sbin/altdisk" install-units
 echo "install.sh: installed $prefix/sbin/altdisk (also alt_disk_copy, alt_rootvg_op, bootlist)"

@@ -9,7 +9,7 @@ cd "$repo"
 if [[ $(id -u) == 0 ]]; then
 	"$repo/core/install.sh" --deps
 	# Fixture tools: ACLs, xattrs, capabilities, LVM signatures, the benchmark's fixture.
-	need=(acl attr libcap2-bin lvm2 rsync mmdebstrap time python3 shellcheck)
+	need=(acl attr libcap2-bin lvm2 rsync mmdebstrap time python3 shellcheck udev dbus-daemon)
 	missing=()
 	for p in "${need[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")

@@ -244,3 +244,61 @@ mod tests {
         assert!(t.ends_with('Z'));
     }
 }
+
+/// What udev should know about a block device of an altdisk system (`altdisk udev-probe`):
+/// `ALTDISK_SYSTEM` (the system's name), `ALTDISK_NAME` (root, boot, home, efi, swap, meta;
+/// from its mount point), `ALTDISK_STATE`, and `ALTDISK_RUNNING=1` for the running system.
+/// Empty for devices of disks without an altdisk record.
+pub fn udev_properties(dev: &Path) -> Vec<(String, String)> {
+    let Some(name) = dev.file_name().map(|n| n.to_string_lossy().into_owned()) else { return Vec::new() };
+    let sys = Path::new("/sys/class/block").join(&name);
+    // A partition has a "partition" attribute and its disk as the parent directory.
+    let part: Option<u32> = std::fs::read_to_string(sys.join("partition")).ok().and_then(|s| s.trim().parse().ok());
+    let disk_name = match part {
+        Some(_) => std::fs::canonicalize(&sys)
+            .ok()
+            .and_then(|p| p.parent().and_then(|d| d.file_name()).map(|n| n.to_string_lossy().into_owned())),
+        None => Some(name.clone()),
+    };
+    let Some(disk_name) = disk_name else { return Vec::new() };
+    let disk = PathBuf::from("/dev").join(&disk_name);
+    let Some(Ok(env)) = read(&disk) else { return Vec::new() };
+    let mut v = vec![
+        ("ALTDISK_SYSTEM".to_string(), env.name.clone()),
+        ("ALTDISK_STATE".to_string(), format!("{:?}", env.state).to_lowercase()),
+    ];
+    if running_disk_is(&disk_name) {
+        v.push(("ALTDISK_RUNNING".into(), "1".into()));
+    }
+    if let Some(n) = part {
+        let label = if crate::partition::read_gpt(&disk)
+            .and_then(|g| g.iter().find(|(i, _)| *i == n).map(|(_, p)| p.partition_type_guid))
+            == Uuid::parse_str(crate::plan::META_TYPE).ok().map(|u| u.to_bytes_le())
+        {
+            Some("meta".to_string())
+        } else {
+            env.filesystems.iter().chain(env.swaps.iter()).find(|f| f.disk == env.disk_index && f.partition == n).map(
+                |f| match f.mountpoint.as_str() {
+                    "/" => "root".to_string(),
+                    "swap" => "swap".to_string(),
+                    "/boot/efi" | "/efi" => "efi".to_string(),
+                    mp => mp.trim_start_matches('/').replace('/', "-"),
+                },
+            )
+        };
+        if let Some(l) = label {
+            v.push(("ALTDISK_NAME".into(), l));
+        }
+    }
+    v
+}
+
+fn running_disk_is(disk_name: &str) -> bool {
+    let Ok(t) = crate::mounts::read() else { return false };
+    let Some(root) = crate::mounts::mount_at(&t, Path::new("/")) else { return false };
+    let dev = Path::new("/sys/dev/block").join(format!("{}:{}", root.major, root.minor));
+    let Ok(real) = std::fs::canonicalize(dev) else { return false };
+    // The root device is the disk itself or one of its partitions.
+    real.file_name().map(|n| n == disk_name).unwrap_or(false)
+        || real.parent().and_then(|p| p.file_name()).map(|n| n == disk_name).unwrap_or(false)
+}

@@ -44,6 +44,9 @@ enum Command {
     BootHook(aix::BootHookArgs),
     /// Install and enable altdisk's boot units (rootvg/old_rootvg names, trial commit).
     InstallUnits(aix::InstallUnitsArgs),
+    /// For udev rules: KEY=VALUE lines describing a device of an altdisk system.
+    #[command(hide = true)]
+    UdevProbe { device: std::path::PathBuf },
 }
 
 fn main() {
@@ -80,6 +83,12 @@ fn main() {
         Command::Bootlist(a) => aix::bootlist(a),
         Command::BootHook(a) => aix::boot_hook(a),
         Command::InstallUnits(a) => aix::install_units(a),
+        Command::UdevProbe { device } => {
+            for (k, v) in altdisk::bootenv::udev_properties(&device) {
+                println!("{k}={v}");
+            }
+            Ok(())
+        }
     };
     if let Err(e) = r {
         eprintln!("{name}: error: {e}");
