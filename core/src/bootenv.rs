@@ -195,56 +195,6 @@ pub fn read(disk: &Path) -> Option<Result<BootEnv>> {
     decode(&bytes)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sample() -> BootEnv {
-        BootEnv {
-            api_version: crate::API_VERSION.into(),
-            name: "altinst_rootvg".into(),
-            id: Uuid::new_v4(),
-            state: State::Incomplete,
-            phases_done: vec![],
-            source: SourceInfo {
-                hostname: "prod".into(),
-                root: "/".into(),
-                live: true,
-                disks: vec!["vda".into()],
-                root_uuid: None,
-            },
-            created: now_rfc3339(),
-            updated: now_rfc3339(),
-            disks: vec![Uuid::new_v4()],
-            disk_index: 0,
-            filesystems: vec![],
-            swaps: vec![],
-            boot_entry: None,
-            trial: false,
-            note: None,
-        }
-    }
-
-    #[test]
-    fn round_trips() {
-        let e = sample();
-        let b = encode(&e).unwrap();
-        assert_eq!(decode(&b).unwrap().unwrap(), e);
-        assert!(decode(&[0u8; 100]).is_none());
-        let mut bad = b.clone();
-        bad[20] = b'!';
-        assert!(decode(&bad).unwrap().is_err());
-    }
-
-    #[test]
-    fn time_looks_right() {
-        let t = now_rfc3339();
-        assert_eq!(t.len(), 20);
-        assert!(t.starts_with("20"), "{t}");
-        assert!(t.ends_with('Z'));
-    }
-}
-
 /// What udev should know about a block device of an altdisk system (`altdisk udev-probe`):
 /// `ALTDISK_SYSTEM` (the system's name), `ALTDISK_NAME` (root, boot, home, efi, swap, meta;
 /// from its mount point), `ALTDISK_STATE`, and `ALTDISK_RUNNING=1` for the running system.
@@ -301,4 +251,54 @@ fn running_disk_is(disk_name: &str) -> bool {
     // The root device is the disk itself or one of its partitions.
     real.file_name().map(|n| n == disk_name).unwrap_or(false)
         || real.parent().and_then(|p| p.file_name()).map(|n| n == disk_name).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> BootEnv {
+        BootEnv {
+            api_version: crate::API_VERSION.into(),
+            name: "altinst_rootvg".into(),
+            id: Uuid::new_v4(),
+            state: State::Incomplete,
+            phases_done: vec![],
+            source: SourceInfo {
+                hostname: "prod".into(),
+                root: "/".into(),
+                live: true,
+                disks: vec!["vda".into()],
+                root_uuid: None,
+            },
+            created: now_rfc3339(),
+            updated: now_rfc3339(),
+            disks: vec![Uuid::new_v4()],
+            disk_index: 0,
+            filesystems: vec![],
+            swaps: vec![],
+            boot_entry: None,
+            trial: false,
+            note: None,
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let e = sample();
+        let b = encode(&e).unwrap();
+        assert_eq!(decode(&b).unwrap().unwrap(), e);
+        assert!(decode(&[0u8; 100]).is_none());
+        let mut bad = b.clone();
+        bad[20] = b'!';
+        assert!(decode(&bad).unwrap().is_err());
+    }
+
+    #[test]
+    fn time_looks_right() {
+        let t = now_rfc3339();
+        assert_eq!(t.len(), 20);
+        assert!(t.starts_with("20"), "{t}");
+        assert!(t.ends_with('Z'));
+    }
 }
