@@ -79,13 +79,21 @@ impl Bus {
             .build()
             .await
             .unwrap();
+        let mut bus = Bus { address, daemon, service: None, allow, _polkit: polkit };
+        bus.start_service(s).await;
+        bus
+    }
+
+    async fn start_service(&mut self, s: &Scratch) {
         let bin = altdisk_bin().with_file_name("altdiskd");
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(s.path("altdiskd.log")).unwrap();
         let service = Command::new(&bin)
-            .args(["--address", &address, "--mount-root", s.mkdir("mnt").to_str().unwrap()])
-            .stderr(std::fs::File::create(s.path("altdiskd.log")).unwrap())
+            .args(["--address", &self.address, "--mount-root", s.mkdir("mnt").to_str().unwrap()])
+            .stderr(log)
             .spawn()
             .expect("altdiskd built");
-        let bus = Bus { address, daemon, service: Some(service), allow, _polkit: polkit };
+        self.service = Some(service);
+        let bus = &*self;
         let c = bus.client().await;
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -100,7 +108,19 @@ impl Bus {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        bus
+    }
+
+    /// Kill the service as a crash would (SIGKILL) and wait until it is gone from the bus.
+    async fn crash_service(&mut self) {
+        if let Some(mut s) = self.service.take() {
+            s.kill().unwrap();
+            s.wait().unwrap();
+        }
+        let c = self.client().await;
+        let dbus = zbus::fdo::DBusProxy::new(&c).await.unwrap();
+        while dbus.name_has_owner(altdisk::dbus::BUS_NAME.try_into().unwrap()).await.unwrap_or(false) {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     async fn client(&self) -> zbus::Connection {
@@ -378,4 +398,40 @@ async fn root_dbus_hotplugged_disk_appears_within_two_seconds() {
     assert_eq!(found, Ok(true), "no DisksChanged naming {} within 2 s", dev.display());
     eprintln!("DisksChanged after {:?}", start.elapsed());
     assert!(m.disks().await.unwrap().iter().any(|d| Path::new(&d.path) == dev));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_dbus_restart_after_a_crash_cleans_up_and_marks_incomplete() {
+    require_root!();
+    let mut s = Scratch::new("dbus-crash");
+    let src = source(&mut s, 1024 * MIB);
+    sh(&format!(
+        "cd '{}' && mkdir bulk && for i in $(seq 1 60); do head -c 8000000 /dev/urandom > bulk/f$i; done",
+        src.display()
+    ))
+    .unwrap();
+    let t = s.loopdev("t.img", 1024 * MIB);
+    let mut bus = Bus::start(&s).await;
+    {
+        let c = bus.client().await;
+        let m = ManagerProxy::new(&c).await.unwrap();
+        let path = m.clone(clone_opts(src.to_str().unwrap(), t.to_str().unwrap())).await.unwrap();
+        let job =
+            JobProxy::builder(&c).path(path).cache_properties(zbus::proxy::CacheProperties::No).build().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while job.phase().await.unwrap() != "copying" {
+            assert!(Instant::now() < deadline, "the copy never started");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    bus.crash_service().await;
+    assert!(
+        s.mounts().iter().any(|p| p.starts_with(s.path("mnt"))),
+        "the crash left the clone mounted (as a real crash would)"
+    );
+    bus.start_service(&s).await;
+    assert!(s.mounts().iter().all(|p| !p.starts_with(s.path("mnt"))), "still mounted after restart: {:?}", s.mounts());
+    let env = altdisk::bootenv::read(&t).unwrap().unwrap();
+    assert_eq!(env.state, altdisk::bootenv::State::Incomplete);
+    assert!(env.note.unwrap_or_default().contains("interrupted"));
 }
