@@ -1,7 +1,8 @@
 //! What runs when a system boots (from systemd units altdisk installs, present in every
 //! clone because they are part of the copied system): the running system calls itself
 //! `rootvg` and a former one `old_rootvg`, flipping on each switch; a trial boot that came
-//! up healthy makes the clone permanent in the UEFI boot order.
+//! up healthy makes the clone permanent in the UEFI boot order; a first-boot script (-x)
+//! runs once.
 
 use std::path::{Path, PathBuf};
 
@@ -61,6 +62,16 @@ pub fn commit() -> Result<Option<String>> {
     )))
 }
 
+fn unit_firstboot(exe: &Path) -> String {
+    format!(
+        "[Unit]\nDescription=altdisk: run the clone's first-boot script (-x) once\n\
+         After=local-fs.target remote-fs.target\nBefore=ssh.service sshd.service\n\
+         ConditionPathExists=/var/lib/altdisk/firstboot/pending\n\n\
+         [Service]\nType=oneshot\nExecStart={} boot-hook first-boot\n\n[Install]\nWantedBy=multi-user.target\n",
+        exe.display()
+    )
+}
+
 fn unit_names(exe: &Path) -> String {
     format!(
         "[Unit]\nDescription=altdisk: name this system rootvg and a former one old_rootvg\nAfter=local-fs.target\n\n\
@@ -85,7 +96,11 @@ pub fn install_units(root: &Path, exe: &Path) -> Result<Vec<PathBuf>> {
     let wants = dir.join("multi-user.target.wants");
     std::fs::create_dir_all(&wants).ctx("creating", &wants)?;
     let mut made = Vec::new();
-    for (name, text) in [("altdisk-names.service", unit_names(exe)), ("altdisk-commit.service", unit_commit(exe))] {
+    for (name, text) in [
+        ("altdisk-names.service", unit_names(exe)),
+        ("altdisk-commit.service", unit_commit(exe)),
+        ("altdisk-firstboot.service", unit_firstboot(exe)),
+    ] {
         let p = dir.join(name);
         std::fs::write(&p, text).ctx("writing the unit", &p)?;
         let link = wants.join(name);
@@ -105,7 +120,7 @@ mod tests {
     fn installs_enabled_units() {
         let root = std::env::temp_dir().join(format!("altdisk-units-{}", uuid::Uuid::new_v4()));
         let made = install_units(&root, Path::new("/usr/local/sbin/altdisk")).unwrap();
-        assert_eq!(made.len(), 2);
+        assert_eq!(made.len(), 3);
         let t = std::fs::read_to_string(root.join("etc/systemd/system/altdisk-names.service")).unwrap();
         assert!(t.contains("ExecStart=/usr/local/sbin/altdisk boot-hook names"));
         let l =

@@ -50,6 +50,8 @@ pub struct CloneRequest {
     pub name: String,
     pub threads: usize,
     pub bootlist: BootlistMode,
+    /// Phase 2: what to do to the clone before it is made bootable.
+    pub customize: crate::customize::Customize,
 }
 
 impl Default for CloneRequest {
@@ -69,6 +71,7 @@ impl Default for CloneRequest {
             name: crate::ALTINST_ROOTVG.into(),
             threads: 0,
             bootlist: BootlistMode::First,
+            customize: Default::default(),
         }
     }
 }
@@ -124,6 +127,7 @@ pub fn prepare(req: &CloneRequest) -> Result<Prepared> {
             "run phase 1 with the others, e.g. -P12 or -P1",
         ));
     }
+    req.customize.validate()?;
     let exclude = match &req.exclude {
         Some(p) => {
             if !p.is_absolute() {
@@ -214,6 +218,10 @@ pub fn prepare(req: &CloneRequest) -> Result<Prepared> {
     }
     plan.boot = boot;
     plan.bootlist = req.bootlist;
+    plan.customize = req.customize.clone();
+    if plan.customize.device_reset && !req.phases.has(3) {
+        plan.warnings.push("-O makes the initramfs generic only when phase 3 rebuilds it: run phase 3 too".into());
+    }
     if !req.mount_at.is_absolute() {
         return Err(Error::usage(
             format!("mount point {}", req.mount_at.display()),
@@ -430,6 +438,10 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
         job.set_phase(Phase::FixingIdentities);
         let changes = fix_identities(&plan, &mut warnings)?;
         write_clone_record(&plan, &env)?;
+        if plan.phases.has(2) {
+            let disks: Vec<PathBuf> = targets.iter().map(|t| t.path().to_path_buf()).collect();
+            crate::customize::run(&plan.mount_at, &plan.customize, &disks, job)?;
+        }
         if let (true, Some(setup)) = (plan.phases.has(3), &plan.boot) {
             job.check()?;
             job.set_phase(Phase::MakingBootable);
@@ -449,7 +461,6 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
             env.state = State::Copied;
             env.phases_done = vec![1];
             if plan.phases.has(2) {
-                // Nothing was asked of phase 2 (its options are refused until supported).
                 env.state = State::Customized;
                 env.phases_done.push(2);
             }

@@ -13,6 +13,7 @@ pub mod bootloader;
 pub mod clone;
 pub mod cmd;
 pub mod copy;
+pub mod customize;
 pub mod dbus;
 pub mod efi;
 pub mod error;

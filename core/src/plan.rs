@@ -305,6 +305,9 @@ pub struct Plan {
     /// What phase 3 does with the firmware boot order.
     #[serde(default)]
     pub bootlist: BootlistMode,
+    /// Phase 2: the customization of the clone.
+    #[serde(default)]
+    pub customize: crate::customize::Customize,
 }
 
 /// What phase 3 does with the UEFI boot order.
@@ -786,6 +789,7 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
         warnings,
         boot: None,
         bootlist: BootlistMode::First,
+        customize: Default::default(),
     })
 }
 
@@ -874,6 +878,35 @@ impl Plan {
                     what
                 );
             }
+        }
+        let c = &self.customize;
+        if !c.is_empty() {
+            let mut parts = Vec::new();
+            if let Some(d) = &c.images {
+                let n = c.packages.len();
+                let what = match (n, c.update_all) {
+                    (0, true) => "update all packages".to_string(),
+                    (n, true) => format!("install {n} package(s) and update all"),
+                    (n, false) => format!("install {n} package(s)"),
+                };
+                parts.push(format!("{what} from {}", d.display()));
+            }
+            if c.resolv_conf.is_some() {
+                parts.push("replace resolv.conf".into());
+            }
+            if c.device_reset {
+                parts.push("device reset".into());
+            }
+            if let Some(con) = &c.console {
+                parts.push(format!("console {con}"));
+            }
+            if c.first_boot.is_some() {
+                parts.push("first-boot script".into());
+            }
+            if let Some(sc) = &c.script {
+                parts.push(format!("run {}", sc.display()));
+            }
+            let _ = writeln!(s, "\nCustomize (phase 2): {}.", parts.join(", "));
         }
         if let Some(b) = &self.boot {
             let loader = match &b.loader {

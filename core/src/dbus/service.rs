@@ -202,6 +202,7 @@ pub fn request_from(o: &HashMap<String, OwnedVariant>, mount_at: PathBuf) -> Res
         name: crate::ALTINST_ROOTVG.into(),
         threads: 0,
         bootlist,
+        customize: Default::default(),
     })
 }
 

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{ArgAction, Args};
 
 use altdisk::clone::{self, CloneRequest};
+use altdisk::customize::Customize;
 use altdisk::error::Error;
 use altdisk::job::Job;
 use altdisk::plan::{BootlistMode, Layout, Phases};
@@ -22,28 +23,28 @@ pub struct CopyArgs {
     /// Layout file (TOML; see `altdisk layout`), the counterpart of AIX image.data. Full path.
     #[arg(short = 'i', value_name = "LAYOUT")]
     pub layout: Option<PathBuf>,
-    /// Script run on this system after phase 2, before /alt_inst is unmounted (not yet).
+    /// Script run on this system after phase 2, before /alt_inst is unmounted (full path, executable).
     #[arg(short = 's', value_name = "SCRIPT")]
     pub script: Option<PathBuf>,
-    /// File listing packages to install into the clone, or update_all (needs -l; not yet).
+    /// File listing packages to install into the clone, or update_all (needs -l).
     #[arg(short = 'b', value_name = "BUNDLE")]
     pub bundle: Option<String>,
-    /// Flags for the package installer (needs -l; not yet).
+    /// Extra apt-get options for the installs (needs -l).
     #[arg(short = 'I', value_name = "FLAGS", allow_hyphen_values = true)]
     pub install_flags: Option<String>,
-    /// Directory of packages to apply to the clone (not yet).
+    /// Directory of .deb packages (or a local repository) to install from, offline.
     #[arg(short = 'l', value_name = "DIR")]
     pub images: Option<PathBuf>,
-    /// File listing fixes to install (needs -l; not yet).
+    /// File listing more packages to install (needs -l).
     #[arg(short = 'f', value_name = "FILE")]
     pub fixbundle: Option<PathBuf>,
-    /// Fixes to install (needs -l; not yet).
+    /// More packages to install (needs -l).
     #[arg(short = 'F', value_name = "FIXES")]
     pub fixes: Option<String>,
     /// Exclude list: grep patterns matched against ./relative/paths. Full path.
     #[arg(short = 'e', value_name = "EXCLUDE")]
     pub exclude: Option<PathBuf>,
-    /// Packages to install into the clone (needs -l; not yet).
+    /// Packages to install into the clone (needs -l).
     #[arg(short = 'w', value_name = "PKGS")]
     pub filesets: Option<String>,
     /// Remain NIM client: no Linux meaning, accepted with a warning.
@@ -52,13 +53,13 @@ pub struct CopyArgs {
     /// Phases to run: 1, 2, 3, 12, 23 or all.
     #[arg(short = 'P', value_name = "PHASES", default_value = "all")]
     pub phases: String,
-    /// Console for the clone (only with -O; not yet).
+    /// Kernel console for the clone, e.g. ttyS0,115200 (only with -O).
     #[arg(short = 'c', value_name = "CONSOLE")]
     pub console: Option<String>,
-    /// Script to run once at the clone's first boot (not yet).
+    /// Script to run once at the clone's first boot (full path).
     #[arg(short = 'x', value_name = "SCRIPT")]
     pub first_boot: Option<PathBuf>,
-    /// resolv.conf to put in the clone (not yet).
+    /// resolv.conf to put in the clone (full path).
     #[arg(short = 'R', value_name = "RESOLVCONF")]
     pub resolv: Option<PathBuf>,
     /// Debug: print every command run.
@@ -67,7 +68,7 @@ pub struct CopyArgs {
     /// Do not change the boot list.
     #[arg(short = 'B')]
     pub no_bootlist: bool,
-    /// Device reset for a disk that will run another machine (not yet).
+    /// Device reset for a disk that will run another machine: new machine-id, SSH keys, no MAC-bound network config, generic initramfs.
     #[arg(short = 'O')]
     pub device_reset: bool,
     /// Verbose: list every file copied.
@@ -168,24 +169,37 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
             ));
         }
     }
-    let later: [(&str, bool, &str); 8] = [
-        ("-l (install packages into the clone)", a.images.is_some(), "phase 2"),
-        ("-s (customization script)", a.script.is_some(), "phase 2"),
-        ("-x (first boot script)", a.first_boot.is_some(), "phase 2"),
-        ("-R (resolv.conf for the clone)", a.resolv.is_some(), "phase 2"),
-        ("-O (device reset)", a.device_reset, "phase 2"),
-        ("-c (console)", a.console.is_some(), "phase 2"),
-        ("", false, ""),
-        ("", false, ""),
-    ];
-    for (what, set, phase) in later {
-        if set {
-            return Err(Error::unsupported(
-                what,
-                format!(" yet ({phase} customization comes in a later release)"),
-                "run without it; apply the change in /alt_inst after -P1",
-            ));
-        }
+    // Phase 2: customization of the clone.
+    let mut customize = Customize {
+        images: a.images.clone(),
+        script: a.script.clone(),
+        first_boot: a.first_boot.clone(),
+        resolv_conf: a.resolv.clone(),
+        device_reset: a.device_reset,
+        console: a.console.clone(),
+        ..Default::default()
+    };
+    if let Some(w) = &a.filesets {
+        customize.packages.extend(Customize::split_names(w));
+    }
+    if let Some(f) = &a.fixes {
+        customize.packages.extend(Customize::split_names(f));
+    }
+    if let Some(b) = &a.bundle {
+        customize.bundle(b);
+    }
+    if let Some(f) = &a.fixbundle {
+        customize.bundles.push(f.clone());
+    }
+    if let Some(i) = &a.install_flags {
+        customize.install_flags = Customize::split_flags(i);
+    }
+    if !customize.is_empty() && !phases.has(2) {
+        return Err(usage(
+            "phase 2 options (-l, -w, -b, -s, -x, -R, -O)",
+            "they customize the clone in phase 2, which -P leaves out",
+            "add phase 2 (-P 12 or -P all), or drop them",
+        ));
     }
     if a.reboot && !phases.has(3) {
         return Err(usage(
@@ -229,6 +243,7 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
         mount_at: a.mount_at.clone(),
         name: altdisk::ALTINST_ROOTVG.into(),
         threads: 0,
+        customize,
         bootlist: if a.trial {
             BootlistMode::Trial
         } else if a.no_bootlist {
@@ -499,7 +514,7 @@ pub fn bootlist(a: BootlistArgs) -> Result<()> {
 
 #[derive(Args, Debug)]
 pub struct BootHookArgs {
-    /// names: rootvg/old_rootvg; commit: keep a healthy trial boot.
+    /// names: rootvg/old_rootvg; commit: keep a healthy trial boot; first-boot: the -x script.
     pub what: String,
 }
 
@@ -515,7 +530,12 @@ pub fn boot_hook(a: BootHookArgs) -> Result<()> {
                 println!("{l}");
             }
         }
-        other => return Err(usage(&format!("boot-hook {other}"), "unknown hook", "use names or commit")),
+        "first-boot" => {
+            if let Some(l) = altdisk::customize::first_boot(std::path::Path::new("/"))? {
+                println!("{l}");
+            }
+        }
+        other => return Err(usage(&format!("boot-hook {other}"), "unknown hook", "use names, commit or first-boot")),
     }
     Ok(())
 }
@@ -581,18 +601,35 @@ mod tests {
     }
 
     #[test]
-    fn later_flags_fail_clearly() {
-        for args in [
-            vec!["-d", "sdb", "-l", "/tmp"],
-            vec!["-d", "sdb", "-x", "/bin/true"],
-            vec!["-d", "sdb", "-s", "/bin/true"],
-            vec!["-d", "sdb", "-R", "/etc/resolv.conf"],
-            vec!["-d", "sdb", "-O"],
-        ] {
-            let e = request(&parse(&args)).unwrap_err();
-            assert!(matches!(e, Error::Unsupported { .. }), "{args:?}: {e}");
-            assert!(e.to_string().contains("not supported yet"), "{e}");
-        }
+    fn phase2_flags_fill_the_customization() {
+        let r = request(&parse(&[
+            "-d",
+            "sdb",
+            "-l",
+            "/srv/pkgs",
+            "-w",
+            "a b",
+            "-F",
+            "c",
+            "-b",
+            "update_all",
+            "-I",
+            "--no-install-recommends",
+            "-R",
+            "/etc/r.conf",
+            "-O",
+            "-c",
+            "ttyS0",
+        ]))
+        .unwrap();
+        let c = &r.customize;
+        assert_eq!(c.images.as_deref(), Some(std::path::Path::new("/srv/pkgs")));
+        assert_eq!(c.packages, vec!["a", "b", "c"]);
+        assert!(c.update_all && c.device_reset);
+        assert_eq!(c.install_flags, vec!["--no-install-recommends"]);
+        assert_eq!(c.console.as_deref(), Some("ttyS0"));
+        let e = request(&parse(&["-d", "sdb", "-P1", "-x", "/bin/true"])).unwrap_err();
+        assert!(e.to_string().contains("phase 2"), "{e}");
     }
 
     #[test]
