@@ -4,9 +4,10 @@
 //! guard (mounts, loop devices) that undoes it on failure or cancel; the targets' state
 //! record says `incomplete` from the first write until a phase has finished.
 //!
-//! Phase 1 (this module): partition, make filesystems, copy, give the clone its own
-//! identities (fstab, crypttab). After `-P1` the clone stays mounted at the mount point
-//! (`/alt_inst`), as on AIX; [`sleep`] unmounts it.
+//! Phase 1: partition, make filesystems, copy, give the clone its own identities (fstab,
+//! crypttab); phase 2: [`crate::customize`]; phase 3: [`crate::bootloader`] and the boot
+//! list. Until phase 3 has run the clone stays mounted at the mount point (`/alt_inst`), as
+//! on AIX; [`sleep`] unmounts it.
 
 use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
@@ -457,7 +458,8 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
 
     match result {
         Ok((copy, fstab_changes)) => {
-            let only_p1 = plan.phases == Phases::P1;
+            // As on AIX, the clone stays mounted until phase 3 has made it bootable.
+            let keep_mounted = !plan.phases.has(3);
             env.state = State::Copied;
             env.phases_done = vec![1];
             if plan.phases.has(2) {
@@ -475,7 +477,7 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
             }
             // Make sure the copy is on disk before saying so.
             nix::unistd::sync();
-            let mounted_at = if only_p1 {
+            let mounted_at = if keep_mounted {
                 let loops: Vec<PathBuf> = made.loops.drain(..).map(|l| l.keep()).collect();
                 for m in made.mounts.drain(..) {
                     m.keep();
