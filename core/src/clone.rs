@@ -119,6 +119,7 @@ fn required_tools(plan: &Plan) -> Vec<&'static str> {
 /// Discover, resolve, check and plan. Writes nothing.
 pub fn prepare(req: &CloneRequest) -> Result<Prepared> {
     if !req.phases.has(1) {
+        // Resuming goes through `resume`; callers check the phases first.
         return Err(Error::unsupported(
             format!(
                 "running phase {} on an existing clone",
@@ -257,13 +258,25 @@ fn check_mount_at(dir: &Path, table: &[mounts::Mount]) -> Result<()> {
     Ok(())
 }
 
-/// What `-P1` leaves behind, so `sleep` can undo exactly that.
+/// What a mounted (awake) clone leaves behind, so `sleep` can undo exactly that.
 #[derive(Debug, Serialize, Deserialize)]
-struct Awake {
-    mount_at: PathBuf,
-    loops: Vec<PathBuf>,
-    name: String,
-    disks: Vec<PathBuf>,
+pub(crate) struct Awake {
+    pub(crate) mount_at: PathBuf,
+    pub(crate) loops: Vec<PathBuf>,
+    pub(crate) name: String,
+    pub(crate) disks: Vec<PathBuf>,
+}
+
+/// Record that a clone is mounted (awake) at `a.mount_at`.
+pub(crate) fn record_awake(a: &Awake) -> Result<()> {
+    std::fs::create_dir_all(RUN_DIR).ctx("recording the mounted clone", RUN_DIR)?;
+    let f = awake_file(&a.mount_at);
+    std::fs::write(&f, serde_json::to_vec_pretty(a).unwrap_or_default()).ctx("recording the mounted clone", &f)
+}
+
+/// The record of a clone mounted at `mount_at`, if altdisk mounted one there.
+pub(crate) fn read_awake(mount_at: &Path) -> Option<Awake> {
+    serde_json::from_slice(&std::fs::read(awake_file(mount_at)).ok()?).ok()
 }
 
 const RUN_DIR: &str = "/run/altdisk";
@@ -557,34 +570,43 @@ fn root_ids(plan: &Plan) -> RootIds {
 /// is no UEFI boot list to change (BIOS, an image file).
 fn set_boot_list(plan: &Plan, targets: &[Target], job: &Job) -> Result<Option<u16>> {
     let Some(setup) = &plan.boot else { return Ok(None) };
-    if setup.firmware == Firmware::Bios {
-        job.info(format!(
-            "BIOS machine: the boot order belongs to the firmware setup; {} now carries GRUB",
-            plan.targets[0].name
-        ));
-        return Ok(None);
-    }
     let Target::Disk(disk) = &targets[0] else {
         job.info("the clone is an image file: no firmware boot entry made (it boots through \\EFI\\BOOT\\BOOTX64.EFI when written to a disk)");
         return Ok(None);
     };
     let esp_mp = setup.esp.as_deref().unwrap_or("/boot/efi");
-    let esp = plan.filesystems.iter().find(|f| f.mountpoint == esp_mp).expect("checked in prepare");
-    let part = &plan.partitions[esp.part];
-    let file = setup.efi_file().expect("UEFI loaders have a file");
-    let option = efi::LoadOption::new(
-        &format!("{} on {}", plan.name, disk.name),
+    let esp = plan.filesystems.iter().find(|f| f.mountpoint == esp_mp);
+    let hd = esp.map(|f| {
+        let part = &plan.partitions[f.part];
         efi::HardDrive {
             partition: part.number,
             start_lba: part.start / 512,
             size_lba: part.size / 512,
             partuuid: part.guid,
-        },
-        &file,
-    );
+        }
+    });
+    boot_entry(setup, &plan.name, disk, hd, plan.bootlist, job)
+}
+
+/// The boot entry of a system whose ESP is `hd` on `disk`, placed as `mode` says.
+pub(crate) fn boot_entry(
+    setup: &bootloader::BootSetup,
+    name: &str,
+    disk: &Disk,
+    hd: Option<efi::HardDrive>,
+    mode: BootlistMode,
+    job: &Job,
+) -> Result<Option<u16>> {
+    if setup.firmware == Firmware::Bios {
+        job.info(format!("BIOS machine: the boot order belongs to the firmware setup; {} now carries GRUB", disk.name));
+        return Ok(None);
+    }
+    let hd = hd.ok_or_else(|| Error::corrupt(format!("{name} on {}", disk.name), "it has no EFI system partition"))?;
+    let file = setup.efi_file().expect("UEFI loaders have a file");
+    let option = efi::LoadOption::new(&format!("{name} on {}", disk.name), hd, &file);
     let m = efi::BootManager { vars: efi::Efivarfs::system()? };
     let n = m.add(&option)?;
-    match plan.bootlist {
+    match mode {
         BootlistMode::First => {
             m.put_first(&[n])?;
             job.info(format!("{} ({}) is first in the UEFI boot order", efi::boot_name(n), option.description));
@@ -602,6 +624,149 @@ fn set_boot_list(plan: &Plan, targets: &[Target], job: &Job) -> Result<Option<u1
         }
     }
     Ok(Some(n))
+}
+
+/// Phases 2 and 3 on a clone whose phase 1 is done (AIX `-P2`, `-P3`, `-P23`), also after
+/// the running system rebooted: the clone is found by its record on the named disk, woken
+/// (or used where it is awake), customised, made bootable and put to sleep.
+pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
+    let started = std::time::Instant::now();
+    req.customize.validate()?;
+    let first = req
+        .targets
+        .first()
+        .ok_or_else(|| Error::usage("-d", "no target disk was named", "name the disk of the clone: -d vdb"))?;
+    let sys = crate::altops::find_by_disk(first)?;
+    for t in &req.targets[1..] {
+        let other = crate::altops::find_by_disk(t)?;
+        if other.env.id != sys.env.id {
+            return Err(Error::usage(
+                format!("-d {t}"),
+                format!("it holds another system than {first}"),
+                "name the disks of one clone",
+            ));
+        }
+    }
+    let name = format!("{} on {}", sys.env.name, sys.disk_names());
+    if !sys.env.phases_done.contains(&1) {
+        return Err(Error::refused(
+            &name,
+            format!(
+                "its phase 1 did not finish ({}{})",
+                sys.env.state.describe(),
+                sys.env.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()
+            ),
+            "clone again from the start (-P1 or all phases, with --force), or remove it with alt_rootvg_op -X",
+        ));
+    }
+    if crate::altops::is_running(&sys)? {
+        return Err(Error::refused(&name, "it is the running system", "boot the other system to work on this one"));
+    }
+    let setup = if req.phases.has(3) {
+        job.set_phase(Phase::Validating);
+        Some(())
+    } else {
+        None
+    };
+    // Use the clone where it is awake, or wake it.
+    let awake_here =
+        read_awake(&req.mount_at).map(|a| a.disks.first() == sys.disks.first().map(|d| &d.path)).unwrap_or(false);
+    if !awake_here {
+        crate::altops::wake(&sys, &req.mount_at)?;
+        job.info(format!("woke {name} at {}", req.mount_at.display()));
+    }
+    let disks: Vec<PathBuf> = sys.disks.iter().map(|d| d.path.clone()).collect();
+    let mut env = sys.env.clone();
+    let work = (|| -> Result<Option<bootloader::BootSetup>> {
+        if req.phases.has(2) {
+            crate::customize::run(&req.mount_at, &req.customize, &disks, job)?;
+        }
+        if setup.is_some() {
+            let s = match crate::altops::boot_setup(&sys, &req.mount_at) {
+                Ok(s) => s,
+                Err(e) if req.skip_boot_checks => {
+                    job.warn(format!("-g: {e}: the clone is not made bootable"));
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            job.set_phase(Phase::MakingBootable);
+            bootloader::install(&req.mount_at, &s, &sys.disks[0].path, &crate::altops::root_ids(&sys)?, "", job)?;
+            return Ok(Some(s));
+        }
+        Ok(None)
+    })();
+    let boot = match work {
+        Ok(b) => b,
+        Err(e) => {
+            env.state = State::Incomplete;
+            env.note = Some(e.to_string());
+            for d in &sys.disks {
+                let _ = bootenv::update(&d.path, &env);
+            }
+            let _ = sleep(&req.mount_at);
+            return Err(e);
+        }
+    };
+    if req.phases.has(2) && !env.phases_done.contains(&2) {
+        env.phases_done.push(2);
+        env.state = State::Customized;
+    }
+    let mut boot_entry_name = None;
+    let mounted_at = if let Some(s) = &boot {
+        env.phases_done.retain(|&p| p != 3);
+        env.phases_done.push(3);
+        env.state = State::Complete;
+        env.note = None;
+        for d in &sys.disks {
+            bootenv::update(&d.path, &env)?;
+        }
+        nix::unistd::sync();
+        job.set_phase(Phase::CleaningUp);
+        sleep(&req.mount_at)?;
+        let esp = sys.env.filesystems.iter().find(|f| Some(&f.mountpoint) == s.esp.as_ref());
+        let hd = match esp {
+            Some(f) => {
+                let d = &sys.disks[f.disk];
+                partition::read_gpt(&d.path).and_then(|g| {
+                    g.iter().find(|(n, p)| *n == f.partition && p.is_used()).map(|(_, p)| efi::HardDrive {
+                        partition: f.partition,
+                        start_lba: p.starting_lba * g.sector_size / 512,
+                        size_lba: (p.ending_lba + 1 - p.starting_lba) * g.sector_size / 512,
+                        partuuid: uuid::Uuid::from_bytes_le(p.unique_partition_guid),
+                    })
+                })
+            }
+            None => None,
+        };
+        if let Some(n) = boot_entry(s, &env.name, &sys.disks[0], hd, req.bootlist, job)? {
+            env.boot_entry = Some(n);
+            env.trial = req.bootlist == BootlistMode::Trial;
+            boot_entry_name = Some(efi::boot_name(n));
+        }
+        for d in &sys.disks {
+            bootenv::update(&d.path, &env)?;
+        }
+        None
+    } else {
+        for d in &sys.disks {
+            bootenv::update(&d.path, &env)?;
+        }
+        Some(req.mount_at.clone())
+    };
+    job.set_phase(Phase::Done);
+    Ok(CloneReport {
+        api_version: crate::API_VERSION.into(),
+        name: env.name.clone(),
+        state: env.state,
+        mounted_at,
+        targets: sys.disks.iter().map(|d| d.name.clone()).collect(),
+        copy: CopyStats::default(),
+        fstab_changes: 0,
+        boot_entry: boot_entry_name,
+        warnings: Vec::new(),
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }
 
 /// Where the record of disk `i` is written: the image file itself, or the disk.

@@ -5,6 +5,7 @@
 //! pure, printable [`plan::Plan`], [`clone`] executes it step by step while reporting to a
 //! [`job::Job`], and [`bootenv`] records on the target what state the clone is in.
 
+pub mod altops;
 pub mod blockdev;
 pub mod bootenv;
 pub mod boothook;

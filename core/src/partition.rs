@@ -79,6 +79,28 @@ pub fn write_gpt(dev: &Path, size: u64, disk_guid: Uuid, parts: &[&PlanPart]) ->
     Ok(())
 }
 
+/// Wipe a disk altdisk wrote: the start of every partition (filesystem superblocks, the
+/// state record) and both ends of the disk (MBR, primary and backup GPT).
+pub fn wipe(dev: &Path, size: u64, parts: &[(u32, u64, u64)]) -> Result<()> {
+    let mut f = OpenOptions::new().write(true).open(dev).ctx("opening the disk to wipe it", dev)?;
+    for (_, start, len) in parts {
+        zero(&mut f, dev, *start, MIB.min(*len))?;
+        // XFS and btrfs keep more copies further in; the end of a partition holds the md
+        // and some swap signatures.
+        if *len > 2 * MIB {
+            zero(&mut f, dev, start + len - MIB, MIB)?;
+        }
+        if *len > 64 * MIB + MIB {
+            zero(&mut f, dev, start + 64 * MIB, MIB)?;
+        }
+    }
+    zero(&mut f, dev, 0, MIB.min(size))?;
+    if size > 2 * MIB {
+        zero(&mut f, dev, size - MIB, MIB)?;
+    }
+    f.sync_all().ctx("flushing the wiped disk", dev)
+}
+
 /// Read a disk's GPT, if it has one.
 pub fn read_gpt(dev: &Path) -> Option<GPT> {
     let mut f = std::fs::File::open(dev).ok()?;

@@ -170,30 +170,20 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
         }
     }
     // Phase 2: customization of the clone.
-    let mut customize = Customize {
+    let customize = Phase2Args {
         images: a.images.clone(),
+        filesets: a.filesets.clone(),
+        bundle: a.bundle.clone(),
+        fixbundle: a.fixbundle.clone(),
+        fixes: a.fixes.clone(),
+        install_flags: a.install_flags.clone(),
         script: a.script.clone(),
         first_boot: a.first_boot.clone(),
-        resolv_conf: a.resolv.clone(),
+        resolv: a.resolv.clone(),
         device_reset: a.device_reset,
         console: a.console.clone(),
-        ..Default::default()
-    };
-    if let Some(w) = &a.filesets {
-        customize.packages.extend(Customize::split_names(w));
     }
-    if let Some(f) = &a.fixes {
-        customize.packages.extend(Customize::split_names(f));
-    }
-    if let Some(b) = &a.bundle {
-        customize.bundle(b);
-    }
-    if let Some(f) = &a.fixbundle {
-        customize.bundles.push(f.clone());
-    }
-    if let Some(i) = &a.install_flags {
-        customize.install_flags = Customize::split_flags(i);
-    }
+    .to_customize();
     if !customize.is_empty() && !phases.has(2) {
         return Err(usage(
             "phase 2 options (-l, -w, -b, -s, -x, -R, -O)",
@@ -257,6 +247,21 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
 pub fn copy(a: CopyArgs, plan_only: bool) -> Result<()> {
     altdisk::cmd::set_echo(a.debug);
     let req = request(&a)?;
+    if !req.phases.has(1) {
+        // Phases 2 and 3 of a clone made earlier (AIX -P23).
+        if plan_only || a.dry_run {
+            return Err(usage(
+                "--dry-run with -P2, -P3 or -P23",
+                "resuming works on the clone as it is; there is no plan to show",
+                "run without --dry-run",
+            ));
+        }
+        let job = Job::new();
+        let progress = Progress::start(&job, a.verbose);
+        let r = clone::resume(&req, &job);
+        progress.finish();
+        return report(&a, r?);
+    }
     let prep = clone::prepare(&req)?;
     if plan_only || a.dry_run {
         if a.json {
@@ -274,7 +279,10 @@ pub fn copy(a: CopyArgs, plan_only: bool) -> Result<()> {
     let progress = Progress::start(&job, a.verbose);
     let r = clone::execute(prep, &job);
     progress.finish();
-    let report = r?;
+    report(&a, r?)
+}
+
+fn report(a: &CopyArgs, report: clone::CloneReport) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
@@ -354,62 +362,213 @@ pub fn lspv(a: LspvArgs) -> Result<()> {
 #[derive(Args, Debug)]
 #[command(disable_version_flag = true)]
 pub struct OpArgs {
-    /// Sleep: unmount the alternate system mounted at /alt_inst.
+    /// Sleep: unmount the alternate system awake at /alt_inst.
     #[arg(short = 'S')]
     pub sleep: bool,
-    /// Query which system lives on the disk given with -d (not yet).
+    /// Query: which system lives on the disk given with -d.
     #[arg(short = 'q')]
     pub query: bool,
-    /// Wake: mount the alternate system on -d at /alt_inst (not yet).
+    /// Wake: mount the alternate system on -d at /alt_inst.
     #[arg(short = 'W')]
     pub wake: bool,
-    /// Remove an alternate system (not yet).
+    /// Remove an alternate system (default altinst_rootvg): its disks become free.
     #[arg(short = 'X', num_args = 0..=1, value_name = "NAME")]
     pub remove: Option<Option<String>>,
-    /// Rename an alternate system (not yet).
+    /// Rename the alternate system on -d.
     #[arg(short = 'v', value_name = "NAME")]
     pub rename: Option<String>,
-    /// Customize a woken alternate system (not yet).
+    /// Customize the awake alternate system with the phase 2 flags (-l, -w, -b, -s, -x, -R, -O, -c).
     #[arg(short = 'C')]
     pub customize: bool,
-    /// With -S: rebuild the boot image (not yet).
+    /// With -S: rebuild the boot image (initramfs and boot loader configuration) first.
     #[arg(short = 't')]
     pub rebuild: bool,
     #[arg(short = 'd', value_name = "DISKS")]
     pub disks: Option<String>,
     #[arg(short = 'D')]
     pub debug: bool,
+    /// Do not ask before removing.
+    #[arg(short = 'y', long = "yes")]
+    pub yes: bool,
     #[arg(long = "mount-at", value_name = "DIR", default_value = altdisk::ALT_INST)]
     pub mount_at: PathBuf,
+    #[command(flatten)]
+    pub p2: Phase2Args,
+}
+
+/// The phase 2 flags of alt_rootvg_op -C (the same as alt_disk_copy's).
+#[derive(Args, Debug, Default)]
+pub struct Phase2Args {
+    #[arg(short = 'l', value_name = "DIR")]
+    pub images: Option<PathBuf>,
+    #[arg(short = 'w', value_name = "PKGS")]
+    pub filesets: Option<String>,
+    #[arg(short = 'b', value_name = "BUNDLE")]
+    pub bundle: Option<String>,
+    #[arg(short = 'f', value_name = "FILE")]
+    pub fixbundle: Option<PathBuf>,
+    #[arg(short = 'F', value_name = "FIXES")]
+    pub fixes: Option<String>,
+    #[arg(short = 'I', value_name = "FLAGS", allow_hyphen_values = true)]
+    pub install_flags: Option<String>,
+    #[arg(short = 's', value_name = "SCRIPT")]
+    pub script: Option<PathBuf>,
+    #[arg(short = 'x', value_name = "SCRIPT")]
+    pub first_boot: Option<PathBuf>,
+    #[arg(short = 'R', value_name = "RESOLVCONF")]
+    pub resolv: Option<PathBuf>,
+    #[arg(short = 'O')]
+    pub device_reset: bool,
+    #[arg(short = 'c', value_name = "CONSOLE")]
+    pub console: Option<String>,
+}
+
+impl Phase2Args {
+    pub fn to_customize(&self) -> Customize {
+        let mut c = Customize {
+            images: self.images.clone(),
+            script: self.script.clone(),
+            first_boot: self.first_boot.clone(),
+            resolv_conf: self.resolv.clone(),
+            device_reset: self.device_reset,
+            console: self.console.clone(),
+            ..Default::default()
+        };
+        for list in [&self.filesets, &self.fixes].into_iter().flatten() {
+            c.packages.extend(Customize::split_names(list));
+        }
+        if let Some(b) = &self.bundle {
+            c.bundle(b);
+        }
+        if let Some(f) = &self.fixbundle {
+            c.bundles.push(f.clone());
+        }
+        if let Some(i) = &self.install_flags {
+            c.install_flags = Customize::split_flags(i);
+        }
+        c
+    }
+}
+
+fn one_disk(a: &OpArgs, what: &str) -> Result<String> {
+    match a.disks.as_deref().map(str::split_whitespace).and_then(|mut w| w.next().map(String::from)) {
+        Some(d) => Ok(d),
+        None => Err(usage(
+            &format!("alt_rootvg_op {what}"),
+            "it needs the disk of the system",
+            "add -d DISK (see altdisk lspv)",
+        )),
+    }
 }
 
 pub fn op(a: OpArgs) -> Result<()> {
+    use altdisk::altops;
     altdisk::cmd::set_echo(a.debug);
-    let later = [
-        ("-q (query)", a.query),
-        ("-W (wake)", a.wake),
-        ("-X (remove)", a.remove.is_some()),
-        ("-v (rename)", a.rename.is_some()),
-        ("-C (customize)", a.customize),
-        ("-t (rebuild the boot image)", a.rebuild),
-    ];
-    for (what, set) in later {
-        if set {
-            return Err(Error::unsupported(
-                format!("alt_rootvg_op {what}"),
-                " yet",
-                "see `altdisk lspv` for the alternate systems; -S unmounts one left mounted",
-            ));
-        }
+    let job = Job::new();
+    let ops =
+        [a.sleep, a.query, a.wake, a.remove.is_some(), a.rename.is_some(), a.customize].iter().filter(|b| **b).count();
+    if ops == 0 {
+        return Err(usage("alt_rootvg_op", "no operation was given", "use -q, -W, -S, -C, -v or -X (see --help)"));
     }
-    if !a.sleep {
+    if ops > 1 {
         return Err(usage(
             "alt_rootvg_op",
-            "no operation was given",
-            "use -S to unmount the alternate system at /alt_inst",
+            "more than one operation was given",
+            "give one of -q, -W, -S, -C, -v, -X at a time",
         ));
     }
+    if a.query {
+        println!("{}", altops::query(&one_disk(&a, "-q")?)?);
+        return Ok(());
+    }
+    if a.wake {
+        let sys = altops::find_by_disk(&one_disk(&a, "-W")?)?;
+        let done = altops::wake(&sys, &a.mount_at)?;
+        println!(
+            "{} on {} is awake at {} ({} filesystems)",
+            sys.env.name,
+            sys.disk_names(),
+            a.mount_at.display(),
+            done.len()
+        );
+        return Ok(());
+    }
+    if let Some(new) = &a.rename {
+        let sys = altops::find_by_disk(&one_disk(&a, "-v")?)?;
+        altops::rename(&sys, new)?;
+        println!("{} on {} is now {new}", sys.env.name, sys.disk_names());
+        return Ok(());
+    }
+    if a.customize {
+        let c = a.p2.to_customize();
+        if c.is_empty() {
+            return Err(usage(
+                "alt_rootvg_op -C",
+                "no customization was given",
+                "add phase 2 flags: -l DIR -w PKGS, -s, -x, -R, -O",
+            ));
+        }
+        c.validate()?;
+        let sys = altops::awake(&a.mount_at)?;
+        let disks: Vec<PathBuf> = sys.disks.iter().map(|d| d.path.clone()).collect();
+        let progress = Progress::start(&job, false);
+        let r = altdisk::customize::run(&a.mount_at, &c, &disks, &job);
+        progress.finish();
+        r?;
+        println!("{} on {} customized", sys.env.name, sys.disk_names());
+        return Ok(());
+    }
+    if let Some(name) = &a.remove {
+        let systems = match (&a.disks, name) {
+            (Some(_), None) => vec![altops::find_by_disk(&one_disk(&a, "-X")?)?],
+            (_, n) => altops::find_by_name(n.as_deref().unwrap_or(altdisk::ALTINST_ROOTVG))?,
+        };
+        if systems.is_empty() {
+            return Err(Error::not_found(
+                format!("alternate system {}", name.as_deref().unwrap_or(altdisk::ALTINST_ROOTVG)),
+                "no disk holds one by that name",
+                "see `altdisk lspv`",
+            ));
+        }
+        for sys in systems {
+            let what = format!("{} on {}", sys.env.name, sys.disk_names());
+            if !a.yes && !confirm(&format!("Remove {what}? Its disks will be wiped and free. [y/N] "))? {
+                return Err(Error::Cancelled);
+            }
+            let progress = Progress::start(&job, false);
+            let r = altops::remove(&sys, &job);
+            progress.finish();
+            r?;
+            println!("removed {what}");
+        }
+        return Ok(());
+    }
+    // -S [-t]
+    if a.rebuild {
+        let sys = altops::awake(&a.mount_at)?;
+        let progress = Progress::start(&job, false);
+        let r = altops::rebuild_boot(&sys, &a.mount_at, &job);
+        progress.finish();
+        r?;
+    }
     sleep(SleepArgs { mount_at: a.mount_at })
+}
+
+/// Ask on the terminal; without one, refuse (a script says -y).
+fn confirm(question: &str) -> Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Err(usage(
+            "alt_rootvg_op -X",
+            "it asks for confirmation and there is no terminal",
+            "add -y to confirm",
+        ));
+    }
+    eprint!("{question}");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).map_err(|e| Error::io("reading the answer", "stdin", e))?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
 #[derive(Args, Debug)]
