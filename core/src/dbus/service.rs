@@ -206,6 +206,12 @@ pub fn request_from(o: &HashMap<String, OwnedVariant>, mount_at: PathBuf) -> Res
     })
 }
 
+/// What a job does.
+enum Work {
+    New(Box<clone::Prepared>),
+    Resume(Box<CloneRequest>),
+}
+
 struct Shared {
     busy: Mutex<HashSet<PathBuf>>,
     next_job: AtomicU64,
@@ -313,14 +319,24 @@ impl Manager {
         let mount_at = self.shared.mount_root.join(format!("job{n}"));
         let req = request_from(&options, mount_at.clone())?;
         let _ = std::fs::create_dir_all(&mount_at);
-        let prep = match blocking(move || clone::prepare(&req)).await {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = std::fs::remove_dir(&mount_at);
-                return Err(e);
+        // A new clone is planned and checked before the job exists; resuming phases 2 and 3
+        // (no phase 1) works on the clone the targets hold.
+        let work = if req.phases.has(1) {
+            let r2 = req.clone();
+            match blocking(move || clone::prepare(&r2)).await {
+                Ok(p) => Work::New(Box::new(p)),
+                Err(e) => {
+                    let _ = std::fs::remove_dir(&mount_at);
+                    return Err(e);
+                }
             }
+        } else {
+            Work::Resume(Box::new(req.clone()))
         };
-        let disks: Vec<PathBuf> = prep.plan.targets.iter().map(|t| t.path.clone()).collect();
+        let (disks, names): (Vec<PathBuf>, Vec<String>) = match &work {
+            Work::New(p) => p.plan.targets.iter().map(|t| (t.path.clone(), t.name.clone())).unzip(),
+            Work::Resume(r) => r.targets.iter().map(|t| (PathBuf::from(t), t.clone())).unzip(),
+        };
         {
             let mut busy = self.shared.busy.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(d) = disks.iter().find(|d| busy.contains(*d)) {
@@ -342,7 +358,7 @@ impl Manager {
             files_done: 0,
             files_total: 0,
             rate: 0,
-            targets: prep.plan.targets.iter().map(|t| t.name.clone()).collect(),
+            targets: names,
             error: String::new(),
         };
         server.at(path.as_str(), obj).await?;
@@ -359,7 +375,10 @@ impl Manager {
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
         let worker_job = job.clone();
         std::thread::spawn(move || {
-            let r = clone::execute(prep, &worker_job);
+            let r = match work {
+                Work::New(prep) => clone::execute(*prep, &worker_job),
+                Work::Resume(req) => clone::resume(&req, &worker_job),
+            };
             let _ = done_tx.send(r);
         });
         let iface = server.interface::<_, JobObject>(path.as_str()).await?;
