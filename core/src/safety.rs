@@ -123,20 +123,11 @@ fn check_disk(
         return Err(Error::refused(&name, why, "deactivate what uses it first, or choose another disk"));
     }
     let mut soft: Option<String> = existing_clone(&d.path);
-    let probe = Probe::read(&d.path)?;
-    if let Some((hard, why)) = describe_signature("it", &probe) {
-        if hard {
-            return Err(Error::refused(
-                &name,
-                why,
-                "remove it from its volume group or array first, or choose another disk",
-            ));
-        }
-        soft.get_or_insert(why);
-    }
-    for p in &d.partitions {
-        let probe = Probe::read(&p.path)?;
-        if let Some((hard, why)) = describe_signature(&p.path.display().to_string(), &probe) {
+    // The disk itself, then each partition: LVM and RAID are final, other data needs --force.
+    let devices = std::iter::once(("it".to_string(), d.path.clone()))
+        .chain(d.partitions.iter().map(|p| (p.path.display().to_string(), p.path.clone())));
+    for (what, dev) in devices {
+        if let Some((hard, why)) = describe_signature(&what, &Probe::read(&dev)?) {
             if hard {
                 return Err(Error::refused(
                     &name,
