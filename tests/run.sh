@@ -19,6 +19,8 @@ if [[ $(id -u) == 0 ]]; then
 		apt-get update -qq
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 	fi
+	# The VM tier: QEMU, OVMF and the image-building tools.
+	"$repo/tests/vm/install-deps.sh"
 else
 	echo "run.sh: not root: root-tier tests will be skipped" >&2
 fi

@@ -32,7 +32,19 @@ pub struct Probe {
 impl Probe {
     pub fn parse_export(text: &str) -> Probe {
         let kv: BTreeMap<&str, &str> = text.lines().filter_map(|l| l.split_once('=')).collect();
-        let get = |k: &str| kv.get(k).map(|v| v.to_string()).filter(|v| !v.is_empty());
+        // `blkid -o export` escapes spaces, quotes and backslashes with a backslash.
+        let unescape = |v: &str| {
+            let mut out = String::with_capacity(v.len());
+            let mut chars = v.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '\\' => out.extend(chars.next()),
+                    c => out.push(c),
+                }
+            }
+            out
+        };
+        let get = |k: &str| kv.get(k).map(|v| unescape(v)).filter(|v| !v.is_empty());
         Probe {
             fstype: get("TYPE"),
             uuid: get("UUID"),
@@ -394,11 +406,12 @@ mod tests {
     #[test]
     fn parses_blkid_export() {
         let p = Probe::parse_export(
-            "DEVNAME=/dev/vda2\nUUID=abcd\nTYPE=ext4\nPART_ENTRY_UUID=1111\nPART_ENTRY_NAME=root\nLABEL=\n",
+            "DEVNAME=/dev/vda2\nUUID=abcd\nTYPE=ext4\nPART_ENTRY_UUID=1111\nPART_ENTRY_NAME=EFI\\ System\\ Partition\nLABEL=\n",
         );
         assert_eq!(p.fstype.as_deref(), Some("ext4"));
         assert_eq!(p.partuuid.as_deref(), Some("1111"));
         assert_eq!(p.label, None);
+        assert_eq!(p.partlabel.as_deref(), Some("EFI System Partition"));
         assert_eq!(p.describe().as_deref(), Some("a ext4 signature"));
         assert_eq!(Probe::default().describe(), None);
     }
