@@ -6,6 +6,8 @@
 //! Tiers (see tests/README.md): `root_*` tests need root and use loop devices; `vm_*` tests
 //! boot QEMU. Nothing here touches a device it did not create.
 
+pub mod vm;
+
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};

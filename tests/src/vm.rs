@@ -1,0 +1,791 @@
+//! VM tier driver: cached "production" images (an installed Debian 12 with GRUB or
+//! systemd-boot, built by `tests/vm/build-image.sh`) and QEMU machines booted from them.
+//!
+//! A [`Machine`] owns a directory under `/var/tmp/altdisk-tests/vm-<name>-<uuid>/` holding
+//! its disks (disk 0 is a qcow2 overlay on the cached image, so the cache stays pristine),
+//! its private copy of the OVMF NVRAM, its console log and QEMU's own log. QEMU always runs
+//! with TCG, q35, OVMF, `-nic none` and `-no-reboot` (a guest `reboot` powers the VM off:
+//! OVMF often stalls after a warm reset, so a reboot is a new QEMU on the same disks and
+//! NVRAM). The serial console is a UNIX socket the driver talks to; QEMU also logs every
+//! byte of it to [`Machine::serial_log`].
+//!
+//! Commands run in a plain `bash --noediting` with echo off and an empty prompt: each
+//! command is sent base64-encoded through a here-document, runs as its own `bash` script
+//! (stdin from /dev/null, stderr into stdout) and is framed by markers that carry a nonce
+//! unique to the boot and the command, so neither an echo, an old shell, nor an earlier
+//! command's output can be mistaken for its result. Everything is bounded by timeouts.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// OVMF firmware code (read-only) and the pristine NVRAM template.
+pub fn ovmf_code() -> PathBuf {
+    env_path("ALTDISK_OVMF_CODE", "/usr/share/OVMF/OVMF_CODE_4M.fd")
+}
+pub fn ovmf_vars() -> PathBuf {
+    env_path("ALTDISK_OVMF_VARS", "/usr/share/OVMF/OVMF_VARS_4M.fd")
+}
+
+fn env_path(var: &str, default: &str) -> PathBuf {
+    std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| PathBuf::from(default))
+}
+
+fn env_secs(var: &str, default: u64) -> Duration {
+    Duration::from_secs(std::env::var(var).ok().and_then(|v| v.parse().ok()).unwrap_or(default))
+}
+
+/// How long [`Machine::boot`] waits for the root shell (env `ALTDISK_VM_BOOT_TIMEOUT`, s).
+fn boot_timeout() -> Duration {
+    env_secs("ALTDISK_VM_BOOT_TIMEOUT", 300)
+}
+
+/// The bootloader of a production image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Kind {
+    Grub,
+    SystemdBoot,
+}
+
+impl Kind {
+    /// The name build-image.sh takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Grub => "grub",
+            Kind::SystemdBoot => "systemd-boot",
+        }
+    }
+}
+
+/// A cached production image: the installed disk and the NVRAM holding its boot entry.
+/// Both files are read-only: machines use overlays and copies.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub disk: PathBuf,
+    pub vars: PathBuf,
+}
+
+/// tests/vm/ of this source tree.
+pub fn vm_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("vm")
+}
+
+/// Build (via tests/vm/build-image.sh) or reuse the cached production image. The script
+/// reuses a complete image at once; a cold build takes a few minutes (its progress goes to
+/// stderr). Builds are serialized (in this process by a mutex, across processes by the
+/// script's flock). Cache root: env `ALTDISK_VM_CACHE` (default /var/cache/altdisk-tests).
+pub fn production_image(kind: Kind) -> Result<Image> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let script = vm_dir().join("build-image.sh");
+    let mut cmd = Command::new("bash");
+    cmd.arg(&script).arg(kind.name()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
+    cmd.process_group(0);
+    let mut child = cmd.spawn().with_context(|| format!("cannot run {}", script.display()))?;
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let limit = env_secs("ALTDISK_VM_BUILD_TIMEOUT", 3600);
+    let status = match wait_child(&mut child, limit)? {
+        Some(status) => status,
+        None => {
+            // The whole process group: mmdebstrap, QEMU and their helpers.
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::SIGTERM);
+            std::thread::sleep(Duration::from_secs(5));
+            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::SIGKILL);
+            let _ = child.wait();
+            bail!("{} {} did not finish within {:?}", script.display(), kind.name(), limit);
+        }
+    };
+    let out = reader.join().unwrap_or_default();
+    if !status.success() {
+        bail!("{} {} failed ({status}); its output is above", script.display(), kind.name());
+    }
+    let dir = PathBuf::from(out.lines().last().unwrap_or("").trim());
+    if !dir.join("COMPLETE").exists() {
+        bail!("{} {} printed {:?}, which holds no complete image", script.display(), kind.name(), dir);
+    }
+    let image = Image { disk: dir.join("disk.raw"), vars: dir.join("vars.fd") };
+    for f in [&image.disk, &image.vars] {
+        if !f.exists() {
+            bail!("the cached image lacks {}", f.display());
+        }
+    }
+    Ok(image)
+}
+
+/// Waits for a child up to `limit`: Some(status), or None when it is still running.
+fn wait_child(child: &mut Child, limit: Duration) -> Result<Option<std::process::ExitStatus>> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status));
+        }
+        if Instant::now() >= deadline {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// What the console has printed since QEMU started, shared with the reader thread.
+#[derive(Default)]
+struct ConsoleBuf {
+    data: Vec<u8>,
+    eof: bool,
+}
+
+type Shared = Arc<(Mutex<ConsoleBuf>, Condvar)>;
+
+/// A running QEMU and its console connection.
+struct Running {
+    child: Child,
+    stream: UnixStream,
+    shared: Shared,
+    reader: Option<JoinHandle<()>>,
+    /// Unique to this boot: every marker carries it.
+    nonce: String,
+    /// Console bytes before this offset are consumed.
+    cursor: usize,
+    seq: u64,
+}
+
+impl Running {
+    fn send(&mut self, text: &str) -> Result<()> {
+        self.stream.write_all(text.as_bytes()).context("writing to the VM console")?;
+        self.stream.flush()?;
+        Ok(())
+    }
+
+    /// Waits until `find` matches the console bytes from the cursor on; returns what it
+    /// returned. Errors at the deadline or when QEMU closes the console. (Bytes, not text:
+    /// offsets must stay exact whatever the guest prints.)
+    fn wait_for<T>(&self, deadline: Instant, mut find: impl FnMut(&[u8]) -> Option<T>) -> Result<T> {
+        let (lock, cvar) = &*self.shared;
+        let mut buf = lock.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if let Some(v) = find(&buf.data[self.cursor.min(buf.data.len())..]) {
+                return Ok(v);
+            }
+            if buf.eof {
+                bail!("the VM console closed (QEMU exited)");
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                bail!("timed out");
+            }
+            buf = cvar.wait_timeout(buf, deadline - now).unwrap_or_else(|e| e.into_inner()).0;
+        }
+    }
+
+    /// QEMU closed the console: it has exited (or is exiting).
+    fn console_closed(&self) -> bool {
+        self.shared.0.lock().unwrap_or_else(|e| e.into_inner()).eof
+    }
+
+    fn len(&self) -> usize {
+        self.shared.0.lock().unwrap_or_else(|e| e.into_inner()).data.len()
+    }
+
+    /// Console text from `from` (a byte offset) to now.
+    fn text_since(&self, from: usize) -> String {
+        let buf = self.shared.0.lock().unwrap_or_else(|e| e.into_inner());
+        String::from_utf8_lossy(&buf.data[from.min(buf.data.len())..]).into_owned()
+    }
+
+    /// Kills QEMU (if still running) and reaps it and the reader thread.
+    fn kill(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+        if let Some(r) = self.reader.take() {
+            let _ = r.join();
+        }
+    }
+}
+
+/// One test VM. See the module documentation.
+pub struct Machine {
+    name: String,
+    dir: PathBuf,
+    disks: Vec<PathBuf>,
+    vars: PathBuf,
+    share: PathBuf,
+    vm: Option<Running>,
+    boots: u32,
+    last_boot: Option<Duration>,
+    boot_timeout: Duration,
+}
+
+const MAX_COMMAND: usize = 24 * 1024;
+
+impl Machine {
+    /// Disk 0 = a qcow2 overlay backed by image.disk (the cache stays pristine), then one
+    /// blank (sparse) raw disk per entry of `blank_disks` (sizes in bytes); a private copy
+    /// of image.vars.
+    pub fn new(name: &str, image: &Image, blank_disks: &[u64]) -> Result<Machine> {
+        let safe: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .take(32)
+            .collect();
+        let dir = PathBuf::from(format!("/var/tmp/altdisk-tests/vm-{safe}-{}", uuid::Uuid::new_v4().simple()));
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // From here on, Drop removes the directory if anything fails.
+        let mut m = Machine {
+            name: safe,
+            dir: dir.clone(),
+            disks: Vec::new(),
+            vars: dir.join("vars.fd"),
+            share: dir.join("share"),
+            vm: None,
+            boots: 0,
+            last_boot: None,
+            boot_timeout: boot_timeout(),
+        };
+        let disk = fs::canonicalize(&image.disk).with_context(|| format!("image disk {}", image.disk.display()))?;
+        let overlay = dir.join("disk0.qcow2");
+        let out = Command::new("qemu-img")
+            .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
+            .arg(&disk)
+            .arg(&overlay)
+            .output()
+            .context("running qemu-img (apt-get install qemu-utils)")?;
+        if !out.status.success() {
+            bail!("qemu-img create failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        m.disks.push(overlay);
+        for (i, size) in blank_disks.iter().enumerate() {
+            let p = dir.join(format!("disk{}.raw", i + 1));
+            fs::File::create(&p)?.set_len(*size)?;
+            m.disks.push(p);
+        }
+        fs::copy(&image.vars, &m.vars).with_context(|| format!("copying {}", image.vars.display()))?;
+        set_writable(&m.vars)?;
+        fs::create_dir_all(&m.share)?;
+        Ok(m)
+    }
+
+    /// The machine's own directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The full console log (every boot, appended).
+    pub fn serial_log(&self) -> PathBuf {
+        self.dir.join("serial.log")
+    }
+
+    /// Host paths of the disks, in guest order (vda, vdb, ...).
+    pub fn disks(&self) -> &[PathBuf] {
+        &self.disks
+    }
+
+    /// Replace the disks (e.g. boot the clone disk alone). Only while stopped.
+    pub fn set_disks(&mut self, disks: Vec<PathBuf>) {
+        self.reap();
+        assert!(self.vm.is_none(), "Machine::set_disks: the VM is running");
+        self.disks = disks;
+    }
+
+    /// The NVRAM file of this machine.
+    pub fn vars(&self) -> &Path {
+        &self.vars
+    }
+
+    /// Replace the NVRAM with a pristine OVMF_VARS (no boot entries). Only while stopped.
+    pub fn fresh_vars(&mut self) -> Result<()> {
+        self.reap();
+        if self.vm.is_some() {
+            bail!("Machine::fresh_vars: the VM is running");
+        }
+        fs::copy(ovmf_vars(), &self.vars).with_context(|| format!("copying {}", ovmf_vars().display()))?;
+        set_writable(&self.vars)
+    }
+
+    /// How long [`Machine::boot`] waits for the shell (default: env
+    /// ALTDISK_VM_BOOT_TIMEOUT or 300 s); shorter for a boot that is expected to fail.
+    pub fn set_boot_timeout(&mut self, timeout: Duration) {
+        self.boot_timeout = timeout;
+    }
+
+    /// Forgets a QEMU that has exited by itself (the guest powered off).
+    fn reap(&mut self) {
+        if let Some(vm) = self.vm.as_mut() {
+            if vm.child.try_wait().ok().flatten().is_some() {
+                let mut vm = self.vm.take().unwrap();
+                vm.kill();
+            }
+        }
+    }
+
+    /// QEMU is running (false once the guest powered off, even before it is reaped).
+    pub fn is_running(&self) -> bool {
+        self.vm.as_ref().is_some_and(|vm| !vm.console_closed())
+    }
+
+    /// How long the last successful boot took from QEMU's start to the root shell.
+    pub fn last_boot_time(&self) -> Option<Duration> {
+        self.last_boot
+    }
+
+    /// Start QEMU and wait for the root shell (timeout: env ALTDISK_VM_BOOT_TIMEOUT,
+    /// default 300 s; the error carries the end of the console log).
+    pub fn boot(&mut self) -> Result<()> {
+        self.reap();
+        if self.vm.is_some() {
+            bail!("Machine::boot: the VM is already running");
+        }
+        let started = Instant::now();
+        self.boots += 1;
+        let sock = self.dir.join("console.sock");
+        let _ = fs::remove_file(&sock);
+        let qemu_log = self.dir.join("qemu.log");
+        let log = fs::OpenOptions::new().create(true).append(true).open(&qemu_log)?;
+        let mut cmd = Command::new("qemu-system-x86_64");
+        cmd.args(["-name", &format!("altdisk-{}", self.name)]);
+        cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "max", "-m", "2048", "-smp", "2"]);
+        cmd.args(["-nic", "none", "-display", "none", "-monitor", "none", "-no-reboot"]);
+        cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", qemu_path(&ovmf_code())?));
+        cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", qemu_path(&self.vars)?));
+        for (i, disk) in self.disks.iter().enumerate() {
+            let format = disk_format(disk)?;
+            cmd.arg("-drive").arg(format!("file={},format={format},if=none,id=d{i},discard=unmap", qemu_path(disk)?));
+            cmd.arg("-device").arg(format!("virtio-blk-pci,drive=d{i},serial={}", disk_serial(disk, i)));
+        }
+        cmd.arg("-virtfs").arg(format!(
+            "local,path={},mount_tag=host,security_model=none,readonly=on,id=host",
+            qemu_path(&self.share)?
+        ));
+        cmd.arg("-chardev").arg(format!(
+            "socket,id=ser0,path={},server=on,wait=on,logfile={},logappend=on",
+            qemu_path(&sock)?,
+            qemu_path(&self.serial_log())?
+        ));
+        cmd.args(["-serial", "chardev:ser0"]);
+        cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log);
+        // QEMU dies with the thread that started it, should the test process be killed.
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().context("starting qemu-system-x86_64 (apt-get install qemu-system-x86)")?;
+
+        // QEMU waits (wait=on) until the console is connected: no output is lost.
+        let stream = loop {
+            if let Some(status) = child.try_wait()? {
+                bail!("QEMU exited at once ({status}): {}", tail(&qemu_log, 20));
+            }
+            if let Ok(s) = UnixStream::connect(&sock) {
+                break s;
+            }
+            if started.elapsed() > Duration::from_secs(30) {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("QEMU did not open its console socket: {}", tail(&qemu_log, 20));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        stream.set_write_timeout(Some(Duration::from_secs(60)))?;
+        let shared: Shared = Arc::default();
+        let reader = {
+            let shared = shared.clone();
+            let mut rs = stream.try_clone()?;
+            std::thread::spawn(move || {
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let n = rs.read(&mut chunk).unwrap_or(0);
+                    let (lock, cvar) = &*shared;
+                    let mut buf = lock.lock().unwrap_or_else(|e| e.into_inner());
+                    if n == 0 {
+                        buf.eof = true;
+                        cvar.notify_all();
+                        return;
+                    }
+                    buf.data.extend_from_slice(&chunk[..n]);
+                    cvar.notify_all();
+                }
+            })
+        };
+        let nonce = format!("{}b{}", &uuid::Uuid::new_v4().simple().to_string()[..12], self.boots);
+        self.vm = Some(Running { child, stream, shared, reader: Some(reader), nonce, cursor: 0, seq: 0 });
+        match self.wait_shell(started + self.boot_timeout) {
+            Ok(()) => {
+                self.last_boot = Some(started.elapsed());
+                Ok(())
+            }
+            Err(e) => {
+                if let Some(mut vm) = self.vm.take() {
+                    vm.kill();
+                }
+                let qemu: String = fs::read_to_string(self.dir.join("qemu.log"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter(|l| !l.contains("QEMU waiting for connection"))
+                    .map(|l| format!("{l}\n"))
+                    .collect();
+                Err(anyhow!(
+                    "VM {} did not reach a root shell (boot {}, after {:.0?}): {e:#}\n\
+                     --- end of the console log {} ---\n{}\n--- QEMU's messages: {}",
+                    self.name,
+                    self.boots,
+                    started.elapsed(),
+                    self.serial_log().display(),
+                    tail(&self.serial_log(), 60),
+                    if qemu.is_empty() { "none\n" } else { tail_str(&qemu, 2000) }
+                ))
+            }
+        }
+    }
+
+    /// Waits for the autologin, then turns the login shell into a quiet command shell.
+    fn wait_shell(&mut self, deadline: Instant) -> Result<()> {
+        let vm = self.vm.as_mut().unwrap();
+        // 1. A login: agetty's autologin (or a plain login prompt, where we type root).
+        //    Nothing is typed before: a key would stop GRUB's or systemd-boot's countdown.
+        let auto = vm
+            .wait_for(deadline, |t| {
+                if contains(t, "(automatic login)") {
+                    Some(true)
+                } else if contains(t, " login: ") {
+                    Some(false)
+                } else {
+                    None
+                }
+            })
+            .context("waiting for the login on ttyS0")?;
+        if !auto {
+            // Give a slow "(automatic login)" a moment before typing the name ourselves.
+            let short = (Instant::now() + Duration::from_secs(3)).min(deadline);
+            if vm.wait_for(short, |t| contains(t, "(automatic login)").then_some(())).is_err() {
+                vm.send("root\n")?;
+            }
+        }
+        // 2. The login shell's prompt, if it shows within a while (bash's "# ").
+        let mark = vm.len();
+        let short = (Instant::now() + Duration::from_secs(30)).min(deadline);
+        let _ = vm.wait_for(short, |t| contains(t, "# ").then_some(()));
+        // 3. Replace it by a quiet shell: no echo, no prompt, no readline, no kernel noise.
+        //    Repeat until it answers (input sent while login was still running may be lost).
+        let mut k = 0;
+        loop {
+            k += 1;
+            let ready = format!("__READY_{}_{k}__", vm.nonce);
+            vm.send(&format!(
+                "stty -echo; export PS1= PS2= PROMPT_COMMAND= TERM=dumb; exec bash --norc --noprofile --noediting\n\
+                 set +H; stty -echo; dmesg -n 1; echo __READY_\"{}\"_{k}__\n",
+                vm.nonce
+            ))?;
+            let short = (Instant::now() + Duration::from_secs(10)).min(deadline);
+            match vm.wait_for(short, |t| contains(t, &ready).then_some(())) {
+                Ok(()) => break,
+                Err(_) if Instant::now() < deadline => continue,
+                Err(e) => {
+                    return Err(
+                        e.context(format!("no answer from the shell: {:?}", tail_str(&vm.text_since(mark), 800)))
+                    )
+                }
+            }
+        }
+        // 4. Let earlier probes finish, then start reading after a sync marker.
+        let sync = format!("__SYNC_{}__", vm.nonce);
+        vm.send(&format!("echo __SYNC_\"{}\"__\n", vm.nonce))?;
+        let end = vm.wait_for(deadline, |t| find(t, &sync).map(|i| i + sync.len()))?;
+        vm.cursor += end;
+        Ok(())
+    }
+
+    /// Run a shell command (bash script text, may span lines) in the guest as root; its
+    /// exit code and combined stdout+stderr. stdin is /dev/null. On timeout the command is
+    /// interrupted (^C) and an error returned.
+    pub fn run(&mut self, cmd: &str, timeout: Duration) -> Result<(i32, String)> {
+        let name = self.name.clone();
+        let vm = self.vm.as_mut().ok_or_else(|| anyhow!("Machine::run: VM {name} is not running"))?;
+        if cmd.len() > MAX_COMMAND {
+            bail!("Machine::run: command of {} bytes (at most {MAX_COMMAND}): put big data in a file", cmd.len());
+        }
+        vm.seq += 1;
+        let id = format!("{}c{}", vm.nonce, vm.seq);
+        let mut text = format!("base64 -d >/run/altdisk-cmd <<'__B64_{id}__'\n");
+        for line in base64(cmd.as_bytes()).as_bytes().chunks(76) {
+            text.push_str(std::str::from_utf8(line).unwrap());
+            text.push('\n');
+        }
+        text.push_str(&format!(
+            "__B64_{id}__\necho __BEGIN_\"{id}\"__; bash /run/altdisk-cmd </dev/null 2>&1; echo __END_\"{id}\"_$?__\n"
+        ));
+        vm.send(&text)?;
+        let begin = format!("__BEGIN_{id}__");
+        let end = format!("__END_{id}_");
+        let deadline = Instant::now() + timeout;
+        let found = vm.wait_for(deadline, |t| {
+            let b = find(t, &begin)?;
+            let after = b + begin.len();
+            let body_start = after + t[after..].iter().position(|&c| c == b'\n').map(|i| i + 1).unwrap_or(0);
+            let e = body_start + find(&t[body_start..], &end)?;
+            let rest = &t[e + end.len()..];
+            let n = rest.iter().take_while(|c| c.is_ascii_digit()).count();
+            if n == 0 || !rest[n..].starts_with(b"__") {
+                return None;
+            }
+            let rc = std::str::from_utf8(&rest[..n]).ok()?.parse::<i32>().unwrap_or(-1);
+            Some((rc, clean(&String::from_utf8_lossy(&t[body_start..e])), e + end.len() + n + 2))
+        });
+        match found {
+            Ok((rc, out, consumed)) => {
+                vm.cursor += consumed;
+                Ok((rc, out))
+            }
+            Err(_) => {
+                let partial = clean(&vm.text_since(vm.cursor));
+                let partial = tail_str(&partial, 4000);
+                if vm.console_closed() {
+                    // QEMU exited (the guest powered off or rebooted): the VM is stopped.
+                    let mut vm = self.vm.take().unwrap();
+                    vm.kill();
+                    bail!("VM {name}: QEMU exited while running: {cmd}\nconsole output since:\n{partial}");
+                }
+                let _ = vm.send("\x03");
+                bail!(
+                    "VM {name}: command did not finish within {timeout:?} (sent ^C): {cmd}\noutput so far:\n{partial}"
+                )
+            }
+        }
+    }
+
+    /// Run with a generous timeout (10 min); an error (with the output) unless it exits 0.
+    pub fn sh(&mut self, cmd: &str) -> Result<String> {
+        let (rc, out) = self.run(cmd, Duration::from_secs(600))?;
+        if rc != 0 {
+            bail!("VM {}: command failed (exit {rc}): {cmd}\n{out}", self.name);
+        }
+        Ok(out)
+    }
+
+    /// sync; poweroff; wait for QEMU to exit (killed after a timeout, env
+    /// ALTDISK_VM_SHUTDOWN_TIMEOUT, default 180 s). Does nothing when the VM is stopped.
+    pub fn shutdown(&mut self) -> Result<()> {
+        if self.vm.is_none() {
+            return Ok(());
+        }
+        let stopped = self.vm.as_mut().unwrap().child.try_wait()?.is_some();
+        if !stopped {
+            if let Err(e) = self.run("sync", Duration::from_secs(120)) {
+                eprintln!("vm {}: sync before poweroff failed: {e:#}", self.name);
+            }
+            let vm = self.vm.as_mut().unwrap();
+            let _ = vm.send("systemctl poweroff\n");
+        }
+        self.wait_stopped(env_secs("ALTDISK_VM_SHUTDOWN_TIMEOUT", 180)).or_else(|e| {
+            eprintln!("vm {}: {e:#}: killing QEMU", self.name);
+            let mut vm = self.vm.take().unwrap();
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(vm.child.id() as i32), nix::sys::signal::SIGTERM);
+            if !matches!(wait_child(&mut vm.child, Duration::from_secs(15)), Ok(Some(_))) {
+                let _ = vm.child.kill();
+            }
+            vm.kill();
+            Ok(())
+        })
+    }
+
+    /// Waits until QEMU exits by itself (the guest powered off or rebooted: `-no-reboot`
+    /// turns a reboot into an exit), e.g. after a command that reboots.
+    pub fn wait_stopped(&mut self, timeout: Duration) -> Result<()> {
+        let Some(vm) = self.vm.as_mut() else { return Ok(()) };
+        match wait_child(&mut vm.child, timeout)? {
+            Some(_) => {
+                let mut vm = self.vm.take().unwrap();
+                vm.kill();
+                Ok(())
+            }
+            None => bail!("VM {} still running after {timeout:?}", self.name),
+        }
+    }
+
+    /// shutdown + boot: a new QEMU on the same disks and NVRAM.
+    pub fn reboot(&mut self) -> Result<()> {
+        self.shutdown()?;
+        self.boot()
+    }
+
+    /// Put a host binary into the guest as /usr/local/sbin/altdisk, with the links
+    /// alt_disk_copy, alt_rootvg_op and bootlist, through the read-only 9p share `host`
+    /// (mounted for the copy only). The VM must be running.
+    pub fn install_altdisk(&mut self, bin: &Path) -> Result<()> {
+        if self.vm.is_none() {
+            bail!("Machine::install_altdisk: the VM is not running");
+        }
+        let dst = self.share.join("altdisk");
+        fs::copy(bin, &dst).with_context(|| format!("copying {}", bin.display()))?;
+        self.run(
+            "set -e
+             modprobe -q 9pnet_virtio; modprobe -q 9p
+             mkdir -p /run/altdisk-host
+             mountpoint -q /run/altdisk-host || mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 host /run/altdisk-host
+             install -m 0755 /run/altdisk-host/altdisk /usr/local/sbin/altdisk.new
+             mv -f /usr/local/sbin/altdisk.new /usr/local/sbin/altdisk
+             umount /run/altdisk-host; rmdir /run/altdisk-host
+             for n in alt_disk_copy alt_rootvg_op bootlist; do ln -sfn altdisk /usr/local/sbin/$n; done
+             sync",
+            Duration::from_secs(600),
+        )
+        .and_then(|(rc, out)| if rc == 0 { Ok(()) } else { Err(anyhow!("exit {rc}: {out}")) })
+        .context("installing altdisk into the guest")?;
+        let _ = fs::remove_file(&dst);
+        Ok(())
+    }
+}
+
+impl Drop for Machine {
+    /// Kills QEMU and removes the directory (kept, and named, when ALTDISK_KEEP_VM=1).
+    fn drop(&mut self) {
+        if let Some(mut vm) = self.vm.take() {
+            vm.kill();
+        }
+        if std::env::var("ALTDISK_KEEP_VM").as_deref() == Ok("1") {
+            eprintln!("vm {}: kept {} (ALTDISK_KEEP_VM=1)", self.name, self.dir.display());
+        } else {
+            let _ = fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn set_writable(p: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(p, fs::Permissions::from_mode(0o644))?;
+    Ok(())
+}
+
+/// A path for a QEMU option value: absolute, and without the ',' QEMU would split on.
+fn qemu_path(p: &Path) -> Result<String> {
+    let abs = if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir()?.join(p) };
+    let s = abs.to_str().ok_or_else(|| anyhow!("non-UTF-8 path {}", abs.display()))?;
+    if s.contains(',') {
+        bail!("QEMU cannot take a path with a comma: {s}");
+    }
+    Ok(s.to_string())
+}
+
+/// qcow2 when the file starts with its magic, else raw.
+fn disk_format(p: &Path) -> Result<&'static str> {
+    let mut magic = [0u8; 4];
+    let mut f = fs::File::open(p).with_context(|| format!("disk {}", p.display()))?;
+    let n = f.read(&mut magic)?;
+    Ok(if n == 4 && magic == *b"QFI\xfb" { "qcow2" } else { "raw" })
+}
+
+/// The virtio serial of a disk (/dev/disk/by-id/virtio-<serial>): its file stem, so it
+/// stays with the disk when the order changes.
+fn disk_serial(p: &Path, i: usize) -> String {
+    let stem = p.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    let s: String = stem.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_').take(20).collect();
+    if s.is_empty() {
+        format!("disk{i}")
+    } else {
+        s
+    }
+}
+
+/// Console text made readable: no CRs, no ANSI escape sequences.
+fn clean(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\r' => {}
+            '\x1b' => {
+                // CSI: ESC [ params final(0x40..0x7e); other ESC x: drop two chars.
+                if chars.peek() == Some(&'[') {
+                    chars.next();
+                    for d in chars.by_ref() {
+                        if ('\x40'..='\x7e').contains(&d) {
+                            break;
+                        }
+                    }
+                } else {
+                    chars.next();
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+fn find(hay: &[u8], needle: &str) -> Option<usize> {
+    let n = needle.as_bytes();
+    if n.is_empty() || hay.len() < n.len() {
+        return None;
+    }
+    hay.windows(n.len()).position(|w| w == n)
+}
+
+fn contains(hay: &[u8], needle: &str) -> bool {
+    find(hay, needle).is_some()
+}
+
+fn tail_str(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut start = s.len() - max;
+    while !s.is_char_boundary(start) {
+        start += 1;
+    }
+    &s[start..]
+}
+
+/// The last `lines` lines of a (log) file, cleaned.
+fn tail(p: &Path, lines: usize) -> String {
+    let raw = fs::read(p).unwrap_or_default();
+    let text = clean(&String::from_utf8_lossy(&raw));
+    let v: Vec<&str> = text.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n = (c[0] as u32) << 16 | (*c.get(1).unwrap_or(&0) as u32) << 8 | *c.get(2).unwrap_or(&0) as u32;
+        out.push(T[(n >> 18) as usize & 63] as char);
+        out.push(T[(n >> 12) as usize & 63] as char);
+        out.push(if c.len() > 1 { T[(n >> 6) as usize & 63] as char } else { '=' });
+        out.push(if c.len() > 2 { T[n as usize & 63] as char } else { '=' });
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base64_matches_the_standard() {
+        assert_eq!(base64(b""), "");
+        assert_eq!(base64(b"f"), "Zg==");
+        assert_eq!(base64(b"fo"), "Zm8=");
+        assert_eq!(base64(b"foo"), "Zm9v");
+        assert_eq!(base64(b"foobar\n"), "Zm9vYmFyCg==");
+    }
+
+    #[test]
+    fn clean_drops_cr_and_escapes() {
+        assert_eq!(clean("\x1b[?2004ha\r\nb\x1b[0;1;31mc\x1b[0m"), "a\nbc");
+    }
+}
