@@ -15,14 +15,15 @@
 //! unique to the boot and the command, so neither an echo, an old shell, nor an earlier
 //! command's output can be mistaken for its result. Everything is bounded by timeouts.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Condvar, LazyLock, Mutex};
+use std::thread::{JoinHandle, ThreadId};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
@@ -46,6 +47,72 @@ fn env_secs(var: &str, default: u64) -> Duration {
 /// How long [`Machine::boot`] waits for the root shell (env `ALTDISK_VM_BOOT_TIMEOUT`, s).
 fn boot_timeout() -> Duration {
     env_secs("ALTDISK_VM_BOOT_TIMEOUT", 300)
+}
+
+/// VM slots: TCG is CPU-bound, and two 2-vCPU guests on a 2-core machine each boot four to
+/// five times slower than one alone, so by default one QEMU runs at a time on this machine,
+/// across test processes too (an flock on /var/tmp/altdisk-tests/.vm-slot-N.lock; env
+/// ALTDISK_VM_PARALLEL raises the number of slots). A thread that already holds a slot (a
+/// test with a second machine running) gets another without waiting, so it cannot deadlock
+/// itself. Image builds (which boot QEMU too) take a slot as well.
+/// Per thread: how many slots it holds, and the locked slot file (None past the timeout).
+type Held = HashMap<ThreadId, (usize, Option<fs::File>)>;
+static SLOTS: LazyLock<Mutex<Held>> = LazyLock::new(Mutex::default);
+
+struct SlotGuard {
+    owner: ThreadId,
+}
+
+fn take_slot(what: &str) -> SlotGuard {
+    let me = std::thread::current().id();
+    if let Some(held) = SLOTS.lock().unwrap_or_else(|e| e.into_inner()).get_mut(&me) {
+        held.0 += 1;
+        return SlotGuard { owner: me };
+    }
+    let max = std::env::var("ALTDISK_VM_PARALLEL").ok().and_then(|v| v.parse().ok()).unwrap_or(1usize).max(1);
+    let limit = env_secs("ALTDISK_VM_SLOT_TIMEOUT", 3600);
+    let dir = Path::new("/var/tmp/altdisk-tests");
+    let _ = fs::create_dir_all(dir);
+    let start = Instant::now();
+    let mut said = false;
+    let file = 'wait: loop {
+        for i in 0..max {
+            let Ok(f) = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(format!(".vm-slot-{i}.lock")))
+            else {
+                continue;
+            };
+            if rustix::fs::flock(&f, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
+                break 'wait Some(f);
+            }
+        }
+        if start.elapsed() >= limit {
+            eprintln!("vm: {what}: no VM slot free after {limit:?}: starting anyway");
+            break None;
+        }
+        if !said {
+            eprintln!("vm: {what} waits for another VM to stop (ALTDISK_VM_PARALLEL={max})");
+            said = true;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    SLOTS.lock().unwrap_or_else(|e| e.into_inner()).insert(me, (1, file));
+    SlotGuard { owner: me }
+}
+
+impl Drop for SlotGuard {
+    fn drop(&mut self) {
+        let mut slots = SLOTS.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(held) = slots.get_mut(&self.owner) {
+            held.0 -= 1;
+            if held.0 == 0 {
+                slots.remove(&self.owner); // closing the file releases the flock
+            }
+        }
+    }
 }
 
 /// The bootloader of a production image.
@@ -84,8 +151,18 @@ pub fn vm_dir() -> PathBuf {
 /// script's flock). Cache root: env `ALTDISK_VM_CACHE` (default /var/cache/altdisk-tests).
 pub fn production_image(kind: Kind) -> Result<Image> {
     static LOCK: Mutex<()> = Mutex::new(());
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    // A complete image is reused without QEMU; only a build needs a VM slot (taken before
+    // the lock: whoever holds the lock never waits for a slot).
     let script = vm_dir().join("build-image.sh");
+    let _slot = match Command::new("bash").arg(&script).args(["--print-outdir", kind.name()]).output() {
+        Ok(o)
+            if o.status.success() && Path::new(String::from_utf8_lossy(&o.stdout).trim()).join("COMPLETE").exists() =>
+        {
+            None
+        }
+        _ => Some(take_slot(&format!("building the {} image", kind.name()))),
+    };
+    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let mut cmd = Command::new("bash");
     cmd.arg(&script).arg(kind.name()).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::inherit());
     cmd.process_group(0);
@@ -159,6 +236,7 @@ struct Running {
     /// Console bytes before this offset are consumed.
     cursor: usize,
     seq: u64,
+    _slot: SlotGuard,
 }
 
 impl Running {
@@ -240,7 +318,7 @@ impl Machine {
         let safe: String = name
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-            .take(32)
+            .take(24)
             .collect();
         let dir = PathBuf::from(format!("/var/tmp/altdisk-tests/vm-{safe}-{}", uuid::Uuid::new_v4().simple()));
         fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -349,6 +427,7 @@ impl Machine {
         if self.vm.is_some() {
             bail!("Machine::boot: the VM is already running");
         }
+        let slot = take_slot(&format!("VM {}", self.name));
         let started = Instant::now();
         self.boots += 1;
         let sock = self.dir.join("console.sock");
@@ -423,7 +502,7 @@ impl Machine {
             })
         };
         let nonce = format!("{}b{}", &uuid::Uuid::new_v4().simple().to_string()[..12], self.boots);
-        self.vm = Some(Running { child, stream, shared, reader: Some(reader), nonce, cursor: 0, seq: 0 });
+        self.vm = Some(Running { child, stream, shared, reader: Some(reader), nonce, cursor: 0, seq: 0, _slot: slot });
         match self.wait_shell(started + self.boot_timeout) {
             Ok(()) => {
                 self.last_boot = Some(started.elapsed());
@@ -653,9 +732,18 @@ impl Machine {
 
 impl Drop for Machine {
     /// Kills QEMU and removes the directory (kept, and named, when ALTDISK_KEEP_VM=1).
+    /// When a test panics, the end of the console log is printed first.
     fn drop(&mut self) {
         if let Some(mut vm) = self.vm.take() {
             vm.kill();
+        }
+        if std::thread::panicking() {
+            eprintln!(
+                "vm {}: end of the console log {}:\n{}",
+                self.name,
+                self.serial_log().display(),
+                tail(&self.serial_log(), 40)
+            );
         }
         if std::env::var("ALTDISK_KEEP_VM").as_deref() == Ok("1") {
             eprintln!("vm {}: kept {} (ALTDISK_KEEP_VM=1)", self.name, self.dir.display());

@@ -5,7 +5,7 @@
 //! A cold image build takes a few minutes per kind; later runs reuse the cache.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use altdisk_tests::vm::{production_image, Kind, Machine};
 use altdisk_tests::*;
@@ -74,13 +74,17 @@ fn smoke(kind: Kind) {
     assert!(!lsblk.contains("vdc"), "{lsblk}");
 
     // The command channel: exit codes, stderr, output without a final newline, quoting.
-    assert_eq!(
-        m.run("echo out; echo err >&2; exit 3", std::time::Duration::from_secs(60)).unwrap(),
-        (3, "out\nerr\n".into())
-    );
+    assert_eq!(m.run("echo out; echo err >&2; exit 3", Duration::from_secs(60)).unwrap(), (3, "out\nerr\n".into()));
     assert_eq!(m.sh("printf 'a b'").unwrap(), "a b");
     assert_eq!(m.sh("x='it'\"'\"'s'; echo \"$x $HOME\"").unwrap(), "it's /root\n");
     assert!(m.sh("false").is_err());
+    let big = "y".repeat(10_000);
+    assert_eq!(m.sh(&format!("cat <<'EOF' | wc -c\n{big}\nEOF")).unwrap(), "10001\n");
+    assert_eq!(m.sh("printf '\\377 ok\\n'").unwrap(), "\u{fffd} ok\n", "invalid UTF-8 is replaced, not fatal");
+    // A command that outlives its timeout is interrupted; the shell stays usable.
+    let e = m.run("echo start; sleep 300", Duration::from_secs(3)).unwrap_err();
+    assert!(format!("{e:#}").contains("did not finish within"), "{e:#}");
+    assert_eq!(m.sh("echo after").unwrap(), "after\n");
 
     // altdisk goes in over 9p.
     let bin = altdisk_bin();
@@ -98,8 +102,13 @@ fn smoke(kind: Kind) {
     assert_eq!(m.sh("cat /root/marker").unwrap(), "kept\n");
     assert_eq!(m.sh("findmnt -no SOURCE /").unwrap().trim(), "/dev/vda2");
     assert!(m.sh("altdisk --version").is_ok());
-    m.shutdown().unwrap();
+
+    // A reboot from inside the guest ends QEMU (-no-reboot): the driver notices.
+    let e = m.run("systemctl reboot; sleep 300", Duration::from_secs(120)).unwrap_err();
+    assert!(format!("{e:#}").contains("QEMU exited"), "{e:#}");
     assert!(!m.is_running());
+    m.wait_stopped(Duration::from_secs(10)).unwrap();
+    m.shutdown().unwrap();
     assert!(Path::new(&m.serial_log()).exists());
 }
 
