@@ -31,10 +31,12 @@ impl System {
         self.disks.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(" ")
     }
 
-    /// The device of the partition holding the filesystem mounted at `mountpoint`.
-    pub fn device_of(&self, mountpoint: &str) -> Option<PathBuf> {
-        let f = self.env.filesystems.iter().find(|f| f.mountpoint == mountpoint)?;
-        Some(partition::partition_path(&self.disks.get(f.disk)?.path, f.partition))
+    /// The device holding a filesystem of the system.
+    pub fn device(&self, f: &bootenv::EnvFs) -> Option<PathBuf> {
+        match (&f.lv, &self.env.vg) {
+            (Some(lv), Some(vg)) => Some(crate::lvm::lv_path(vg, lv)),
+            _ => Some(partition::partition_path(&self.disks.get(f.disk)?.path, f.partition)),
+        }
     }
 }
 
@@ -155,11 +157,15 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
             "unmount it first",
         ));
     }
+    if let Some(vg) = &sys.env.vg {
+        crate::lvm::activate(vg)?;
+    }
     let mut fs = sys.env.filesystems.clone();
     fs.sort_by_key(|f| (f.mountpoint.matches('/').count(), f.mountpoint != "/"));
     let mut made = Vec::new();
     for f in &fs {
-        let dev = partition::partition_path(&sys.disks[f.disk].path, f.partition);
+        let dev =
+            sys.device(f).ok_or_else(|| Error::corrupt("altdisk record", format!("no device for {}", f.mountpoint)))?;
         let at = mount_at.join(f.mountpoint.trim_start_matches('/'));
         std::fs::create_dir_all(&at).map_err(|e| Error::io("creating a mount point", &at, e))?;
         made.push(Mounted::mount(&dev, &at, &f.fstype, None)?);
@@ -173,6 +179,7 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
         loops: vec![],
         name: sys.env.name.clone(),
         disks: sys.disks.iter().map(|d| d.path.clone()).collect(),
+        vg: sys.env.vg.clone(),
     })?;
     Ok(done)
 }
@@ -273,6 +280,10 @@ pub fn remove(sys: &System, job: &Job) -> Result<()> {
                 job.info(format!("removed UEFI boot entry {} ({})", efi::boot_name(e.number), e.option.description));
             }
         }
+    }
+    if let Some(vg) = &sys.env.vg {
+        crate::lvm::remove(vg)?;
+        job.info(format!("removed volume group {vg}"));
     }
     for d in &sys.disks {
         let parts: Vec<(u32, u64, u64)> = partition::read_gpt(&d.path)

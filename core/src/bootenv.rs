@@ -49,9 +49,12 @@ pub struct EnvFs {
     pub uuid: String,
     pub partuuid: String,
     pub label: Option<String>,
-    /// Index of the disk (in `disks`) holding it, and its partition number.
+    /// Index of the disk (in `disks`) holding it, and its partition number (0 on LVM).
     pub disk: usize,
     pub partition: u32,
+    /// The logical volume holding it, in the record's volume group.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lv: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -82,6 +85,9 @@ pub struct BootEnv {
     pub disk_index: usize,
     pub filesystems: Vec<EnvFs>,
     pub swaps: Vec<EnvFs>,
+    /// The LVM volume group of this system, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vg: Option<String>,
     /// The UEFI Boot#### entry made for this system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_entry: Option<u16>,
@@ -277,6 +283,7 @@ mod tests {
             disk_index: 0,
             filesystems: vec![],
             swaps: vec![],
+            vg: None,
             boot_entry: None,
             trial: false,
             note: None,

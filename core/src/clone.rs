@@ -113,6 +113,9 @@ fn required_tools(plan: &Plan) -> Vec<&'static str> {
     if plan.targets.iter().any(|t| t.image.is_some()) {
         v.push("losetup");
     }
+    if plan.vg.is_some() {
+        v.extend(["pvcreate", "vgcreate", "lvcreate", "vgchange", "vgs"]);
+    }
     v
 }
 
@@ -235,6 +238,9 @@ pub fn prepare(req: &CloneRequest) -> Result<Prepared> {
     for t in required_tools(&plan) {
         crate::cmd::which(t)?;
     }
+    if let Some(vg) = &plan.vg {
+        crate::lvm::check_free_name(&vg.name)?;
+    }
     Ok(Prepared { plan, targets, exclude })
 }
 
@@ -265,6 +271,9 @@ pub(crate) struct Awake {
     pub(crate) loops: Vec<PathBuf>,
     pub(crate) name: String,
     pub(crate) disks: Vec<PathBuf>,
+    /// A volume group altdisk activated for it, deactivated on sleep.
+    #[serde(default)]
+    pub(crate) vg: Option<String>,
 }
 
 /// Record that a clone is mounted (awake) at `a.mount_at`.
@@ -291,6 +300,8 @@ fn awake_file(mount_at: &Path) -> PathBuf {
 struct Made {
     loops: Vec<LoopDev>,
     mounts: Vec<Mounted>,
+    /// A volume group to deactivate.
+    vg: Option<String>,
 }
 
 impl Made {
@@ -311,6 +322,11 @@ impl Drop for Made {
         while let Some(m) = self.mounts.pop() {
             drop(m);
         }
+        if let Some(vg) = self.vg.take() {
+            if let Err(e) = crate::lvm::deactivate(&vg) {
+                tracing::error!("{e}");
+            }
+        }
         self.loops.clear();
     }
 }
@@ -329,7 +345,7 @@ fn identity_old(r: &plan::SourceRef) -> Identity {
 pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
     let started = std::time::Instant::now();
     let Prepared { plan, targets, exclude } = prep;
-    let mut made = Made { loops: Vec::new(), mounts: Vec::new() };
+    let mut made = Made { loops: Vec::new(), mounts: Vec::new(), vg: None };
     let mut env = initial_env(&plan);
     let mut devs: Vec<PathBuf> = Vec::new();
     let mut warnings = plan.warnings.clone();
@@ -370,26 +386,48 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
             partition::add_partition_nodes(&dev, &parts)?;
             devs.push(dev);
         }
+        if let Some(vg) = &plan.vg {
+            job.check()?;
+            let pvs: Vec<PathBuf> = plan
+                .partitions
+                .iter()
+                .filter(|p| p.role == PartRole::Pv)
+                .map(|p| partition::partition_path(&devs[p.disk], p.number))
+                .collect();
+            made.vg = Some(vg.name.clone());
+            crate::lvm::create(&vg.name, &pvs, &vg.lvs)?;
+            job.info(format!(
+                "made volume group {} on {}",
+                vg.name,
+                pvs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ")
+            ));
+        }
         job.check()?;
         job.set_phase(Phase::MakingFilesystems);
-        let part_dev = |idx: usize| -> PathBuf {
-            let p = &plan.partitions[idx];
-            partition::partition_path(&devs[p.disk], p.number)
+        let dev_of = |part: usize, lv: &Option<String>| -> PathBuf {
+            match (lv, &plan.vg) {
+                (Some(lv), Some(vg)) => crate::lvm::lv_path(&vg.name, lv),
+                _ => {
+                    let p = &plan.partitions[part];
+                    partition::partition_path(&devs[p.disk], p.number)
+                }
+            }
         };
         for f in &plan.filesystems {
             job.check()?;
-            tfs::mkfs(&part_dev(f.part), &f.fstype, &f.uuid, f.label.as_deref())?;
-            job.info(format!("made {} {} on {}", f.fstype, f.mountpoint, part_dev(f.part).display()));
+            let dev = dev_of(f.part, &f.lv);
+            tfs::mkfs(&dev, &f.fstype, &f.uuid, f.label.as_deref())?;
+            job.info(format!("made {} {} on {}", f.fstype, f.mountpoint, dev.display()));
         }
         for s in &plan.swaps {
-            tfs::mkfs(&part_dev(s.part), "swap", &s.uuid, s.label.as_deref())?;
+            tfs::mkfs(&dev_of(s.part, &s.lv), "swap", &s.uuid, s.label.as_deref())?;
         }
         job.check()?;
         std::fs::create_dir_all(&plan.mount_at).ctx("creating the mount point", &plan.mount_at)?;
         for f in &plan.filesystems {
             let at = plan.mount_at.join(f.mountpoint.trim_start_matches('/'));
             std::fs::create_dir_all(&at).ctx("creating a mount point in the clone", &at)?;
-            made.mounts.push(Mounted::mount(&part_dev(f.part), &at, &f.fstype, None)?);
+            made.mounts.push(Mounted::mount(&dev_of(f.part, &f.lv), &at, &f.fstype, None)?);
         }
 
         job.set_phase(Phase::Copying);
@@ -495,8 +533,13 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
                 for m in made.mounts.drain(..) {
                     m.keep();
                 }
-                let awake =
-                    Awake { mount_at: plan.mount_at.clone(), loops, name: plan.name.clone(), disks: devs.clone() };
+                let awake = Awake {
+                    mount_at: plan.mount_at.clone(),
+                    loops,
+                    name: plan.name.clone(),
+                    disks: devs.clone(),
+                    vg: made.vg.take(),
+                };
                 std::fs::create_dir_all(RUN_DIR).ctx("recording the mounted clone", RUN_DIR)?;
                 let f = awake_file(&plan.mount_at);
                 std::fs::write(&f, serde_json::to_vec_pretty(&awake).unwrap_or_default())
@@ -505,6 +548,10 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
             } else {
                 job.set_phase(Phase::CleaningUp);
                 made.release_mounts()?;
+                // As AIX leaves altinst_rootvg varied off.
+                if let Some(vg) = made.vg.take() {
+                    crate::lvm::deactivate(&vg)?;
+                }
                 None
             };
             // The boot order changes last, once the clone is complete and on disk: a run that
@@ -796,7 +843,11 @@ fn add_stats(t: &mut CopyStats, s: CopyStats) {
 }
 
 fn initial_env(plan: &Plan) -> BootEnv {
-    let part = |idx: usize| &plan.partitions[idx];
+    // (GPT GUID, disk, partition number) of a partition; nothing for a logical volume.
+    let part = |idx: usize| match plan.partitions.get(idx) {
+        Some(p) => (p.guid.to_string(), p.disk, p.number),
+        None => (String::new(), 0, 0),
+    };
     BootEnv {
         api_version: crate::API_VERSION.into(),
         name: plan.name.clone(),
@@ -821,10 +872,11 @@ fn initial_env(plan: &Plan) -> BootEnv {
                 mountpoint: f.mountpoint.clone(),
                 fstype: f.fstype.clone(),
                 uuid: f.uuid.clone(),
-                partuuid: part(f.part).guid.to_string(),
+                partuuid: part(f.part).0,
                 label: f.label.clone(),
-                disk: part(f.part).disk,
-                partition: part(f.part).number,
+                disk: part(f.part).1,
+                partition: part(f.part).2,
+                lv: f.lv.clone(),
             })
             .collect(),
         swaps: plan
@@ -834,12 +886,14 @@ fn initial_env(plan: &Plan) -> BootEnv {
                 mountpoint: "swap".into(),
                 fstype: "swap".into(),
                 uuid: s.uuid.clone(),
-                partuuid: part(s.part).guid.to_string(),
+                partuuid: part(s.part).0,
                 label: s.label.clone(),
-                disk: part(s.part).disk,
-                partition: part(s.part).number,
+                disk: part(s.part).1,
+                partition: part(s.part).2,
+                lv: s.lv.clone(),
             })
             .collect(),
+        vg: plan.vg.as_ref().map(|v| v.name.clone()),
         boot_entry: None,
         trial: false,
         note: None,
@@ -869,12 +923,12 @@ fn write_clone_record(plan: &Plan, env: &BootEnv) -> Result<()> {
 fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
     let mut map = Vec::new();
     for f in &plan.filesystems {
-        let p = &plan.partitions[f.part];
+        let p = plan.partitions.get(f.part);
         let new = Identity {
             uuid: Some(f.uuid.clone()),
-            partuuid: Some(p.guid.to_string()),
+            partuuid: p.map(|p| p.guid.to_string()),
             label: f.label.clone(),
-            partlabel: Some(p.name.clone()),
+            partlabel: p.map(|p| p.name.clone()),
             paths: vec![],
         };
         if let Some(r) = &f.source {
@@ -882,13 +936,13 @@ fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
         }
     }
     for s in &plan.swaps {
-        let p = &plan.partitions[s.part];
+        let p = plan.partitions.get(s.part);
         if let Some(r) = &s.source {
             let new = Identity {
                 uuid: Some(s.uuid.clone()),
-                partuuid: Some(p.guid.to_string()),
+                partuuid: p.map(|p| p.guid.to_string()),
                 label: s.label.clone(),
-                partlabel: Some(p.name.clone()),
+                partlabel: p.map(|p| p.name.clone()),
                 paths: vec![],
             };
             map.push((identity_old(r), new));
@@ -1033,6 +1087,9 @@ pub fn sleep(mount_at: &Path) -> Result<Vec<PathBuf>> {
     let rec = awake_file(mount_at);
     if let Ok(bytes) = std::fs::read(&rec) {
         if let Ok(a) = serde_json::from_slice::<Awake>(&bytes) {
+            if let Some(vg) = &a.vg {
+                crate::lvm::deactivate(vg)?;
+            }
             for l in &a.loops {
                 tfs::detach_loop(l)?;
             }

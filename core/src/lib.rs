@@ -22,6 +22,7 @@ pub mod exclude;
 pub mod fixup;
 pub mod fs;
 pub mod job;
+pub mod lvm;
 pub mod mounts;
 pub mod partition;
 pub mod plan;

@@ -25,6 +25,10 @@ use crate::source::{self, Source};
 pub const META_TYPE: &str = "8d4a6f2e-31c7-4b55-a1d6-7c0e5b9f2a41";
 pub const LINUX_FS_TYPE: &str = "0fc63daf-8483-4772-8e79-3d69d8477de4";
 pub const SWAP_TYPE: &str = "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f";
+pub const LVM_TYPE: &str = "e6d6d379-f507-44c2-a23c-238f2a3df928";
+/// LVM's default extent, and room for its metadata at the start of each physical volume.
+const EXTENT: u64 = 4 * MIB;
+const PV_OVERHEAD: u64 = 2 * MIB;
 pub const META_NAME: &str = "altdisk-meta";
 
 /// Space kept free at the start (GPT, alignment) and end (backup GPT) of each disk.
@@ -101,6 +105,9 @@ pub struct LayoutFs {
     /// "auto" (used space plus headroom), "grow" (the rest of its disk) or a size ("20G").
     #[serde(default = "auto")]
     pub size: String,
+    /// The logical volume holding it in the clone's volume group (LVM sources).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lv: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -109,6 +116,8 @@ pub struct LayoutSwap {
     pub size: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lv: Option<String>,
 }
 
 fn auto() -> String {
@@ -186,21 +195,31 @@ pub fn default_layout(src: &Source, convert_ext: bool) -> Layout {
             LayoutFs {
                 mountpoint: f.mountpoint.clone(),
                 label: f.probe.label.as_deref().map(|l| alt_label(l, label_max(&fstype))),
-                size: if f.mountpoint == "/" {
+                size: if let Some(lv) = &f.lv {
+                    // Logical volumes keep their size, as AIX keeps its logical volumes'.
+                    format!("{}M", lv.size.div_ceil(MIB))
+                } else if f.mountpoint == "/" && !src.filesystems.iter().any(|x| x.lv.is_some()) {
                     "grow".into()
+                } else if f.mountpoint == "/" {
+                    "auto".into()
                 } else if source::is_esp(f) {
                     size::human(f.device_size.max(min_size("vfat")))
                 } else {
                     "auto".into()
                 },
                 fstype,
+                lv: f.lv.as_ref().map(|l| l.lv.clone()),
             }
         })
         .collect();
     let swaps = src
         .swaps
         .iter()
-        .map(|s| LayoutSwap { size: size::human(s.size), label: s.probe.label.as_deref().map(|l| alt_label(l, 15)) })
+        .map(|s| LayoutSwap {
+            size: format!("{}M", s.size.div_ceil(MIB)),
+            label: s.probe.label.as_deref().map(|l| alt_label(l, 15)),
+            lv: s.lv.as_ref().map(|l| l.lv.clone()),
+        })
         .collect();
     Layout { filesystems, swaps }
 }
@@ -229,6 +248,8 @@ pub enum PartRole {
     BiosBoot,
     Filesystem(usize),
     Swap(usize),
+    /// An LVM physical volume of the clone's volume group.
+    Pv,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -269,7 +290,11 @@ pub struct PlanFs {
     pub source: Option<SourceRef>,
     /// Source mount points whose contents go into this filesystem.
     pub merged: Vec<String>,
+    /// Index into `partitions`; `usize::MAX` for a filesystem on a logical volume.
     pub part: usize,
+    /// The logical volume holding it, in `Plan::vg`.
+    #[serde(default)]
+    pub lv: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -279,6 +304,16 @@ pub struct PlanSwap {
     pub uuid: String,
     pub source: Option<SourceRef>,
     pub part: usize,
+    #[serde(default)]
+    pub lv: Option<String>,
+}
+
+/// The clone's LVM volume group, when the source keeps filesystems on LVM.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanVg {
+    pub name: String,
+    /// (name, size in bytes) of each logical volume, in creation order.
+    pub lvs: Vec<(String, u64)>,
 }
 
 /// Everything the executor needs.
@@ -308,6 +343,9 @@ pub struct Plan {
     /// Phase 2: the customization of the clone.
     #[serde(default)]
     pub customize: crate::customize::Customize,
+    /// The clone's volume group (LVM sources); its physical volumes are the `Pv` partitions.
+    #[serde(default)]
+    pub vg: Option<PlanVg>,
 }
 
 /// What phase 3 does with the UEFI boot order.
@@ -430,6 +468,8 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
 
     let mut filesystems: Vec<PlanFs> = Vec::new();
     let mut items: Vec<Item> = Vec::new();
+    // (role, LV name, size, grows) of what lives on logical volumes.
+    let mut lv_items: Vec<(PartRole, String, u64, bool)> = Vec::new();
     for lf in &layout.filesystems {
         let sf = src.filesystems.iter().find(|f| f.mountpoint == lf.mountpoint);
         let esp = sf.map(source::is_esp).unwrap_or(false);
@@ -500,7 +540,26 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
             None if esp => source::ESP_TYPE.into(),
             None => LINUX_FS_TYPE.into(),
         };
-        items.push(Item { role: PartRole::Filesystem(idx), need, type_guid, name: part_name, first_disk_only: esp });
+        match &lf.lv {
+            Some(lv) => {
+                check_lv_name(lv)?;
+                if esp {
+                    return Err(Error::usage(
+                        format!("layout for {}", lf.mountpoint),
+                        "the EFI system partition cannot live on LVM",
+                        "remove lv from it",
+                    ));
+                }
+                lv_items.push((PartRole::Filesystem(idx), lv.clone(), need, grow));
+            }
+            None => items.push(Item {
+                role: PartRole::Filesystem(idx),
+                need,
+                type_guid,
+                name: part_name,
+                first_disk_only: esp,
+            }),
+        }
         filesystems.push(PlanFs {
             mountpoint: lf.mountpoint.clone(),
             fstype: lf.fstype.clone(),
@@ -512,6 +571,7 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
             source: sf.map(source_ref),
             merged: merged.iter().map(|f| f.mountpoint.clone()).collect(),
             part: usize::MAX,
+            lv: lf.lv.clone(),
         });
     }
     // Mount order: parents first.
@@ -522,16 +582,21 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
     for (i, ls) in layout.swaps.iter().enumerate() {
         let v = size::round_up(size::parse(&ls.size)?, MIB).max(MIB * 16);
         let s = src.swaps.get(i);
-        items.push(Item {
-            role: PartRole::Swap(swaps.len()),
-            need: v,
-            type_guid: s.and_then(|s| s.probe.parttype.clone()).unwrap_or_else(|| SWAP_TYPE.into()),
-            name: s
-                .and_then(|s| s.probe.partlabel.as_deref())
-                .map(|l| alt_label(l, 36))
-                .unwrap_or_else(|| "alt_swap".into()),
-            first_disk_only: false,
-        });
+        if let Some(lv) = &ls.lv {
+            check_lv_name(lv)?;
+            lv_items.push((PartRole::Swap(swaps.len()), lv.clone(), v, false));
+        } else {
+            items.push(Item {
+                role: PartRole::Swap(swaps.len()),
+                need: v,
+                type_guid: s.and_then(|s| s.probe.parttype.clone()).unwrap_or_else(|| SWAP_TYPE.into()),
+                name: s
+                    .and_then(|s| s.probe.partlabel.as_deref())
+                    .map(|l| alt_label(l, 36))
+                    .unwrap_or_else(|| "alt_swap".into()),
+                first_disk_only: false,
+            });
+        }
         swaps.push(PlanSwap {
             size: v,
             label: ls.label.clone(),
@@ -547,8 +612,24 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
                 paths: s.paths.clone(),
             }),
             part: usize::MAX,
+            lv: ls.lv.clone(),
         });
     }
+    {
+        let mut names: Vec<&str> = lv_items.iter().map(|(_, n, _, _)| n.as_str()).collect();
+        names.sort();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::usage(
+                format!("logical volume {}", w[0]),
+                "it is named twice in the layout",
+                "give each its own name",
+            ));
+        }
+    }
+    // What the volume group needs: its volumes in whole extents, and room for metadata on
+    // each physical volume.
+    let lv_need: u64 = lv_items.iter().map(|(_, _, n, _)| size::round_up(*n, EXTENT)).sum::<u64>()
+        + if lv_items.is_empty() { 0 } else { (PV_OVERHEAD + EXTENT) * targets.len() as u64 };
 
     // Order on disk: boot things first, then /boot, /, the rest by depth, swap last.
     let rank = |it: &Item| -> (u8, usize) {
@@ -564,6 +645,7 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
     items.sort_by_key(|it| rank(it));
 
     let total_need: u64 = items.iter().map(|i| i.need).sum::<u64>()
+        + lv_need
         + META_SIZE * targets.len() as u64
         + if src.has_bios_boot { BIOS_BOOT_SIZE } else { 0 }
         + (DISK_HEAD + DISK_TAIL) * targets.len() as u64;
@@ -648,7 +730,7 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
         ends.push(end);
     }
     let available: u64 = cursor.iter().zip(&ends).map(|(c, e)| e.saturating_sub(*c)).sum();
-    let items_need: u64 = items.iter().map(|i| i.need).sum();
+    let items_need: u64 = items.iter().map(|i| i.need).sum::<u64>() + lv_need;
     let scale = if items_need > available {
         if !opts.skip_space_check {
             let what = if targets.len() == 1 {
@@ -742,8 +824,70 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
             _ => {}
         }
     }
-    // Growing filesystems take what is left on their disk.
+    // With LVM, what is left on each disk becomes a physical volume of the clone's volume
+    // group; otherwise growing filesystems take what is left on their disk.
+    let vg = if lv_items.is_empty() {
+        None
+    } else {
+        let mut capacity = 0u64;
+        for d in 0..plan_disks.len() {
+            let free = size::round_down(ends[d].saturating_sub(cursor[d]), MIB);
+            if free < PV_OVERHEAD + 2 * EXTENT {
+                continue;
+            }
+            let number = partitions.iter().filter(|p| p.disk == d).count() as u32 + 1;
+            partitions.push(PlanPart {
+                disk: d,
+                number,
+                start: cursor[d],
+                size: free,
+                type_guid: LVM_TYPE.into(),
+                guid: Uuid::new_v4(),
+                name: "alt_pv".into(),
+                role: PartRole::Pv,
+            });
+            cursor[d] += free;
+            capacity += size::round_down(free - PV_OVERHEAD, EXTENT);
+        }
+        let want: u64 = lv_items.iter().map(|(_, _, n, _)| size::round_up(*n, EXTENT)).sum();
+        let scale_lv = if want > capacity {
+            if !opts.skip_space_check {
+                return Err(Error::TooSmall {
+                    what: "the volume group on the targets".into(),
+                    needed: size::human(want),
+                    available: size::human(capacity),
+                    todo: "add a disk, use a larger one, shrink logical volumes with -i, or skip the check with -S"
+                        .into(),
+                });
+            }
+            capacity as f64 / want as f64
+        } else {
+            1.0
+        };
+        let mut lvs = Vec::new();
+        let mut used = 0u64;
+        for (role, name, need, _) in &lv_items {
+            let sz = size::round_down((*need as f64 * scale_lv) as u64, EXTENT).max(EXTENT);
+            used += sz;
+            lvs.push((name.clone(), sz, *role));
+        }
+        // One volume may grow into what the group has left.
+        if let Some(g) = lv_items.iter().position(|(_, _, _, grow)| *grow) {
+            lvs[g].1 += capacity.saturating_sub(used);
+        }
+        for (_, sz, role) in &lvs {
+            match role {
+                PartRole::Filesystem(i) => filesystems[*i].size = *sz,
+                PartRole::Swap(i) => swaps[*i].size = *sz,
+                _ => {}
+            }
+        }
+        Some(PlanVg { name: name.to_string(), lvs: lvs.into_iter().map(|(n, s, _)| (n, s)).collect() })
+    };
     for d in 0..plan_disks.len() {
+        if vg.is_some() {
+            break;
+        }
         let free = ends[d].saturating_sub(cursor[d]);
         let grow = partitions
             .iter()
@@ -790,7 +934,27 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
         boot: None,
         bootlist: BootlistMode::First,
         customize: Default::default(),
+        vg,
     })
+}
+
+/// LVM's rules for names, and AIX's: the clone's volumes keep the source's names.
+fn check_lv_name(n: &str) -> Result<()> {
+    let ok = !n.is_empty()
+        && n.len() <= 127
+        && !n.starts_with('-')
+        && n != "."
+        && n != ".."
+        && n.chars().all(|c| c.is_ascii_alphanumeric() || "+_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::usage(
+            format!("logical volume name `{n}`"),
+            "LVM names use letters, digits and + _ . -",
+            "rename it in the layout",
+        ))
+    }
 }
 
 fn nearest_parent(mp: &str, listed: &std::collections::BTreeSet<String>) -> String {
@@ -867,6 +1031,9 @@ impl Plan {
                         )
                     }
                     PartRole::Swap(_) => "swap (recreated)".into(),
+                    PartRole::Pv => {
+                        format!("LVM physical volume of {}", self.vg.as_ref().map(|v| v.name.as_str()).unwrap_or("?"))
+                    }
                 };
                 let _ = writeln!(
                     s,
@@ -877,6 +1044,18 @@ impl Plan {
                     p.name,
                     what
                 );
+            }
+        }
+        if let Some(vg) = &self.vg {
+            let _ = writeln!(s, "\nVolume group {} (new UUIDs):", vg.name);
+            for (lv, size) in &vg.lvs {
+                let what = self
+                    .filesystems
+                    .iter()
+                    .find(|f| f.lv.as_deref() == Some(lv.as_str()))
+                    .map(|f| format!("{} {}", f.fstype, f.mountpoint))
+                    .unwrap_or_else(|| "swap (recreated)".into());
+                let _ = writeln!(s, "  {:<16} {:>8}  {what}", lv, size::human(*size));
             }
         }
         let c = &self.customize;
@@ -960,6 +1139,7 @@ mod tests {
             used_inodes: 1000,
             read_only: false,
             paths: vec![],
+            lv: None,
         }
     }
 
@@ -973,7 +1153,13 @@ mod tests {
                 fs("/boot", "ext3", 200 * MIB, None),
                 fs("/home", "ext4", GIB, Some("alt_home")),
             ],
-            swaps: vec![SourceSwap { device: "/dev/vda9".into(), size: GIB, probe: Probe::default(), paths: vec![] }],
+            swaps: vec![SourceSwap {
+                device: "/dev/vda9".into(),
+                size: GIB,
+                probe: Probe::default(),
+                paths: vec![],
+                lv: None,
+            }],
             has_bios_boot: false,
             hostname: "prod".into(),
         }
@@ -1051,6 +1237,7 @@ mod tests {
             fstype: "xfs".into(),
             label: None,
             size: "2G".into(),
+            lv: None,
         });
         l.filesystems[0].fstype = "btrfs".into();
         let text = l.to_toml();
@@ -1088,6 +1275,7 @@ mod tests {
             fstype: "ext4".into(),
             label: None,
             size: "auto".into(),
+            lv: None,
         });
         assert!(build(
             &source(),
@@ -1104,6 +1292,35 @@ mod tests {
         let p = build(&source(), &[t], &PlanOptions::default(), "x").unwrap();
         assert!(p.targets[0].size >= p.needed);
         assert!(p.targets[0].image.as_ref().unwrap().create);
+    }
+
+    #[test]
+    fn lvm_sources_get_a_volume_group() {
+        let mut src = source();
+        let lv = |n: &str, sz| Some(crate::source::SourceLv { vg: "rootvg".into(), lv: n.into(), size: sz });
+        src.filesystems[0].lv = lv("root", 3 * GIB);
+        src.filesystems[2].lv = lv("home", GIB);
+        src.swaps[0].lv = lv("swap", 512 * MIB);
+        src.swaps[0].size = 512 * MIB;
+        let l = default_layout(&src, false);
+        assert_eq!(l.filesystems[0].lv.as_deref(), Some("root"));
+        assert_eq!(l.filesystems[0].size, "3072M", "logical volumes keep their size");
+        let p = build(&src, &[disk("vdb", 20 * GIB)], &PlanOptions::default(), "altinst_rootvg").unwrap();
+        let vg = p.vg.as_ref().unwrap();
+        assert_eq!(vg.name, "altinst_rootvg");
+        assert_eq!(
+            vg.lvs,
+            vec![("root".to_string(), 3 * GIB), ("home".to_string(), GIB), ("swap".to_string(), 512 * MIB)]
+        );
+        // /boot stays a partition; the rest of the disk is one physical volume.
+        assert!(p.filesystems.iter().any(|f| f.mountpoint == "/boot" && f.lv.is_none() && f.part != usize::MAX));
+        let pv = p.partitions.iter().find(|x| x.role == PartRole::Pv).unwrap();
+        assert_eq!(pv.type_guid, LVM_TYPE);
+        assert_eq!(pv.start + pv.size, 20 * GIB - MIB);
+        assert!(p.render().contains("Volume group altinst_rootvg"));
+        // Too small for the volumes.
+        let e = build(&src, &[disk("vdb", 4 * GIB)], &PlanOptions::default(), "x").unwrap_err();
+        assert!(matches!(e, Error::TooSmall { .. }), "{e}");
     }
 
     #[test]

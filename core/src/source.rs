@@ -16,6 +16,14 @@ use crate::mounts::{self, Mount};
 pub const BIOS_BOOT_TYPE: &str = "21686148-6449-6e6f-744e-656564454649";
 pub const ESP_TYPE: &str = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b";
 
+/// A logical volume the source keeps a filesystem or swap on.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceLv {
+    pub vg: String,
+    pub lv: String,
+    pub size: u64,
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceFs {
     /// Where the filesystem is mounted in the system being cloned: "/", "/boot", "/home".
@@ -34,6 +42,9 @@ pub struct SourceFs {
     pub read_only: bool,
     /// Other names of the device (kernel name, /dev/disk/by-* links) for fstab rewriting.
     pub paths: Vec<String>,
+    /// Set when the filesystem lives on an LVM logical volume.
+    #[serde(default)]
+    pub lv: Option<SourceLv>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -42,6 +53,8 @@ pub struct SourceSwap {
     pub size: u64,
     pub probe: Probe,
     pub paths: Vec<String>,
+    #[serde(default)]
+    pub lv: Option<SourceLv>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -103,15 +116,63 @@ fn usage_of(path: &Path) -> Result<(u64, u64)> {
     Ok((used, inodes))
 }
 
+/// The LVM logical volume that is block device (major, minor), if it is one.
+pub fn lvm_volume(major: u32, minor: u32) -> Result<Option<SourceLv>> {
+    let uuid = std::fs::read_to_string(format!("/sys/dev/block/{major}:{minor}/dm/uuid")).unwrap_or_default();
+    if !uuid.starts_with("LVM-") {
+        return Ok(None);
+    }
+    let out = crate::cmd::Cmd::new("listing LVM logical volumes", "lvs")?
+        .args([
+            "--reportformat",
+            "json",
+            "--units",
+            "b",
+            "--nosuffix",
+            "-o",
+            "vg_name,lv_name,lv_size,lv_kernel_major,lv_kernel_minor",
+        ])
+        .run()?;
+    Ok(parse_lvs(&out.stdout).into_iter().find(|(ma, mi, _)| (*ma, *mi) == (major, minor)).map(|(_, _, lv)| lv))
+}
+
+/// `lvs --reportformat json` rows as (major, minor, volume).
+pub fn parse_lvs(json: &str) -> Vec<(u32, u32, SourceLv)> {
+    let v: serde_json::Value = serde_json::from_str(json).unwrap_or_default();
+    let mut out = Vec::new();
+    for report in v["report"].as_array().into_iter().flatten() {
+        for lv in report["lv"].as_array().into_iter().flatten() {
+            let s = |k: &str| lv[k].as_str().unwrap_or("").trim().to_string();
+            let (Ok(ma), Ok(mi), Ok(size)) =
+                (s("lv_kernel_major").parse(), s("lv_kernel_minor").parse(), s("lv_size").parse())
+            else {
+                continue;
+            };
+            out.push((ma, mi, SourceLv { vg: s("vg_name"), lv: s("lv_name"), size }));
+        }
+    }
+    out
+}
+
+/// The names LVM gives a logical volume.
+fn lv_paths(lv: &SourceLv) -> Vec<String> {
+    let dm = |s: &str| s.replace('-', "--");
+    vec![format!("/dev/{}/{}", lv.vg, lv.lv), format!("/dev/mapper/{}-{}", dm(&lv.vg), dm(&lv.lv))]
+}
+
 fn to_fs(m: &Mount, mountpoint: String) -> Result<SourceFs> {
     let (used_bytes, used_inodes) = usage_of(&m.target)?;
     let device = PathBuf::from(&m.source);
+    let lv = lvm_volume(m.major, m.minor)?;
+    let mut paths = device_paths(&device);
+    paths.extend(lv.iter().flat_map(lv_paths));
     Ok(SourceFs {
+        lv,
         mountpoint,
         path: m.target.clone(),
         probe: Probe::read(&device)?,
         device_size: device_size(&device),
-        paths: device_paths(&device),
+        paths,
         device,
         major: m.major,
         minor: m.minor,
@@ -122,9 +183,25 @@ fn to_fs(m: &Mount, mountpoint: String) -> Result<SourceFs> {
     })
 }
 
-/// Which disk holds device (major, minor), by kernel name.
-fn disk_of(disks: &[Disk], major: u32, minor: u32) -> Option<&Disk> {
-    disks.iter().find(|d| d.contains_dev(major, minor))
+/// The disks that hold device (major, minor): its own disk, or for a device-mapper device
+/// (an LVM volume) the disks of the devices below it.
+fn disks_of(disks: &[Disk], major: u32, minor: u32) -> Vec<&Disk> {
+    if let Some(d) = disks.iter().find(|d| d.contains_dev(major, minor)) {
+        return vec![d];
+    }
+    let mut out: Vec<&Disk> = Vec::new();
+    let slaves = std::fs::read_dir(format!("/sys/dev/block/{major}:{minor}/slaves"));
+    for e in slaves.into_iter().flatten().flatten() {
+        let dev = std::fs::read_to_string(e.path().join("dev")).unwrap_or_default();
+        let Some((a, b)) = dev.trim().split_once(':') else { continue };
+        let (Ok(a), Ok(b)) = (a.parse(), b.parse()) else { continue };
+        for d in disks_of(disks, a, b) {
+            if !out.iter().any(|x| x.name == d.name) {
+                out.push(d);
+            }
+        }
+    }
+    out
 }
 
 /// Find what to clone. `dir` None means the running system.
@@ -149,17 +226,15 @@ pub fn discover(dir: Option<&Path>, disks: &[Disk]) -> Result<Source> {
             "run altdisk on an installed system, or point --source at a mounted disk filesystem",
         ));
     }
-    let mut src_disks: Vec<String> = Vec::new();
-    if let Some(d) = disk_of(disks, root_mount.major, root_mount.minor) {
-        src_disks.push(d.name.clone());
-    }
+    let mut src_disks: Vec<String> =
+        disks_of(disks, root_mount.major, root_mount.minor).iter().map(|d| d.name.clone()).collect();
     let mut filesystems = vec![to_fs(root_mount, "/".into())?];
     let mut seen_devs = vec![(root_mount.major, root_mount.minor)];
     for m in mounts::below(&table, &root) {
         if !m.is_block_backed() {
             continue;
         }
-        let on_rootvg = disk_of(disks, m.major, m.minor).map(|d| src_disks.contains(&d.name)).unwrap_or(false);
+        let on_rootvg = disks_of(disks, m.major, m.minor).iter().any(|d| src_disks.contains(&d.name));
         if live && !on_rootvg {
             continue;
         }
@@ -173,7 +248,7 @@ pub fn discover(dir: Option<&Path>, disks: &[Disk]) -> Result<Source> {
             ));
         }
         seen_devs.push((m.major, m.minor));
-        if let Some(d) = disk_of(disks, m.major, m.minor) {
+        for d in disks_of(disks, m.major, m.minor) {
             if !src_disks.contains(&d.name) {
                 src_disks.push(d.name.clone());
             }
@@ -189,13 +264,11 @@ pub fn discover(dir: Option<&Path>, disks: &[Disk]) -> Result<Source> {
                 continue;
             }
             let (major, minor) = (nix::sys::stat::major(md.rdev()) as u32, nix::sys::stat::minor(md.rdev()) as u32);
-            if disk_of(disks, major, minor).map(|d| src_disks.contains(&d.name)).unwrap_or(false) {
-                swaps.push(SourceSwap {
-                    size: device_size(&sw),
-                    probe: Probe::read(&sw)?,
-                    paths: device_paths(&sw),
-                    device: sw,
-                });
+            if disks_of(disks, major, minor).iter().any(|d| src_disks.contains(&d.name)) {
+                let lv = lvm_volume(major, minor)?;
+                let mut paths = device_paths(&sw);
+                paths.extend(lv.iter().flat_map(lv_paths));
+                swaps.push(SourceSwap { size: device_size(&sw), probe: Probe::read(&sw)?, paths, device: sw, lv });
             }
         }
     } else {
@@ -237,7 +310,7 @@ fn swaps_from_fstab(root: &Path, disks: &[Disk]) -> Result<Vec<SourceSwap>> {
                 _ => std::fs::canonicalize(&spec).map(|p| p == path).unwrap_or(false),
             };
             if hit && !out.iter().any(|s: &SourceSwap| s.device == path) {
-                out.push(SourceSwap { device: path.clone(), size, paths: device_paths(&path), probe });
+                out.push(SourceSwap { device: path.clone(), size, paths: device_paths(&path), probe, lv: None });
             }
         }
     }
