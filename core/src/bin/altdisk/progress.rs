@@ -17,7 +17,10 @@ pub struct Progress {
 
 impl Progress {
     pub fn start(job: &Job, list_files: bool) -> Progress {
-        let tty = std::io::stderr().is_terminal();
+        // A bar only where one can be drawn: a terminal that is not "dumb" (serial consoles,
+        // emacs shells); elsewhere plain lines, so no log line is lost.
+        let tty = std::io::stderr().is_terminal()
+            && std::env::var("TERM").map(|t| !t.is_empty() && t != "dumb").unwrap_or(false);
         let bar = if tty {
             let b = indicatif::ProgressBar::new(0);
             b.set_style(
@@ -31,7 +34,7 @@ impl Progress {
         } else {
             None
         };
-        let sink_bar = bar.clone();
+        let sink_bar = bar.clone().filter(|b| !b.is_hidden());
         job.on_event(move |e| match e {
             Event::Phase { phase } => {
                 let line = format!("{}...", phase.describe());
