@@ -38,6 +38,8 @@ impl FakePolkit {
 
 /// A private bus with the fake authority and altdiskd on it; all stopped on drop.
 struct Bus {
+    /// Copy threads of the service (ALTDISK_COPY_THREADS), to slow a copy down on purpose.
+    copy_threads: Option<&'static str>,
     address: String,
     daemon: Child,
     service: Option<Child>,
@@ -47,6 +49,11 @@ struct Bus {
 
 impl Bus {
     async fn start(s: &Scratch) -> Bus {
+        Bus::start_with(s, None).await
+    }
+
+    /// `copy_threads` slows the service's copies down (tests that stop one midway).
+    async fn start_with(s: &Scratch, copy_threads: Option<&'static str>) -> Bus {
         let sock = s.path("bus.sock");
         let conf = s.path("bus.conf");
         std::fs::write(
@@ -79,7 +86,7 @@ impl Bus {
             .build()
             .await
             .unwrap();
-        let mut bus = Bus { address, daemon, service: None, allow, _polkit: polkit };
+        let mut bus = Bus { copy_threads, address, daemon, service: None, allow, _polkit: polkit };
         bus.start_service(s).await;
         bus
     }
@@ -87,7 +94,11 @@ impl Bus {
     async fn start_service(&mut self, s: &Scratch) {
         let bin = altdisk_bin().with_file_name("altdiskd");
         let log = std::fs::OpenOptions::new().create(true).append(true).open(s.path("altdiskd.log")).unwrap();
-        let service = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if let Some(n) = self.copy_threads {
+            cmd.env("ALTDISK_COPY_THREADS", n);
+        }
+        let service = cmd
             .args(["--address", &self.address, "--mount-root", s.mkdir("mnt").to_str().unwrap()])
             .stderr(log)
             .spawn()
@@ -159,8 +170,13 @@ async fn check_api(c: &zbus::Connection, path: &str, name: &str, iface: &str) {
     // Keep only our interface: the standard ones and child nodes come and go.
     let start = xml.find(&format!("<interface name=\"{iface}\">")).expect("interface present");
     let end = start + xml[start..].find("</interface>").unwrap() + "</interface>".len();
-    let live: String =
-        xml[start..end].lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n") + "\n";
+    // Doc comments are not the API: drop them, keep every name and signature.
+    let mut body = xml[start..end].to_string();
+    while let Some(a) = body.find("<!--") {
+        let b = body[a..].find("-->").map(|b| a + b + 3).unwrap_or(body.len());
+        body.replace_range(a..b, "");
+    }
+    let live: String = body.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n") + "\n";
     let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs").join(format!("{name}.xml"));
     if std::env::var("ALTDISK_BLESS").is_ok() {
         std::fs::write(&file, &live).unwrap();
@@ -232,7 +248,8 @@ async fn root_dbus_denied_callers_get_access_denied_everywhere() {
     let plan = m.plan(o).await.unwrap();
     let v: serde_json::Value = serde_json::from_str(&plan).unwrap();
     assert_eq!(v["apiVersion"], "altdisk.io/v1");
-    assert_eq!(err_name(&m.wake("vdb").await.unwrap_err()), "org.altdisk.AltDisk1.Error.NotSupported");
+    assert_eq!(err_name(&m.wake("nosuchdisk").await.unwrap_err()), "org.altdisk.AltDisk1.Error.NotFound");
+    assert_eq!(err_name(&m.remove("nosuchsystem").await.unwrap_err()), "org.altdisk.AltDisk1.Error.NotFound");
     assert_eq!(m.version().await.unwrap(), "1.0");
     check_api(&c, altdisk::dbus::MANAGER_PATH, "org.altdisk.AltDisk1.Manager", altdisk::dbus::MANAGER_IFACE).await;
 }
@@ -347,7 +364,7 @@ async fn root_dbus_cancel_leaves_target_incomplete_and_unmounted() {
     ))
     .unwrap();
     let t = s.loopdev("t.img", 1024 * MIB);
-    let bus = Bus::start(&s).await;
+    let bus = Bus::start_with(&s, Some("1")).await;
     let c = bus.client().await;
     let m = ManagerProxy::new(&c).await.unwrap();
     let path = m.clone(clone_opts(src.to_str().unwrap(), t.to_str().unwrap())).await.unwrap();
@@ -411,7 +428,8 @@ async fn root_dbus_restart_after_a_crash_cleans_up_and_marks_incomplete() {
     ))
     .unwrap();
     let t = s.loopdev("t.img", 1024 * MIB);
-    let mut bus = Bus::start(&s).await;
+    // One copy thread, so the crash comes in the middle of the copy.
+    let mut bus = Bus::start_with(&s, Some("1")).await;
     {
         let c = bus.client().await;
         let m = ManagerProxy::new(&c).await.unwrap();

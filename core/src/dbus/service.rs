@@ -422,6 +422,7 @@ impl Manager {
         OwnedObjectPath::try_from(path).map_err(|e| DbusError::Failed(e.to_string()))
     }
 
+    /// Mount the alternate system on `disk` (never the running one); returns where.
     async fn wake(
         &self,
         disk: String,
@@ -429,9 +430,13 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String> {
         authorize(conn, &hdr, ACTION_MANAGE).await?;
-        Err(DbusError::NotSupported(format!(
-            "waking the system on {disk} is not supported yet (alt_rootvg_op -W comes with the LVM and phases release)"
-        )))
+        let at = self.shared.mount_root.join("awake");
+        blocking(move || {
+            let sys = crate::altops::find_by_disk(&disk)?;
+            crate::altops::wake(&sys, &at)?;
+            Ok(at.display().to_string())
+        })
+        .await
     }
 
     async fn sleep(
@@ -444,6 +449,8 @@ impl Manager {
         blocking(move || clone::sleep(Path::new(&mount_point)).map(|_| ())).await
     }
 
+    /// Remove every alternate system of this name: boot entries, signatures; the disks are
+    /// free afterwards. polkit's authorization is the confirmation.
     async fn remove(
         &self,
         name: String,
@@ -451,9 +458,22 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
         authorize(conn, &hdr, ACTION_MANAGE).await?;
-        Err(DbusError::NotSupported(format!(
-            "removing {name} is not supported yet (alt_rootvg_op -X comes with the LVM and phases release)"
-        )))
+        blocking(move || {
+            let systems = crate::altops::find_by_name(&name)?;
+            if systems.is_empty() {
+                return Err(crate::Error::not_found(
+                    format!("alternate system {name}"),
+                    "no disk holds one by that name",
+                    "see Disks",
+                ));
+            }
+            let job = Job::new();
+            for s in &systems {
+                crate::altops::remove(s, &job)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     async fn rename(
@@ -464,7 +484,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
         authorize(conn, &hdr, ACTION_MANAGE).await?;
-        Err(DbusError::NotSupported(format!("renaming the system on {disk} to {new_name} is not supported yet")))
+        blocking(move || crate::altops::rename(&crate::altops::find_by_disk(&disk)?, &new_name)).await
     }
 
     /// The disks changed (plugged, unplugged, repartitioned).
