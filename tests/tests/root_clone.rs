@@ -489,6 +489,8 @@ fn root_cli_interrupt_cleans_up() {
     .unwrap();
     let t = s.loopdev("t.img", 1024 * MIB);
     let alt = s.path("alt");
+    // A cold cache keeps the copy running long enough to be interrupted.
+    sh("sync; echo 3 > /proc/sys/vm/drop_caches").unwrap();
     let mut child = std::process::Command::new(altdisk_bin())
         .arg("copy")
         .args(clone_args(src.to_str().unwrap(), t.to_str().unwrap(), alt.to_str().unwrap()))

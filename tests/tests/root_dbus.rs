@@ -365,6 +365,7 @@ async fn root_dbus_cancel_leaves_target_incomplete_and_unmounted() {
     .unwrap();
     let t = s.loopdev("t.img", 1024 * MIB);
     let bus = Bus::start_with(&s, Some("1")).await;
+    sh("sync; echo 3 > /proc/sys/vm/drop_caches").unwrap();
     let c = bus.client().await;
     let m = ManagerProxy::new(&c).await.unwrap();
     let path = m.clone(clone_opts(src.to_str().unwrap(), t.to_str().unwrap())).await.unwrap();
@@ -428,8 +429,9 @@ async fn root_dbus_restart_after_a_crash_cleans_up_and_marks_incomplete() {
     ))
     .unwrap();
     let t = s.loopdev("t.img", 1024 * MIB);
-    // One copy thread, so the crash comes in the middle of the copy.
+    // One copy thread and a cold cache, so the crash comes in the middle of the copy.
     let mut bus = Bus::start_with(&s, Some("1")).await;
+    sh("sync; echo 3 > /proc/sys/vm/drop_caches").unwrap();
     {
         let c = bus.client().await;
         let m = ManagerProxy::new(&c).await.unwrap();
