@@ -961,6 +961,21 @@ fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
     } else {
         warnings.push("the clone has no /etc/fstab: nothing to rewrite".into());
     }
+    // initramfs-tools resumes from the swap its configuration names (the installer writes
+    // RESUME=UUID=...): point it at the clone's swap.
+    let resume = plan.mount_at.join("etc/initramfs-tools/conf.d/resume");
+    if let Ok(text) = std::fs::read_to_string(&resume) {
+        let mut t = text.clone();
+        for (old, new) in &map {
+            if let (Some(o), Some(n)) = (&old.uuid, &new.uuid) {
+                t = t.replace(o.as_str(), n);
+            }
+        }
+        if t != text {
+            replace_file(&resume, &t)?;
+            changes += 1;
+        }
+    }
     let crypttab = plan.mount_at.join("etc/crypttab");
     if let Ok(text) = std::fs::read_to_string(&crypttab) {
         let r = fixup::rewrite_crypttab(&text, &map);

@@ -534,6 +534,8 @@ fn root_swap_is_recreated_with_a_new_identity() {
     let mut fstab = std::fs::read_to_string(src.join("etc/fstab")).unwrap();
     fstab.push_str(&format!("LABEL=swap none swap sw 0 0\nUUID={old} none swap sw,pri=1 0 0\n"));
     std::fs::write(src.join("etc/fstab"), fstab).unwrap();
+    std::fs::create_dir_all(src.join("etc/initramfs-tools/conf.d")).unwrap();
+    std::fs::write(src.join("etc/initramfs-tools/conf.d/resume"), format!("RESUME=UUID={old}\n")).unwrap();
     let t = s.loopdev("t.img", 512 * MIB);
     let alt = s.path("alt");
     assert_ok(&altdisk(
@@ -548,5 +550,7 @@ fn root_swap_is_recreated_with_a_new_identity() {
     let fstab = std::fs::read_to_string(alt.join("etc/fstab")).unwrap();
     assert!(fstab.contains("LABEL=alt_swap none swap sw 0 0"), "{fstab}");
     assert!(fstab.contains(&format!("UUID={new} none swap sw,pri=1 0 0")), "{fstab}");
+    let resume = std::fs::read_to_string(alt.join("etc/initramfs-tools/conf.d/resume")).unwrap();
+    assert_eq!(resume, format!("RESUME=UUID={new}\n"), "the initramfs resumes from the clone's swap");
     sleep(&alt);
 }
