@@ -548,10 +548,6 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
             } else {
                 job.set_phase(Phase::CleaningUp);
                 made.release_mounts()?;
-                // As AIX leaves altinst_rootvg varied off.
-                if let Some(vg) = made.vg.take() {
-                    crate::lvm::deactivate(&vg)?;
-                }
                 None
             };
             // The boot order changes last, once the clone is complete and on disk: a run that
@@ -565,6 +561,14 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
                         write_env(&targets_path(&targets, i, d), &plan, i, &mut env)?;
                     }
                     boot_entry = Some(efi::boot_name(n));
+                }
+            }
+            // As AIX leaves altinst_rootvg varied off: last, once nothing writes to its disks
+            // any more (udev answers writes with events that may activate it again).
+            if mounted_at.is_none() {
+                if let Some(vg) = made.vg.take() {
+                    crate::lvm::settle();
+                    crate::lvm::deactivate(&vg)?;
                 }
             }
             drop(made);
@@ -793,6 +797,9 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
         }
         for d in &sys.disks {
             bootenv::update(&d.path, &env)?;
+        }
+        if let Some(vg) = &env.vg {
+            crate::lvm::deactivate(vg)?;
         }
         None
     } else {
