@@ -103,7 +103,7 @@ pub fn find_by_name(name: &str) -> Result<Vec<System>> {
 pub fn is_running(sys: &System) -> Result<bool> {
     let t = mounts::read()?;
     Ok(mounts::mount_at(&t, Path::new("/"))
-        .map(|m| sys.disks.iter().any(|d| d.contains_dev(m.major, m.minor)))
+        .map(|m| sys.disks.iter().any(|d| d.holds(m.major, m.minor)))
         .unwrap_or(false))
 }
 
@@ -150,7 +150,7 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
             "put it to sleep first (alt_rootvg_op -S)",
         ));
     }
-    if let Some(m) = table.iter().find(|m| sys.disks.iter().any(|d| d.contains_dev(m.major, m.minor))) {
+    if let Some(m) = table.iter().find(|m| sys.disks.iter().any(|d| d.holds(m.major, m.minor))) {
         return Err(Error::refused(
             format!("{} on {}", sys.env.name, sys.disk_names()),
             format!("{} is already mounted at {}", m.source, m.target.display()),
@@ -253,7 +253,7 @@ pub fn rename(sys: &System, new: &str) -> Result<()> {
 pub fn remove(sys: &System, job: &Job) -> Result<()> {
     refuse_running(sys, "removed")?;
     let table = mounts::read()?;
-    if let Some(m) = table.iter().find(|m| sys.disks.iter().any(|d| d.contains_dev(m.major, m.minor))) {
+    if let Some(m) = table.iter().find(|m| sys.disks.iter().any(|d| d.holds(m.major, m.minor))) {
         return Err(Error::refused(
             format!("{} on {}", sys.env.name, sys.disk_names()),
             format!("{} is mounted at {}", m.source, m.target.display()),

@@ -159,6 +159,22 @@ pub struct Disk {
 }
 
 impl Disk {
+    /// Whether device `(major, minor)` lives on this disk: the disk, one of its partitions,
+    /// or a device-mapper device (an LVM volume) stacked on them.
+    pub fn holds(&self, major: u32, minor: u32) -> bool {
+        if self.contains_dev(major, minor) {
+            return true;
+        }
+        let slaves = std::fs::read_dir(format!("/sys/dev/block/{major}:{minor}/slaves"));
+        slaves.into_iter().flatten().flatten().any(|e| {
+            let dev = std::fs::read_to_string(e.path().join("dev")).unwrap_or_default();
+            match dev.trim().split_once(':').map(|(a, b)| (a.parse(), b.parse())) {
+                Some((Ok(a), Ok(b))) => self.holds(a, b),
+                _ => false,
+            }
+        })
+    }
+
     /// Whether `(major, minor)` is this disk or one of its partitions.
     pub fn contains_dev(&self, major: u32, minor: u32) -> bool {
         (self.major, self.minor) == (major, minor)
@@ -180,6 +196,17 @@ fn holders_of(name: &str) -> Vec<String> {
         .unwrap_or_default();
     v.sort();
     v
+}
+
+/// The device (major, minor) holding the filesystem with this UUID, if any (`blkid -U`).
+pub fn device_with_uuid(uuid: &str) -> Option<(u32, u32)> {
+    let (code, out) = Cmd::new("finding a filesystem by UUID", "blkid").ok()?.args(["-U", uuid]).run_code().ok()?;
+    if code != 0 {
+        return None;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let md = std::fs::metadata(out.stdout.trim()).ok()?;
+    Some((nix::sys::stat::major(md.rdev()) as u32, nix::sys::stat::minor(md.rdev()) as u32))
 }
 
 /// Parse `lsblk -J -b -o LSBLK_COLUMNS` output into whole disks with their partitions.

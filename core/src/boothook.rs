@@ -15,7 +15,7 @@ use crate::mounts;
 fn running_disk(disks: &[Disk]) -> Result<Option<Disk>> {
     let t = mounts::read()?;
     let Some(root) = mounts::mount_at(&t, Path::new("/")) else { return Ok(None) };
-    Ok(disks.iter().find(|d| d.contains_dev(root.major, root.minor)).cloned())
+    Ok(disks.iter().find(|d| d.holds(root.major, root.minor)).cloned())
 }
 
 /// Rename: the running system's record says rootvg, another that said rootvg says old_rootvg.

@@ -42,7 +42,7 @@ fn partition_guids(disks: &[Disk]) -> Vec<(Uuid, usize)> {
 
 /// The name of the system on a disk: rootvg for the running one, else its record's name.
 pub fn system_name(disk: &Disk, root_dev: Option<(u32, u32)>) -> Option<String> {
-    if root_dev.map(|(a, b)| disk.contains_dev(a, b)).unwrap_or(false) {
+    if root_dev.map(|(a, b)| disk.holds(a, b)).unwrap_or(false) {
         return Some("rootvg".into());
     }
     bootenv::read(&disk.path).and_then(|r| r.ok()).map(|e| e.name)

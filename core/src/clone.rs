@@ -1160,20 +1160,25 @@ pub fn lspv() -> Result<Vec<DiskRole>> {
     // switch), recognised by its root filesystem's UUID.
     let running_source_uuid = disks
         .iter()
-        .find(|d| root.map(|(a, b)| d.contains_dev(a, b)).unwrap_or(false))
+        .find(|d| root.map(|(a, b)| d.holds(a, b)).unwrap_or(false))
         .and_then(|d| bootenv::read(&d.path))
         .and_then(|r| r.ok())
         .and_then(|e| e.source.root_uuid);
     let mut out = Vec::new();
     for d in &disks {
         let env = bootenv::read(&d.path).and_then(|r| r.ok());
+        let former_dev = running_source_uuid.as_deref().and_then(blockdev::device_with_uuid);
         let is_former = env.is_none()
             && running_source_uuid.as_ref().is_some_and(|u| {
-                d.partitions.iter().any(|p| {
-                    blockdev::Probe::read(&p.path).ok().and_then(|x| x.uuid).is_some_and(|x| x.eq_ignore_ascii_case(u))
-                })
+                former_dev.map(|(a, b)| d.holds(a, b)).unwrap_or(false)
+                    || d.partitions.iter().any(|p| {
+                        blockdev::Probe::read(&p.path)
+                            .ok()
+                            .and_then(|x| x.uuid)
+                            .is_some_and(|x| x.eq_ignore_ascii_case(u))
+                    })
             });
-        let (role, detail) = if root.map(|(a, b)| d.contains_dev(a, b)).unwrap_or(false) {
+        let (role, detail) = if root.map(|(a, b)| d.holds(a, b)).unwrap_or(false) {
             ("rootvg".to_string(), "the running system".to_string())
         } else if is_former {
             ("old_rootvg".to_string(), "the system this one was cloned from".to_string())
@@ -1181,7 +1186,7 @@ pub fn lspv() -> Result<Vec<DiskRole>> {
             let from = if e.source.hostname.is_empty() { String::new() } else { format!(" of {}", e.source.hostname) };
             let mounted = table
                 .iter()
-                .find(|m| d.contains_dev(m.major, m.minor))
+                .find(|m| d.holds(m.major, m.minor))
                 .map(|m| format!(", mounted at {}", m.target.display()))
                 .unwrap_or_default();
             (e.name.clone(), format!("{}{from}, made {}{mounted}", e.state.describe(), e.created))

@@ -82,7 +82,7 @@ fn check_disk(
 ) -> Result<()> {
     let name = d.path.display().to_string();
     if let Some((ma, mi)) = root_dev {
-        if d.contains_dev(ma, mi) {
+        if d.holds(ma, mi) {
             return Err(Error::refused(&name, "it holds the running system", "choose a free disk (see altdisk lspv)"));
         }
     }
@@ -96,7 +96,7 @@ fn check_disk(
     if d.read_only {
         return Err(Error::refused(&name, "it is read-only", "choose a writable disk"));
     }
-    if let Some(m) = table.iter().find(|m| d.contains_dev(m.major, m.minor)) {
+    if let Some(m) = table.iter().find(|m| d.holds(m.major, m.minor)) {
         return Err(Error::refused(
             &name,
             format!("{} is mounted at {}", m.source, m.target.display()),
