@@ -7,6 +7,7 @@
 //! boot QEMU. Nothing here touches a device it did not create.
 
 pub mod vm;
+pub mod vm_lvm;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
