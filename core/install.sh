@@ -3,7 +3,7 @@
 # release build, the binary in /usr/local/sbin with its AIX names (alt_disk_copy,
 # alt_rootvg_op, bootlist) as links. Run as root from a checkout.
 #   core/install.sh            packages + build + install
-#   core/install.sh --deps     packages only
+#   core/install.sh --deps [PKG...]   packages only (and these extra ones)
 set -euo pipefail
 
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,8 +18,10 @@ fi
 runtime=(util-linux fdisk e2fsprogs xfsprogs btrfs-progs dosfstools mtools)
 # Build: pkg-config and libudev headers for the udev crate.
 build=(pkg-config libudev-dev gcc)
+extra=()
+[[ ${1:-} == --deps ]] && extra=("${@:2}")
 missing=()
-for p in "${runtime[@]}" "${build[@]}"; do
+for p in "${runtime[@]}" "${build[@]}" "${extra[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
 done
 if ((${#missing[@]})); then

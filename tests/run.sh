@@ -7,18 +7,9 @@ repo=$(cd "$(dirname "$0")/.." && pwd)
 cd "$repo"
 
 if [[ $(id -u) == 0 ]]; then
-	"$repo/core/install.sh" --deps
-	# Fixture tools: ACLs, xattrs, capabilities, LVM signatures, the benchmark's fixture.
-	need=(acl attr libcap2-bin lvm2 rsync mmdebstrap time python3 shellcheck udev dbus-daemon)
-	missing=()
-	for p in "${need[@]}"; do
-		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
-	done
-	if ((${#missing[@]})); then
-		echo "run.sh: installing ${missing[*]}"
-		apt-get update -qq
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-	fi
+	# altdisk's own packages, and the fixture tools: ACLs, xattrs, capabilities, LVM
+	# signatures, the benchmark's fixture, udevadm, a private D-Bus.
+	"$repo/core/install.sh" --deps acl attr libcap2-bin lvm2 rsync mmdebstrap time python3 shellcheck udev dbus-daemon
 	# The VM tier: QEMU, OVMF and the image-building tools.
 	"$repo/tests/vm/install-deps.sh"
 else

@@ -850,11 +850,24 @@ fn add_stats(t: &mut CopyStats, s: CopyStats) {
 }
 
 fn initial_env(plan: &Plan) -> BootEnv {
-    // (GPT GUID, disk, partition number) of a partition; nothing for a logical volume.
-    let part = |idx: usize| match plan.partitions.get(idx) {
-        Some(p) => (p.guid.to_string(), p.disk, p.number),
-        None => (String::new(), 0, 0),
-    };
+    // Where a filesystem or swap lives: a partition (GUID, disk, number) or a logical volume.
+    let env_fs =
+        |mountpoint: &str, fstype: &str, uuid: &str, label: &Option<String>, part: usize, lv: &Option<String>| {
+            let (partuuid, disk, partition) = match plan.partitions.get(part) {
+                Some(p) => (p.guid.to_string(), p.disk, p.number),
+                None => (String::new(), 0, 0),
+            };
+            EnvFs {
+                mountpoint: mountpoint.into(),
+                fstype: fstype.into(),
+                uuid: uuid.into(),
+                partuuid,
+                label: label.clone(),
+                disk,
+                partition,
+                lv: lv.clone(),
+            }
+        };
     BootEnv {
         api_version: crate::API_VERSION.into(),
         name: plan.name.clone(),
@@ -875,31 +888,9 @@ fn initial_env(plan: &Plan) -> BootEnv {
         filesystems: plan
             .filesystems
             .iter()
-            .map(|f| EnvFs {
-                mountpoint: f.mountpoint.clone(),
-                fstype: f.fstype.clone(),
-                uuid: f.uuid.clone(),
-                partuuid: part(f.part).0,
-                label: f.label.clone(),
-                disk: part(f.part).1,
-                partition: part(f.part).2,
-                lv: f.lv.clone(),
-            })
+            .map(|f| env_fs(&f.mountpoint, &f.fstype, &f.uuid, &f.label, f.part, &f.lv))
             .collect(),
-        swaps: plan
-            .swaps
-            .iter()
-            .map(|s| EnvFs {
-                mountpoint: "swap".into(),
-                fstype: "swap".into(),
-                uuid: s.uuid.clone(),
-                partuuid: part(s.part).0,
-                label: s.label.clone(),
-                disk: part(s.part).1,
-                partition: part(s.part).2,
-                lv: s.lv.clone(),
-            })
-            .collect(),
+        swaps: plan.swaps.iter().map(|w| env_fs("swap", "swap", &w.uuid, &w.label, w.part, &w.lv)).collect(),
         vg: plan.vg.as_ref().map(|v| v.name.clone()),
         boot_entry: None,
         trial: false,

@@ -186,22 +186,7 @@ fn to_fs(m: &Mount, mountpoint: String) -> Result<SourceFs> {
 /// The disks that hold device (major, minor): its own disk, or for a device-mapper device
 /// (an LVM volume) the disks of the devices below it.
 fn disks_of(disks: &[Disk], major: u32, minor: u32) -> Vec<&Disk> {
-    if let Some(d) = disks.iter().find(|d| d.contains_dev(major, minor)) {
-        return vec![d];
-    }
-    let mut out: Vec<&Disk> = Vec::new();
-    let slaves = std::fs::read_dir(format!("/sys/dev/block/{major}:{minor}/slaves"));
-    for e in slaves.into_iter().flatten().flatten() {
-        let dev = std::fs::read_to_string(e.path().join("dev")).unwrap_or_default();
-        let Some((a, b)) = dev.trim().split_once(':') else { continue };
-        let (Ok(a), Ok(b)) = (a.parse(), b.parse()) else { continue };
-        for d in disks_of(disks, a, b) {
-            if !out.iter().any(|x| x.name == d.name) {
-                out.push(d);
-            }
-        }
-    }
-    out
+    disks.iter().filter(|d| d.holds(major, minor)).collect()
 }
 
 /// Find what to clone. `dir` None means the running system.

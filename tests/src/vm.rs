@@ -827,7 +827,8 @@ fn contains(hay: &[u8], needle: &str) -> bool {
     find(hay, needle).is_some()
 }
 
-fn tail_str(s: &str, max: usize) -> &str {
+/// The last `max` bytes of `s`, cut at a character boundary.
+pub(crate) fn tail_str(s: &str, max: usize) -> &str {
     if s.len() <= max {
         return s;
     }

@@ -334,7 +334,7 @@ fn build(grub: &Image, work: &Path) -> Result<BTreeMap<String, String>> {
     log.push_str(&out);
     fs::write(work.join("build.log"), &log)?;
     if rc != 0 {
-        bail!("the build script failed (exit {rc}):\n{}", tail(&out, 6000));
+        bail!("the build script failed (exit {rc}):\n{}", crate::vm::tail_str(&out, 6000));
     }
     eprintln!("vm-lvm: built in the guest in {:.0?}", t.elapsed());
     for l in out.lines() {
@@ -359,7 +359,7 @@ fn build(grub: &Image, work: &Path) -> Result<BTreeMap<String, String>> {
     log.push_str(&out);
     fs::write(work.join("build.log"), &log)?;
     if rc != 0 {
-        bail!("the LVM disk booted alone, but: \n{}", tail(&out, 6000));
+        bail!("the LVM disk booted alone, but: \n{}", crate::vm::tail_str(&out, 6000));
     }
     if let Some(c) = out.lines().find_map(|l| l.strip_prefix("cmdline: ")) {
         env.insert("CMDLINE".into(), c.trim().to_string());
@@ -377,7 +377,7 @@ fn powered_off(m: &Machine, what: &str) -> Result<()> {
     let text = String::from_utf8_lossy(&log);
     let last = text.rsplit("Power down").next().unwrap_or("");
     if !text.contains("Power down") || last.len() > 4096 {
-        bail!("the {what} boot did not power off cleanly; end of the console:\n{}", tail(&text, 3000));
+        bail!("the {what} boot did not power off cleanly; end of the console:\n{}", crate::vm::tail_str(&text, 3000));
     }
     Ok(())
 }
@@ -439,17 +439,6 @@ fn prune(root: &Path, keep: &str) {
             let _ = fs::remove_file(&lock_path);
         }
     }
-}
-
-fn tail(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
-    }
-    let mut start = s.len() - max;
-    while !s.is_char_boundary(start) {
-        start += 1;
-    }
-    &s[start..]
 }
 
 #[cfg(test)]
