@@ -335,8 +335,8 @@ async fn root_dbus_clone_job_reports_progress_and_finishes() {
     assert!(changes >= 1 && last > 0, "progress signals seen: {changes}, last {last}");
     assert!(monotonic, "bytes done went backwards");
     drop(c);
-    let env = altdisk::bootenv::read(&t).unwrap().unwrap();
-    assert_eq!(env.state, altdisk::bootenv::State::Copied);
+    let env = altdisk::discover::record::read(&t).unwrap().unwrap();
+    assert_eq!(env.state, altdisk::discover::record::State::Copied);
     // The clone is left mounted (phase 1) under the service's mount root; Sleep unmounts it.
     let c = bus.client().await;
     let m = ManagerProxy::new(&c).await.unwrap();
@@ -388,7 +388,10 @@ async fn root_dbus_cancel_leaves_target_incomplete_and_unmounted() {
     assert!(!ok && err.contains("cancelled"), "{err}");
     assert_eq!(job.state().await.unwrap(), "cancelled");
     assert!(s.mounts().iter().all(|p| !p.starts_with(s.path("mnt"))), "still mounted: {:?}", s.mounts());
-    assert_eq!(altdisk::bootenv::read(&t).unwrap().unwrap().state, altdisk::bootenv::State::Incomplete);
+    assert_eq!(
+        altdisk::discover::record::read(&t).unwrap().unwrap().state,
+        altdisk::discover::record::State::Incomplete
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -451,7 +454,7 @@ async fn root_dbus_restart_after_a_crash_cleans_up_and_marks_incomplete() {
     );
     bus.start_service(&s).await;
     assert!(s.mounts().iter().all(|p| !p.starts_with(s.path("mnt"))), "still mounted after restart: {:?}", s.mounts());
-    let env = altdisk::bootenv::read(&t).unwrap().unwrap();
-    assert_eq!(env.state, altdisk::bootenv::State::Incomplete);
+    let env = altdisk::discover::record::read(&t).unwrap().unwrap();
+    assert_eq!(env.state, altdisk::discover::record::State::Incomplete);
     assert!(env.note.unwrap_or_default().contains("interrupted"));
 }

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use altdisk::customize::{self, Customize};
 use altdisk::job::{Event, Job};
+use altdisk::write::customize::{self, Customize};
 use altdisk_tests::*;
 
 const MIB: u64 = 1 << 20;
@@ -513,8 +513,8 @@ fn root_phase2_from_the_command_line() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("phase 2 done"), "{}", stdout(&o));
     // Without phase 3 the clone stays mounted, as on AIX.
-    let env = altdisk::bootenv::read(&w.target).unwrap().unwrap();
-    assert_eq!(env.state, altdisk::bootenv::State::Customized);
+    let env = altdisk::discover::record::read(&w.target).unwrap().unwrap();
+    assert_eq!(env.state, altdisk::discover::record::State::Customized);
     assert_eq!(version_of(&w.alt.join("var/lib/dpkg"), "altdisk-test-hello").as_deref(), Some("1.0"));
     assert_eq!(std::fs::read_to_string(w.alt.join("etc/resolv.conf")).unwrap_or_default(), "nameserver 192.0.2.53\n");
     assert!(w.alt.join("var/lib/altdisk/firstboot/pending").exists(), "the first-boot script is pending in the clone");

@@ -22,9 +22,9 @@ use super::{
     BootEntryInfo, BootEnvInfo, DbusError, DiskInfo, ACTION_BOOTLIST, ACTION_CLONE, ACTION_MANAGE, ACTION_READ,
     JOBS_PATH, MANAGER_PATH,
 };
-use crate::clone::{self, CloneRequest};
 use crate::job::{Event, Job, Level};
 use crate::plan::{BootlistMode, Layout, Phases};
+use crate::run::{self, CloneRequest};
 
 type Result<T> = std::result::Result<T, DbusError>;
 
@@ -58,8 +58,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> crate::Result<T> + Send
 
 /// The current disks, as the service shows them.
 pub fn disk_infos() -> crate::Result<Vec<DiskInfo>> {
-    let disks = crate::blockdev::list()?;
-    let roles = clone::lspv()?;
+    let disks = crate::discover::blockdev::list()?;
+    let roles = run::lspv()?;
     Ok(roles
         .into_iter()
         .map(|r| {
@@ -81,7 +81,7 @@ pub fn disk_infos() -> crate::Result<Vec<DiskInfo>> {
 }
 
 fn boot_envs() -> crate::Result<Vec<BootEnvInfo>> {
-    let rows = clone::lspv()?;
+    let rows = run::lspv()?;
     let mut out: Vec<(Option<uuid::Uuid>, BootEnvInfo)> = Vec::new();
     for r in rows {
         let (id, info) = match (&r.bootenv, r.role.as_str()) {
@@ -116,8 +116,8 @@ fn boot_envs() -> crate::Result<Vec<BootEnvInfo>> {
 }
 
 fn boot_list() -> crate::Result<Vec<BootEntryInfo>> {
-    let m = crate::efi::BootManager { vars: crate::efi::Efivarfs::system()? };
-    Ok(crate::bootlist::show(&m)?
+    let m = crate::boot::efi::BootManager { vars: crate::boot::efi::Efivarfs::system()? };
+    Ok(crate::boot::bootlist::show(&m)?
         .into_iter()
         .map(|e| BootEntryInfo {
             number: e.number,
@@ -208,7 +208,7 @@ pub fn request_from(o: &HashMap<String, OwnedVariant>, mount_at: PathBuf) -> Res
 
 /// What a job does.
 enum Work {
-    New(Box<clone::Prepared>),
+    New(Box<run::Prepared>),
     Resume(Box<CloneRequest>),
 }
 
@@ -273,8 +273,8 @@ impl Manager {
     ) -> Result<()> {
         authorize(conn, &hdr, ACTION_BOOTLIST).await?;
         blocking(move || {
-            let m = crate::efi::BootManager { vars: crate::efi::Efivarfs::system()? };
-            crate::bootlist::set(&m, &disks).map(|_| ())
+            let m = crate::boot::efi::BootManager { vars: crate::boot::efi::Efivarfs::system()? };
+            crate::boot::bootlist::set(&m, &disks).map(|_| ())
         })
         .await
     }
@@ -287,8 +287,8 @@ impl Manager {
     ) -> Result<()> {
         authorize(conn, &hdr, ACTION_BOOTLIST).await?;
         blocking(move || {
-            let m = crate::efi::BootManager { vars: crate::efi::Efivarfs::system()? };
-            crate::bootlist::set_next(&m, &disk).map(|_| ())
+            let m = crate::boot::efi::BootManager { vars: crate::boot::efi::Efivarfs::system()? };
+            crate::boot::bootlist::set_next(&m, &disk).map(|_| ())
         })
         .await
     }
@@ -302,7 +302,7 @@ impl Manager {
     ) -> Result<String> {
         authorize(conn, &hdr, ACTION_READ).await?;
         let req = request_from(&options, self.shared.mount_root.join("plan"))?;
-        let prep = blocking(move || clone::prepare(&req)).await?;
+        let prep = blocking(move || run::prepare(&req)).await?;
         serde_json::to_string_pretty(&prep.plan).map_err(|e| DbusError::Failed(e.to_string()))
     }
 
@@ -323,7 +323,7 @@ impl Manager {
         // (no phase 1) works on the clone the targets hold.
         let work = if req.phases.has(1) {
             let r2 = req.clone();
-            match blocking(move || clone::prepare(&r2)).await {
+            match blocking(move || run::prepare(&r2)).await {
                 Ok(p) => Work::New(Box::new(p)),
                 Err(e) => {
                     let _ = std::fs::remove_dir(&mount_at);
@@ -376,8 +376,8 @@ impl Manager {
         let worker_job = job.clone();
         std::thread::spawn(move || {
             let r = match work {
-                Work::New(prep) => clone::execute(*prep, &worker_job),
-                Work::Resume(req) => clone::resume(&req, &worker_job),
+                Work::New(prep) => run::execute(*prep, &worker_job),
+                Work::Resume(req) => run::resume(&req, &worker_job),
             };
             let _ = done_tx.send(r);
         });
@@ -432,8 +432,8 @@ impl Manager {
         authorize(conn, &hdr, ACTION_MANAGE).await?;
         let at = self.shared.mount_root.join("awake");
         blocking(move || {
-            let sys = crate::altops::find_by_disk(&disk)?;
-            crate::altops::wake(&sys, &at)?;
+            let sys = crate::systems::ops::find_by_disk(&disk)?;
+            crate::systems::ops::wake(&sys, &at)?;
             Ok(at.display().to_string())
         })
         .await
@@ -446,7 +446,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
         authorize(conn, &hdr, ACTION_MANAGE).await?;
-        blocking(move || clone::sleep(Path::new(&mount_point)).map(|_| ())).await
+        blocking(move || run::sleep(Path::new(&mount_point)).map(|_| ())).await
     }
 
     /// Remove every alternate system of this name: boot entries, signatures; the disks are
@@ -459,7 +459,7 @@ impl Manager {
     ) -> Result<()> {
         authorize(conn, &hdr, ACTION_MANAGE).await?;
         blocking(move || {
-            let systems = crate::altops::find_by_name(&name)?;
+            let systems = crate::systems::ops::find_by_name(&name)?;
             if systems.is_empty() {
                 return Err(crate::Error::not_found(
                     format!("alternate system {name}"),
@@ -469,7 +469,7 @@ impl Manager {
             }
             let job = Job::new();
             for s in &systems {
-                crate::altops::remove(s, &job)?;
+                crate::systems::ops::remove(s, &job)?;
             }
             Ok(())
         })
@@ -484,7 +484,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
         authorize(conn, &hdr, ACTION_MANAGE).await?;
-        blocking(move || crate::altops::rename(&crate::altops::find_by_disk(&disk)?, &new_name)).await
+        blocking(move || crate::systems::ops::rename(&crate::systems::ops::find_by_disk(&disk)?, &new_name)).await
     }
 
     /// The disks changed (plugged, unplugged, repartitioned).
@@ -631,18 +631,19 @@ pub async fn watch_disks(conn: Connection) {
 /// finishes), and get a note saying why.
 pub fn recover(mount_root: &Path) -> crate::Result<Vec<String>> {
     let mut notes = Vec::new();
-    let table = crate::mounts::read()?;
-    let mut left: Vec<&crate::mounts::Mount> = table.iter().filter(|m| m.target.starts_with(mount_root)).collect();
+    let table = crate::discover::mounts::read()?;
+    let mut left: Vec<&crate::discover::mounts::Mount> =
+        table.iter().filter(|m| m.target.starts_with(mount_root)).collect();
     left.sort_by_key(|m| std::cmp::Reverse(m.target.components().count()));
     for m in left {
-        crate::fs::unmount(&m.target)?;
+        crate::write::fs::unmount(&m.target)?;
         notes.push(format!("unmounted {} left by an interrupted job", m.target.display()));
     }
-    for d in crate::blockdev::list()? {
-        if let Some(Ok(mut env)) = crate::bootenv::read(&d.path) {
-            if env.state == crate::bootenv::State::Incomplete && env.note.is_none() {
+    for d in crate::discover::blockdev::list()? {
+        if let Some(Ok(mut env)) = crate::discover::record::read(&d.path) {
+            if env.state == crate::discover::record::State::Incomplete && env.note.is_none() {
                 env.note = Some("interrupted: the altdisk service stopped during the run".into());
-                crate::bootenv::update(&d.path, &env)?;
+                crate::discover::record::update(&d.path, &env)?;
                 notes.push(format!("{}: marked incomplete (interrupted run)", d.name));
             }
         }

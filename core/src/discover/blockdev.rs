@@ -390,7 +390,7 @@ pub fn resolve(name: &str, disks: &[Disk]) -> Result<Named> {
 mod tests {
     use super::*;
 
-    const LSBLK: &str = include_str!("../tests/fixtures/lsblk.json");
+    const LSBLK: &str = include_str!("../../tests/fixtures/lsblk.json");
 
     #[test]
     fn parses_lsblk_and_aliases() {

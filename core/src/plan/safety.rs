@@ -7,10 +7,10 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::blockdev::{Disk, Probe};
+use crate::discover::blockdev::{Disk, Probe};
+use crate::discover::mounts::{self, Mount};
+use crate::discover::source::Source;
 use crate::error::{Error, Result};
-use crate::mounts::{self, Mount};
-use crate::source::Source;
 
 /// A target after name resolution.
 #[derive(Debug, Clone)]
@@ -175,7 +175,7 @@ fn check_image(p: &Path, table: &[Mount], force: bool) -> Result<()> {
 
 /// "it holds altinst_rootvg (...)" when the disk carries an altdisk system.
 fn existing_clone(p: &Path) -> Option<String> {
-    match crate::bootenv::read(p)? {
+    match crate::discover::record::read(p)? {
         Ok(env) => {
             Some(format!("it holds the alternate system {} ({}, made {})", env.name, env.state.describe(), env.created))
         }

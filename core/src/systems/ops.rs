@@ -1,23 +1,23 @@
 //! Operations on alternate systems that exist (AIX `alt_rootvg_op`): which system lives on
 //! a disk (-q), wake it (mount at /alt_inst, -W), customise it (-C), rebuild its boot image
 //! (-S -t), rename it (-v), remove it (-X: its disks become free, its boot entries go).
-//! Systems are found through the record on their disks (see [`crate::bootenv`]); the
+//! Systems are found through the record on their disks (see [`crate::discover::record`]); the
 //! running system is never woken, renamed or removed.
 
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use crate::blockdev::{self, Disk};
-use crate::bootenv::{self, BootEnv};
-use crate::bootloader::{self, Firmware, RootIds};
-use crate::clone::{self, Awake};
-use crate::efi;
+use crate::boot::bootloader::{self, Firmware, RootIds};
+use crate::boot::efi;
+use crate::discover::blockdev::{self, Disk};
+use crate::discover::mounts;
+use crate::discover::record::{self, BootEnv};
 use crate::error::{Error, Result};
-use crate::fs::Mounted;
 use crate::job::Job;
-use crate::mounts;
-use crate::partition;
+use crate::run::{self, Awake};
+use crate::write::fs::Mounted;
+use crate::write::partition;
 
 /// An alternate system: its record and its disks, in the record's order.
 #[derive(Debug, Clone)]
@@ -32,9 +32,9 @@ impl System {
     }
 
     /// The device holding a filesystem of the system.
-    pub fn device(&self, f: &bootenv::EnvFs) -> Option<PathBuf> {
+    pub fn device(&self, f: &record::EnvFs) -> Option<PathBuf> {
         match (&f.lv, &self.env.vg) {
-            (Some(lv), Some(vg)) => Some(crate::lvm::lv_path(vg, lv)),
+            (Some(lv), Some(vg)) => Some(crate::write::lvm::lv_path(vg, lv)),
             _ => Some(partition::partition_path(&self.disks.get(f.disk)?.path, f.partition)),
         }
     }
@@ -74,7 +74,7 @@ pub fn find_by_disk(name: &str) -> Result<System> {
             ))
         }
     };
-    match bootenv::read(&d.path) {
+    match record::read(&d.path) {
         Some(Ok(env)) => assemble(env, &all),
         Some(Err(e)) => Err(e),
         None => Err(Error::not_found(
@@ -90,7 +90,7 @@ pub fn find_by_name(name: &str) -> Result<Vec<System>> {
     let all = blockdev::list()?;
     let mut out: Vec<System> = Vec::new();
     for d in &all {
-        if let Some(Ok(env)) = bootenv::read(&d.path) {
+        if let Some(Ok(env)) = record::read(&d.path) {
             if env.name == name && !out.iter().any(|s| s.env.id == env.id) {
                 out.push(assemble(env, &all)?);
             }
@@ -120,7 +120,7 @@ fn refuse_running(sys: &System, what: &str) -> Result<()> {
 
 /// `alt_rootvg_op -q -d disk`: the name of the system on a disk, and its state.
 pub fn query(disk: &str) -> Result<String> {
-    let rows = clone::lspv()?;
+    let rows = run::lspv()?;
     let all = blockdev::list()?;
     let d = match blockdev::resolve(disk, &all)? {
         blockdev::Named::Disk(i) => all[i].clone(),
@@ -158,7 +158,7 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
         ));
     }
     if let Some(vg) = &sys.env.vg {
-        crate::lvm::activate(vg)?;
+        crate::write::lvm::activate(vg)?;
     }
     let mut fs = sys.env.filesystems.clone();
     fs.sort_by_key(|f| (f.mountpoint.matches('/').count(), f.mountpoint != "/"));
@@ -174,7 +174,7 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
     for m in made {
         m.keep();
     }
-    clone::record_awake(&Awake {
+    run::record_awake(&Awake {
         mount_at: mount_at.to_path_buf(),
         loops: vec![],
         name: sys.env.name.clone(),
@@ -186,7 +186,7 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
 
 /// The system awake at `mount_at`.
 pub fn awake(mount_at: &Path) -> Result<System> {
-    let a = clone::read_awake(mount_at).ok_or_else(|| {
+    let a = run::read_awake(mount_at).ok_or_else(|| {
         Error::not_found(
             format!("alternate system at {}", mount_at.display()),
             "none is awake there",
@@ -241,9 +241,9 @@ pub fn rename(sys: &System, new: &str) -> Result<()> {
     }
     for d in &sys.disks {
         let mut e =
-            bootenv::read(&d.path).ok_or_else(|| Error::corrupt(format!("record on {}", d.name), "it vanished"))??;
+            record::read(&d.path).ok_or_else(|| Error::corrupt(format!("record on {}", d.name), "it vanished"))??;
         e.name = new.into();
-        bootenv::update(&d.path, &e)?;
+        record::update(&d.path, &e)?;
     }
     Ok(())
 }
@@ -282,7 +282,7 @@ pub fn remove(sys: &System, job: &Job) -> Result<()> {
         }
     }
     if let Some(vg) = &sys.env.vg {
-        crate::lvm::remove(vg)?;
+        crate::write::lvm::remove(vg)?;
         job.info(format!("removed volume group {vg}"));
     }
     for d in &sys.disks {

@@ -6,11 +6,11 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::blockdev::{self, Disk};
-use crate::bootenv;
-use crate::efi;
+use crate::boot::efi;
+use crate::discover::blockdev::{self, Disk};
+use crate::discover::mounts;
+use crate::discover::record;
 use crate::error::{IoContext, Result};
-use crate::mounts;
 
 fn running_disk(disks: &[Disk]) -> Result<Option<Disk>> {
     let t = mounts::read()?;
@@ -25,7 +25,7 @@ pub fn names() -> Result<Vec<String>> {
     let running = running_disk(&disks)?;
     let mut changed = Vec::new();
     for d in &disks {
-        let Some(Ok(mut env)) = bootenv::read(&d.path) else { continue };
+        let Some(Ok(mut env)) = record::read(&d.path) else { continue };
         let is_running = running.as_ref().map(|r| r.path == d.path).unwrap_or(false);
         let new = if is_running && env.name != "rootvg" {
             "rootvg"
@@ -36,7 +36,7 @@ pub fn names() -> Result<Vec<String>> {
         };
         changed.push(format!("{}: {} is now {new}", d.name, env.name));
         env.name = new.into();
-        bootenv::update(&d.path, &env)?;
+        record::update(&d.path, &env)?;
     }
     Ok(changed)
 }
@@ -45,7 +45,7 @@ pub fn names() -> Result<Vec<String>> {
 pub fn commit() -> Result<Option<String>> {
     let disks = blockdev::list()?;
     let Some(d) = running_disk(&disks)? else { return Ok(None) };
-    let Some(Ok(mut env)) = bootenv::read(&d.path) else { return Ok(None) };
+    let Some(Ok(mut env)) = record::read(&d.path) else { return Ok(None) };
     let (true, Some(n)) = (env.trial, env.boot_entry) else { return Ok(None) };
     let m = efi::BootManager { vars: efi::Efivarfs::system()? };
     if m.current()? != Some(n) {
@@ -53,7 +53,7 @@ pub fn commit() -> Result<Option<String>> {
     }
     m.put_first(&[n])?;
     env.trial = false;
-    bootenv::update(&d.path, &env)?;
+    record::update(&d.path, &env)?;
     Ok(Some(format!(
         "trial boot of {} on {} succeeded: {} is now first in the boot order",
         env.name,

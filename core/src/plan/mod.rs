@@ -13,14 +13,16 @@
 //! merged into its parent; a mount point that is not a source filesystem is split out of its
 //! parent and needs a size.
 
+pub mod safety;
+
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::discover::source::{self, Source};
 use crate::error::{Error, Result};
 use crate::size::{self, GIB, MIB};
-use crate::source::{self, Source};
 
 pub const META_TYPE: &str = "8d4a6f2e-31c7-4b55-a1d6-7c0e5b9f2a41";
 pub const LINUX_FS_TYPE: &str = "0fc63daf-8483-4772-8e79-3d69d8477de4";
@@ -336,13 +338,13 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// How the clone is made bootable (phase 3), when it is.
     #[serde(default)]
-    pub boot: Option<crate::bootloader::BootSetup>,
+    pub boot: Option<crate::boot::bootloader::BootSetup>,
     /// What phase 3 does with the firmware boot order.
     #[serde(default)]
     pub bootlist: BootlistMode,
     /// Phase 2: the customization of the clone.
     #[serde(default)]
-    pub customize: crate::customize::Customize,
+    pub customize: crate::write::customize::Customize,
     /// The clone's volume group (LVM sources); its physical volumes are the `Pv` partitions.
     #[serde(default)]
     pub vg: Option<PlanVg>,
@@ -381,7 +383,7 @@ pub struct PlanOptions {
     pub image_size: Option<u64>,
 }
 
-fn source_ref(f: &crate::source::SourceFs) -> SourceRef {
+fn source_ref(f: &crate::discover::source::SourceFs) -> SourceRef {
     SourceRef {
         device: f.device.clone(),
         path: f.path.clone(),
@@ -484,7 +486,7 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
             }
         }
         // Source filesystems left out of the layout are merged into the nearest listed parent.
-        let merged: Vec<&crate::source::SourceFs> = src
+        let merged: Vec<&crate::discover::source::SourceFs> = src
             .filesystems
             .iter()
             .filter(|f| f.mountpoint != lf.mountpoint && !seen.contains(&f.mountpoint))
@@ -1089,14 +1091,16 @@ impl Plan {
         }
         if let Some(b) = &self.boot {
             let loader = match &b.loader {
-                crate::bootloader::Loader::GrubEfi { id, shim } => {
+                crate::boot::bootloader::Loader::GrubEfi { id, shim } => {
                     format!("GRUB for UEFI (\\EFI\\{id}{})", if *shim { ", through shim" } else { "" })
                 }
-                crate::bootloader::Loader::SystemdBoot => "systemd-boot".into(),
-                crate::bootloader::Loader::GrubBios => "GRUB for BIOS".into(),
+                crate::boot::bootloader::Loader::SystemdBoot => "systemd-boot".into(),
+                crate::boot::bootloader::Loader::GrubBios => "GRUB for BIOS".into(),
             };
             let list = match (b.firmware, self.bootlist) {
-                (crate::bootloader::Firmware::Bios, _) => "the BIOS boot order stays with the firmware".to_string(),
+                (crate::boot::bootloader::Firmware::Bios, _) => {
+                    "the BIOS boot order stays with the firmware".to_string()
+                }
                 (_, BootlistMode::First) => "the clone goes first in the UEFI boot order".into(),
                 (_, BootlistMode::Leave) => "the UEFI boot order is left alone (-B)".into(),
                 (_, BootlistMode::Trial) => "the clone is booted once (BootNext) and kept if it comes up".into(),
@@ -1117,8 +1121,8 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blockdev::Probe;
-    use crate::source::{SourceFs, SourceSwap};
+    use crate::discover::blockdev::Probe;
+    use crate::discover::source::{SourceFs, SourceSwap};
 
     fn fs(mp: &str, fstype: &str, used: u64, label: Option<&str>) -> SourceFs {
         SourceFs {
@@ -1297,7 +1301,7 @@ mod tests {
     #[test]
     fn lvm_sources_get_a_volume_group() {
         let mut src = source();
-        let lv = |n: &str, sz| Some(crate::source::SourceLv { vg: "rootvg".into(), lv: n.into(), size: sz });
+        let lv = |n: &str, sz| Some(crate::discover::source::SourceLv { vg: "rootvg".into(), lv: n.into(), size: sz });
         src.filesystems[0].lv = lv("root", 3 * GIB);
         src.filesystems[2].lv = lv("home", GIB);
         src.swaps[0].lv = lv("swap", 512 * MIB);

@@ -5,7 +5,7 @@
 //! record says `incomplete` from the first write until a phase has finished.
 //!
 //! Phase 1: partition, make filesystems, copy, give the clone its own identities (fstab,
-//! crypttab); phase 2: [`crate::customize`]; phase 3: [`crate::bootloader`] and the boot
+//! crypttab); phase 2: [`crate::write::customize`]; phase 3: [`crate::boot::bootloader`] and the boot
 //! list. Until phase 3 has run the clone stays mounted at the mount point (`/alt_inst`), as
 //! on AIX; [`sleep`] unmounts it.
 
@@ -16,23 +16,23 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::blockdev::{self, Disk, Named};
-use crate::bootenv::{self, BootEnv, EnvFs, SourceInfo, State};
-use crate::bootloader::{self, Firmware, RootIds};
+use crate::boot::bootloader::{self, Firmware, RootIds};
+use crate::boot::efi;
 use crate::cmd::Cmd;
-use crate::copy::{self, CopyOptions, CopyStats};
-use crate::efi;
+use crate::discover::blockdev::{self, Disk, Named};
+use crate::discover::mounts;
+use crate::discover::record::{self, BootEnv, EnvFs, SourceInfo, State};
+use crate::discover::source;
 use crate::error::{Error, IoContext, Result};
-use crate::exclude::ExcludeList;
-use crate::fixup::{self, Identity};
-use crate::fs::{self as tfs, LoopDev, Mounted};
 use crate::job::{Job, Phase};
-use crate::mounts;
-use crate::partition;
+use crate::plan::safety::{self, Target};
 use crate::plan::{self, BootlistMode, Layout, PartRole, Phases, Plan, PlanOptions, TargetIn};
-use crate::safety::{self, Target};
 use crate::size;
-use crate::source;
+use crate::write::copy::{self, CopyOptions, CopyStats};
+use crate::write::exclude::ExcludeList;
+use crate::write::fixup::{self, Identity};
+use crate::write::fs::{self as tfs, LoopDev, Mounted};
+use crate::write::partition;
 
 /// What the user asked for.
 #[derive(Debug, Clone)]
@@ -52,7 +52,7 @@ pub struct CloneRequest {
     pub threads: usize,
     pub bootlist: BootlistMode,
     /// Phase 2: what to do to the clone before it is made bootable.
-    pub customize: crate::customize::Customize,
+    pub customize: crate::write::customize::Customize,
 }
 
 impl Default for CloneRequest {
@@ -239,7 +239,7 @@ pub fn prepare(req: &CloneRequest) -> Result<Prepared> {
         crate::cmd::which(t)?;
     }
     if let Some(vg) = &plan.vg {
-        crate::lvm::check_free_name(&vg.name)?;
+        crate::write::lvm::check_free_name(&vg.name)?;
     }
     Ok(Prepared { plan, targets, exclude })
 }
@@ -323,7 +323,7 @@ impl Drop for Made {
             drop(m);
         }
         if let Some(vg) = self.vg.take() {
-            if let Err(e) = crate::lvm::deactivate(&vg) {
+            if let Err(e) = crate::write::lvm::deactivate(&vg) {
                 tracing::error!("{e}");
             }
         }
@@ -395,7 +395,7 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
                 .map(|p| partition::partition_path(&devs[p.disk], p.number))
                 .collect();
             made.vg = Some(vg.name.clone());
-            crate::lvm::create(&vg.name, &pvs, &vg.lvs)?;
+            crate::write::lvm::create(&vg.name, &pvs, &vg.lvs)?;
             job.info(format!(
                 "made volume group {} on {}",
                 vg.name,
@@ -406,7 +406,7 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
         job.set_phase(Phase::MakingFilesystems);
         let dev_of = |part: usize, lv: &Option<String>| -> PathBuf {
             match (lv, &plan.vg) {
-                (Some(lv), Some(vg)) => crate::lvm::lv_path(&vg.name, lv),
+                (Some(lv), Some(vg)) => crate::write::lvm::lv_path(&vg.name, lv),
                 _ => {
                     let p = &plan.partitions[part];
                     partition::partition_path(&devs[p.disk], p.number)
@@ -492,7 +492,7 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
         write_clone_record(&plan, &env)?;
         if plan.phases.has(2) {
             let disks: Vec<PathBuf> = targets.iter().map(|t| t.path().to_path_buf()).collect();
-            crate::customize::run(&plan.mount_at, &plan.customize, &disks, job)?;
+            crate::write::customize::run(&plan.mount_at, &plan.customize, &disks, job)?;
         }
         if let (true, Some(setup)) = (plan.phases.has(3), &plan.boot) {
             job.check()?;
@@ -567,8 +567,8 @@ pub fn execute(prep: Prepared, job: &Job) -> Result<CloneReport> {
             // any more (udev answers writes with events that may activate it again).
             if mounted_at.is_none() {
                 if let Some(vg) = made.vg.take() {
-                    crate::lvm::settle();
-                    crate::lvm::deactivate(&vg)?;
+                    crate::write::lvm::settle();
+                    crate::write::lvm::deactivate(&vg)?;
                 }
             }
             drop(made);
@@ -687,9 +687,9 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
         .targets
         .first()
         .ok_or_else(|| Error::usage("-d", "no target disk was named", "name the disk of the clone: -d vdb"))?;
-    let sys = crate::altops::find_by_disk(first)?;
+    let sys = crate::systems::ops::find_by_disk(first)?;
     for t in &req.targets[1..] {
-        let other = crate::altops::find_by_disk(t)?;
+        let other = crate::systems::ops::find_by_disk(t)?;
         if other.env.id != sys.env.id {
             return Err(Error::usage(
                 format!("-d {t}"),
@@ -710,7 +710,7 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
             "clone again from the start (-P1 or all phases, with --force), or remove it with alt_rootvg_op -X",
         ));
     }
-    if crate::altops::is_running(&sys)? {
+    if crate::systems::ops::is_running(&sys)? {
         return Err(Error::refused(&name, "it is the running system", "boot the other system to work on this one"));
     }
     let setup = if req.phases.has(3) {
@@ -723,17 +723,17 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
     let awake_here =
         read_awake(&req.mount_at).map(|a| a.disks.first() == sys.disks.first().map(|d| &d.path)).unwrap_or(false);
     if !awake_here {
-        crate::altops::wake(&sys, &req.mount_at)?;
+        crate::systems::ops::wake(&sys, &req.mount_at)?;
         job.info(format!("woke {name} at {}", req.mount_at.display()));
     }
     let disks: Vec<PathBuf> = sys.disks.iter().map(|d| d.path.clone()).collect();
     let mut env = sys.env.clone();
     let work = (|| -> Result<Option<bootloader::BootSetup>> {
         if req.phases.has(2) {
-            crate::customize::run(&req.mount_at, &req.customize, &disks, job)?;
+            crate::write::customize::run(&req.mount_at, &req.customize, &disks, job)?;
         }
         if setup.is_some() {
-            let s = match crate::altops::boot_setup(&sys, &req.mount_at) {
+            let s = match crate::systems::ops::boot_setup(&sys, &req.mount_at) {
                 Ok(s) => s,
                 Err(e) if req.skip_boot_checks => {
                     job.warn(format!("-g: {e}: the clone is not made bootable"));
@@ -742,7 +742,7 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
                 Err(e) => return Err(e),
             };
             job.set_phase(Phase::MakingBootable);
-            bootloader::install(&req.mount_at, &s, &sys.disks[0].path, &crate::altops::root_ids(&sys)?, "", job)?;
+            bootloader::install(&req.mount_at, &s, &sys.disks[0].path, &crate::systems::ops::root_ids(&sys)?, "", job)?;
             return Ok(Some(s));
         }
         Ok(None)
@@ -753,7 +753,7 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
             env.state = State::Incomplete;
             env.note = Some(e.to_string());
             for d in &sys.disks {
-                let _ = bootenv::update(&d.path, &env);
+                let _ = record::update(&d.path, &env);
             }
             let _ = sleep(&req.mount_at);
             return Err(e);
@@ -770,7 +770,7 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
         env.state = State::Complete;
         env.note = None;
         for d in &sys.disks {
-            bootenv::update(&d.path, &env)?;
+            record::update(&d.path, &env)?;
         }
         nix::unistd::sync();
         job.set_phase(Phase::CleaningUp);
@@ -796,15 +796,15 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
             boot_entry_name = Some(efi::boot_name(n));
         }
         for d in &sys.disks {
-            bootenv::update(&d.path, &env)?;
+            record::update(&d.path, &env)?;
         }
         if let Some(vg) = &env.vg {
-            crate::lvm::deactivate(vg)?;
+            crate::write::lvm::deactivate(vg)?;
         }
         None
     } else {
         for d in &sys.disks {
-            bootenv::update(&d.path, &env)?;
+            record::update(&d.path, &env)?;
         }
         Some(req.mount_at.clone())
     };
@@ -881,8 +881,8 @@ fn initial_env(plan: &Plan) -> BootEnv {
             disks: plan.source.disks.clone(),
             root_uuid: plan.source.filesystems.first().and_then(|f| f.probe.uuid.clone()),
         },
-        created: bootenv::now_rfc3339(),
-        updated: bootenv::now_rfc3339(),
+        created: record::now_rfc3339(),
+        updated: record::now_rfc3339(),
         disks: plan.targets.iter().map(|t| t.disk_guid).collect(),
         disk_index: 0,
         filesystems: plan
@@ -905,8 +905,8 @@ fn write_env(dev: &Path, plan: &Plan, disk: usize, env: &mut BootEnv) -> Result<
         .find(|p| p.disk == disk && p.role == PartRole::Meta)
         .expect("every disk has a meta partition");
     env.disk_index = disk;
-    env.updated = bootenv::now_rfc3339();
-    bootenv::write_at(dev, meta.start, env)
+    env.updated = record::now_rfc3339();
+    record::write_at(dev, meta.start, env)
 }
 
 /// The clone's own copy of its record, for the system once it runs.
@@ -1101,7 +1101,7 @@ pub fn sleep(mount_at: &Path) -> Result<Vec<PathBuf>> {
     if let Ok(bytes) = std::fs::read(&rec) {
         if let Ok(a) = serde_json::from_slice::<Awake>(&bytes) {
             if let Some(vg) = &a.vg {
-                crate::lvm::deactivate(vg)?;
+                crate::write::lvm::deactivate(vg)?;
             }
             for l in &a.loops {
                 tfs::detach_loop(l)?;
@@ -1152,12 +1152,12 @@ pub fn lspv() -> Result<Vec<DiskRole>> {
     let running_source_uuid = disks
         .iter()
         .find(|d| root.map(|(a, b)| d.holds(a, b)).unwrap_or(false))
-        .and_then(|d| bootenv::read(&d.path))
+        .and_then(|d| record::read(&d.path))
         .and_then(|r| r.ok())
         .and_then(|e| e.source.root_uuid);
     let mut out = Vec::new();
     for d in &disks {
-        let env = bootenv::read(&d.path).and_then(|r| r.ok());
+        let env = record::read(&d.path).and_then(|r| r.ok());
         let former_dev = running_source_uuid.as_deref().and_then(blockdev::device_with_uuid);
         let is_former = env.is_none()
             && running_source_uuid.as_ref().is_some_and(|u| {

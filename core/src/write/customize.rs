@@ -661,7 +661,7 @@ impl LocalRepo {
             return Ok(());
         }
         if self.mounted || is_mount_point(&pool) {
-            match crate::fs::unmount(&pool) {
+            match crate::write::fs::unmount(&pool) {
                 Ok(()) => {}
                 // Not mounted (any more).
                 Err(Error::Io { source, .. }) if source.raw_os_error() == Some(libc::EINVAL) => {}

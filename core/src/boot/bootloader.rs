@@ -3,7 +3,7 @@
 //! configuration that finds the clone's root by its new identity. On UEFI the removable
 //! fallback path `\EFI\BOOT\BOOTX64.EFI` is installed too, so the disk boots on its own in
 //! another machine. No chrooted tool writes firmware variables (`--no-nvram`,
-//! `--no-variables`): the boot list is altdisk's (see [`crate::efi`]).
+//! `--no-variables`): the boot list is altdisk's (see [`crate::boot::efi`]).
 //!
 //! [`detect`] runs before anything is written and is the bootability check: a clone that
 //! could not boot is an error up front.

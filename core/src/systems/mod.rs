@@ -1,0 +1,4 @@
+//! Systems that exist on disks (AIX `alt_rootvg_op`): find them by their records, wake
+//! (mount) and sleep them, rename and remove them.
+
+pub mod ops;
