@@ -31,7 +31,7 @@ pub struct ListEntry {
 fn partition_guids(disks: &[Disk]) -> Vec<(Uuid, usize)> {
     let mut v = Vec::new();
     for (i, d) in disks.iter().enumerate() {
-        if let Some(gpt) = crate::write::partition::read_gpt(&d.path) {
+        if let Some(gpt) = crate::discover::gpt::read_gpt(&d.path) {
             for (_, p) in gpt.iter().filter(|(_, p)| p.is_used()) {
                 v.push((Uuid::from_bytes_le(p.unique_partition_guid), i));
             }

@@ -59,7 +59,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> crate::Result<T> + Send
 /// The current disks, as the service shows them.
 pub fn disk_infos() -> crate::Result<Vec<DiskInfo>> {
     let disks = crate::discover::blockdev::list()?;
-    let roles = run::lspv()?;
+    let roles = crate::discover::roles::lspv()?;
     Ok(roles
         .into_iter()
         .map(|r| {
@@ -73,7 +73,7 @@ pub fn disk_infos() -> crate::Result<Vec<DiskInfo>> {
                 size: r.size,
                 bus: d.and_then(|d| d.transport.clone()).unwrap_or_default(),
                 removable: d.map(|d| d.removable).unwrap_or(false),
-                role: r.role,
+                role: r.role.to_string(),
                 detail: r.detail,
             }
         })
@@ -81,14 +81,14 @@ pub fn disk_infos() -> crate::Result<Vec<DiskInfo>> {
 }
 
 fn boot_envs() -> crate::Result<Vec<BootEnvInfo>> {
-    let rows = run::lspv()?;
+    let rows = crate::discover::roles::lspv()?;
     let mut out: Vec<(Option<uuid::Uuid>, BootEnvInfo)> = Vec::new();
     for r in rows {
         let (id, info) = match (&r.bootenv, r.role.as_str()) {
             (Some(e), _) => (
                 Some(e.id),
                 BootEnvInfo {
-                    name: if r.role == "rootvg" { "rootvg".into() } else { e.name.clone() },
+                    name: if r.role == crate::discover::roles::Role::Rootvg { "rootvg".into() } else { e.name.clone() },
                     disks: vec![r.name.clone()],
                     state: e.state.describe().into(),
                     source: e.source.hostname.clone(),
@@ -98,7 +98,7 @@ fn boot_envs() -> crate::Result<Vec<BootEnvInfo>> {
             (None, "rootvg" | "old_rootvg") => (
                 None,
                 BootEnvInfo {
-                    name: r.role.clone(),
+                    name: r.role.to_string(),
                     disks: vec![r.name.clone()],
                     state: r.detail.clone(),
                     source: String::new(),
@@ -302,7 +302,7 @@ impl Manager {
     ) -> Result<String> {
         authorize(conn, &hdr, ACTION_READ).await?;
         let req = request_from(&options, self.shared.mount_root.join("plan"))?;
-        let prep = blocking(move || run::prepare(&req)).await?;
+        let prep = blocking(move || run::plan(&req)).await?;
         serde_json::to_string_pretty(&prep.plan).map_err(|e| DbusError::Failed(e.to_string()))
     }
 
@@ -446,7 +446,7 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
         authorize(conn, &hdr, ACTION_MANAGE).await?;
-        blocking(move || run::sleep(Path::new(&mount_point)).map(|_| ())).await
+        blocking(move || crate::systems::awake::sleep(Path::new(&mount_point)).map(|_| ())).await
     }
 
     /// Remove every alternate system of this name: boot entries, signatures; the disks are
@@ -630,7 +630,8 @@ pub async fn watch_disks(conn: Connection) {
 /// mount root; the targets' records already say incomplete (they only move on when a phase
 /// finishes), and get a note saying why.
 pub fn recover(mount_root: &Path) -> crate::Result<Vec<String>> {
-    let mut notes = Vec::new();
+    // What killed runs (of this service or of the command) left behind, by their journals.
+    let mut notes = crate::run::journal::recover()?;
     let table = crate::discover::mounts::read()?;
     let mut left: Vec<&crate::discover::mounts::Mount> =
         table.iter().filter(|m| m.target.starts_with(mount_root)).collect();
@@ -640,6 +641,10 @@ pub fn recover(mount_root: &Path) -> crate::Result<Vec<String>> {
         notes.push(format!("unmounted {} left by an interrupted job", m.target.display()));
     }
     for d in crate::discover::blockdev::list()? {
+        // A disk another run holds is being written now: not interrupted.
+        if crate::plan::lock::holder(&d.path).is_some() {
+            continue;
+        }
         if let Some(Ok(mut env)) = crate::discover::record::read(&d.path) {
             if env.state == crate::discover::record::State::Incomplete && env.note.is_none() {
                 env.note = Some("interrupted: the altdisk service stopped during the run".into());

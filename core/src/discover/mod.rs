@@ -5,6 +5,9 @@
 //! Nothing here writes to a disk, except [`record`] when a later stage asks it to.
 
 pub mod blockdev;
+pub mod boot;
+pub mod gpt;
 pub mod mounts;
 pub mod record;
+pub mod roles;
 pub mod source;

@@ -7,8 +7,9 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::discover::blockdev::{Disk, Probe};
+use crate::discover::blockdev::Disk;
 use crate::discover::mounts::{self, Mount};
+use crate::discover::roles::{self, Usage};
 use crate::discover::source::Source;
 use crate::error::{Error, Result};
 
@@ -28,29 +29,10 @@ impl Target {
     }
 }
 
-fn dev_of(path: &Path) -> Option<(u32, u32)> {
-    use std::os::unix::fs::FileTypeExt;
-    let md = std::fs::metadata(path).ok()?;
-    if md.file_type().is_block_device() {
-        Some((nix::sys::stat::major(md.rdev()) as u32, nix::sys::stat::minor(md.rdev()) as u32))
-    } else {
-        None
-    }
-}
-
-fn describe_signature(what: &str, probe: &Probe) -> Option<(bool, String)> {
-    match probe.fstype.as_deref() {
-        Some("LVM2_member") => Some((true, format!("{what} is an LVM physical volume"))),
-        Some(t) if t.ends_with("raid_member") => Some((true, format!("{what} is a RAID member ({t})"))),
-        Some("crypto_LUKS") => Some((true, format!("{what} holds a LUKS encrypted volume"))),
-        _ => probe.describe().map(|d| (false, format!("{what} holds data ({d})"))),
-    }
-}
-
 /// Check every target, failing on the first that must not be written.
 pub fn check(targets: &[Target], source: &Source, table: &[Mount], swaps: &[PathBuf], force: bool) -> Result<()> {
     let root_dev = mounts::mount_at(table, Path::new("/")).map(|m| (m.major, m.minor));
-    let swap_devs: Vec<(u32, u32)> = swaps.iter().filter_map(|p| dev_of(p)).collect();
+    let swap_devs = roles::swap_devices(swaps);
     let mut seen: Vec<(u64, u64)> = Vec::new();
     for t in targets {
         let name = t.path().display().to_string();
@@ -80,70 +62,11 @@ fn check_disk(
     swaps: &[(u32, u32)],
     force: bool,
 ) -> Result<()> {
-    let name = d.path.display().to_string();
-    if let Some((ma, mi)) = root_dev {
-        if d.holds(ma, mi) {
-            return Err(Error::refused(&name, "it holds the running system", "choose a free disk (see altdisk lspv)"));
-        }
+    let u = roles::usage(d, &source.disks, table, root_dev, swaps)?;
+    if u == Usage::Free || (force && u.forceable()) {
+        return Ok(());
     }
-    if source.disks.contains(&d.name) {
-        return Err(Error::refused(
-            &name,
-            "it holds the system being cloned",
-            "choose another disk (see altdisk lspv)",
-        ));
-    }
-    if d.read_only {
-        return Err(Error::refused(&name, "it is read-only", "choose a writable disk"));
-    }
-    if let Some(m) = table.iter().find(|m| d.holds(m.major, m.minor)) {
-        return Err(Error::refused(
-            &name,
-            format!("{} is mounted at {}", m.source, m.target.display()),
-            "unmount it first if its data is no longer needed, or choose another disk",
-        ));
-    }
-    if let Some(part) = d.partitions.iter().find(|p| swaps.contains(&(p.major, p.minor))) {
-        return Err(Error::refused(
-            &name,
-            format!("{} is active swap", part.path.display()),
-            "swapoff it first, or choose another disk",
-        ));
-    }
-    if swaps.contains(&(d.major, d.minor)) {
-        return Err(Error::refused(&name, "it is active swap", "swapoff it first, or choose another disk"));
-    }
-    let held = d.holders.iter().chain(d.partitions.iter().flat_map(|p| p.holders.iter())).next();
-    if let Some(h) = held {
-        let why = if h.starts_with("md") {
-            format!("it is a RAID member (held by {h})")
-        } else {
-            format!("it is in use by {h} (LVM, encryption or multipath)")
-        };
-        return Err(Error::refused(&name, why, "deactivate what uses it first, or choose another disk"));
-    }
-    let mut soft: Option<String> = existing_clone(&d.path);
-    // The disk itself, then each partition: LVM and RAID are final, other data needs --force.
-    let devices = std::iter::once(("it".to_string(), d.path.clone()))
-        .chain(d.partitions.iter().map(|p| (p.path.display().to_string(), p.path.clone())));
-    for (what, dev) in devices {
-        if let Some((hard, why)) = describe_signature(&what, &Probe::read(&dev)?) {
-            if hard {
-                return Err(Error::refused(
-                    &name,
-                    why,
-                    "remove it from its volume group or array first, or choose another disk",
-                ));
-            }
-            soft.get_or_insert(why);
-        }
-    }
-    if let Some(why) = soft {
-        if !force {
-            return Err(Error::refused(&name, why, "if its contents can be destroyed, run again with --force"));
-        }
-    }
-    Ok(())
+    Err(Error::refused(d.path.display().to_string(), u.why(), u.todo()))
 }
 
 fn check_image(p: &Path, table: &[Mount], force: bool) -> Result<()> {
@@ -159,28 +82,16 @@ fn check_image(p: &Path, table: &[Mount], force: bool) -> Result<()> {
     }
     let _ = table;
     if md.len() > 0 {
-        let probe = Probe::read(p)?;
-        if let Some(why) = existing_clone(p).or_else(|| describe_signature("it", &probe).map(|x| x.1)) {
-            if !force {
-                return Err(Error::refused(
-                    &name,
-                    why,
-                    "if its contents can be destroyed, run again with --force, or name a new file",
-                ));
-            }
+        let u = roles::image_usage(p)?;
+        if u != Usage::Free && !(force && u.forceable()) {
+            return Err(Error::refused(
+                &name,
+                u.why(),
+                "if its contents can be destroyed, run again with --force, or name a new file",
+            ));
         }
     }
     Ok(())
-}
-
-/// "it holds altinst_rootvg (...)" when the disk carries an altdisk system.
-fn existing_clone(p: &Path) -> Option<String> {
-    match crate::discover::record::read(p)? {
-        Ok(env) => {
-            Some(format!("it holds the alternate system {} ({}, made {})", env.name, env.state.describe(), env.created))
-        }
-        Err(_) => Some("it holds a damaged altdisk record".into()),
-    }
 }
 
 /// The loop device backed by the file with this device and inode, if any.

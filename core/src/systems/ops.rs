@@ -8,14 +8,15 @@ use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use crate::boot::bootloader::{self, Firmware, RootIds};
+use crate::boot::bootloader::{self, RootIds};
 use crate::boot::efi;
 use crate::discover::blockdev::{self, Disk};
+use crate::discover::boot::{self as bootinfo, Firmware};
 use crate::discover::mounts;
 use crate::discover::record::{self, BootEnv};
 use crate::error::{Error, Result};
 use crate::job::Job;
-use crate::run::{self, Awake};
+use crate::systems::awake::{self, Awake};
 use crate::write::fs::Mounted;
 use crate::write::partition;
 
@@ -41,7 +42,7 @@ impl System {
 }
 
 fn disk_guid(d: &Disk) -> Option<Uuid> {
-    partition::read_gpt(&d.path).map(|g| Uuid::from_bytes_le(g.header.disk_guid))
+    crate::discover::gpt::read_gpt(&d.path).map(|g| Uuid::from_bytes_le(g.header.disk_guid))
 }
 
 fn assemble(env: BootEnv, all: &[Disk]) -> Result<System> {
@@ -120,7 +121,7 @@ fn refuse_running(sys: &System, what: &str) -> Result<()> {
 
 /// `alt_rootvg_op -q -d disk`: the name of the system on a disk, and its state.
 pub fn query(disk: &str) -> Result<String> {
-    let rows = run::lspv()?;
+    let rows = crate::discover::roles::lspv()?;
     let all = blockdev::list()?;
     let d = match blockdev::resolve(disk, &all)? {
         blockdev::Named::Disk(i) => all[i].clone(),
@@ -132,8 +133,9 @@ pub fn query(disk: &str) -> Result<String> {
         .into_iter()
         .find(|r| r.path == d.path)
         .ok_or_else(|| Error::not_found(format!("disk {disk}"), "it vanished", "try again"))?;
-    Ok(match (r.role.as_str(), &r.bootenv) {
-        ("rootvg" | "old_rootvg", _) => r.role,
+    use crate::discover::roles::Role;
+    Ok(match (&r.role, &r.bootenv) {
+        (Role::Rootvg | Role::OldRootvg, _) => r.role.to_string(),
         (_, Some(e)) => format!("{} ({})", e.name, e.state.describe()),
         _ => "none".into(),
     })
@@ -174,7 +176,7 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
     for m in made {
         m.keep();
     }
-    run::record_awake(&Awake {
+    awake::record(&Awake {
         mount_at: mount_at.to_path_buf(),
         loops: vec![],
         name: sys.env.name.clone(),
@@ -186,7 +188,7 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
 
 /// The system awake at `mount_at`.
 pub fn awake(mount_at: &Path) -> Result<System> {
-    let a = run::read_awake(mount_at).ok_or_else(|| {
+    let a = awake::read(mount_at).ok_or_else(|| {
         Error::not_found(
             format!("alternate system at {}", mount_at.display()),
             "none is awake there",
@@ -198,14 +200,14 @@ pub fn awake(mount_at: &Path) -> Result<System> {
 }
 
 /// Detect how the awake system boots (its own tools, its own ESP).
-pub fn boot_setup(sys: &System, mount_at: &Path) -> Result<bootloader::BootSetup> {
+pub fn boot_setup(sys: &System, mount_at: &Path) -> Result<bootinfo::BootSetup> {
     let esp = sys
         .env
         .filesystems
         .iter()
         .find(|f| f.fstype == "vfat" && matches!(f.mountpoint.as_str(), "/boot/efi" | "/efi"))
         .map(|f| f.mountpoint.clone());
-    bootloader::detect(mount_at, Firmware::current(), esp.as_deref())
+    bootinfo::detect(mount_at, Firmware::current(), esp.as_deref())
 }
 
 /// Old identities for a clone's kernel command line: its own root, as the clone has it.
@@ -266,7 +268,7 @@ pub fn remove(sys: &System, job: &Job) -> Result<()> {
         let guids: Vec<Uuid> = sys
             .disks
             .iter()
-            .filter_map(|d| partition::read_gpt(&d.path))
+            .filter_map(|d| crate::discover::gpt::read_gpt(&d.path))
             .flat_map(|g| {
                 g.iter()
                     .filter(|(_, p)| p.is_used())
@@ -286,7 +288,7 @@ pub fn remove(sys: &System, job: &Job) -> Result<()> {
         job.info(format!("removed volume group {vg}"));
     }
     for d in &sys.disks {
-        let parts: Vec<(u32, u64, u64)> = partition::read_gpt(&d.path)
+        let parts: Vec<(u32, u64, u64)> = crate::discover::gpt::read_gpt(&d.path)
             .map(|g| {
                 g.iter()
                     .filter(|(_, p)| p.is_used())

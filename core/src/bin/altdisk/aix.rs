@@ -262,7 +262,7 @@ pub fn copy(a: CopyArgs, plan_only: bool) -> Result<()> {
         progress.finish();
         return report(&a, r?);
     }
-    let prep = run::prepare(&req)?;
+    let prep = if plan_only || a.dry_run { run::plan(&req)? } else { run::prepare(&req)? };
     if plan_only || a.dry_run {
         if a.json {
             println!("{}", serde_json::to_string_pretty(&prep.plan).unwrap_or_default());
@@ -349,12 +349,12 @@ pub struct LspvArgs {
 }
 
 pub fn lspv(a: LspvArgs) -> Result<()> {
-    let rows = run::lspv()?;
+    let rows = altdisk::discover::roles::lspv()?;
     if a.json {
         let v = serde_json::json!({"apiVersion": altdisk::API_VERSION, "disks": rows});
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        print!("{}", run::render_lspv(&rows));
+        print!("{}", altdisk::discover::roles::render_lspv(&rows));
     }
     Ok(())
 }
@@ -578,8 +578,9 @@ pub struct SleepArgs {
 }
 
 pub fn sleep(a: SleepArgs) -> Result<()> {
-    let done = run::sleep(&a.mount_at)?;
-    println!("unmounted {} filesystem(s) at {}", done.len(), a.mount_at.display());
+    for line in altdisk::systems::awake::sleep(&a.mount_at)? {
+        println!("{line}");
+    }
     Ok(())
 }
 
@@ -678,23 +679,9 @@ pub struct BootHookArgs {
 }
 
 pub fn boot_hook(a: BootHookArgs) -> Result<()> {
-    match a.what.as_str() {
-        "names" => {
-            for l in altdisk::boot::units::names()? {
-                println!("{l}");
-            }
-        }
-        "commit" => {
-            if let Some(l) = altdisk::boot::units::commit()? {
-                println!("{l}");
-            }
-        }
-        "first-boot" => {
-            if let Some(l) = altdisk::write::customize::first_boot(std::path::Path::new("/"))? {
-                println!("{l}");
-            }
-        }
-        other => return Err(usage(&format!("boot-hook {other}"), "unknown hook", "use names, commit or first-boot")),
+    // A failure is kept for `altdisk lspv` and fails the unit, so the journal has it too.
+    for l in altdisk::boot::units::run_hook(&a.what)? {
+        println!("{l}");
     }
     Ok(())
 }
