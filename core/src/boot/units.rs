@@ -186,7 +186,11 @@ pub fn ensure_in_clone(root: &Path, required: bool, job: &Job) -> Result<Option<
     if !has_systemd(root) {
         let why = "the system has no systemd, so altdisk's boot units (rootvg/old_rootvg names, keeping a trial boot, the first-boot script) cannot run in it";
         if required {
-            return Err(Error::unsupported("the trial boot, -x and -O", format!(": {why}"), "leave those options out"));
+            return Err(Error::unsupported(
+                "a trial boot (--trial), first-boot script (-x) or device reset (-O)",
+                format!(": {why}"),
+                "leave those options out",
+            ));
         }
         job.warn(format!("{why}; the clone will not name itself rootvg when booted"));
         return Ok(None);

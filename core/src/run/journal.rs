@@ -168,7 +168,7 @@ fn undo(e: &Entry) -> Vec<String> {
     let ours = |m: &mounts::Mount| -> bool {
         devices.iter().any(|d| {
             blockdev::dev_numbers(d)
-                .is_some_and(|(a, b)| m.major == a && (m.minor == b || same_disk(a, b, m.major, m.minor)))
+                .is_some_and(|(a, b)| (m.major, m.minor) == (a, b) || same_disk(a, b, m.major, m.minor))
         }) || e
             .vg
             .as_ref()
@@ -182,6 +182,14 @@ fn undo(e: &Entry) -> Vec<String> {
                 Ok(()) => done.push(format!("unmounted {}", m.target.display())),
                 Err(err) => failed.push(format!("could not unmount {}: {err}", m.target.display())),
             }
+        }
+    }
+    // A run killed just after it handed its clone over as awake: that record goes with the mounts.
+    if let Some(at) = &e.mount_at {
+        if crate::systems::awake::read(at).is_some()
+            && !mounts::read().is_ok_and(|t| mounts::mount_at(&t, at).is_some())
+        {
+            let _ = crate::systems::awake::forget(at);
         }
     }
     for s in &e.snapshots {

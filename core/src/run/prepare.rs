@@ -134,7 +134,7 @@ pub fn plan(req: &CloneRequest) -> Result<Prepared> {
         || (req.phases.has(2) && (req.customize.first_boot.is_some() || req.customize.device_reset));
     if needs_units && !crate::boot::units::has_systemd(&src.root) {
         return Err(Error::unsupported(
-            "the trial boot, -x and -O",
+            "a trial boot (--trial), first-boot script (-x) or device reset (-O)",
             format!(
                 ": they work through altdisk's systemd units, and the system being cloned ({}) has no systemd",
                 src.root.display()
