@@ -260,6 +260,10 @@ setfacl -m u:1234:rw- home/alice/docs/small.bin
 setfacl -d -m g:5678:r-x home/alice/docs
 setfacl -m u:99:rwx home/alice/docs
 echo 'x' > 'with space/dir/file name'
+# Names as the kernel allows them: a newline, bytes that are not UTF-8.
+printf 'nl\n' > "$(printf 'new\nline')"
+printf 'raw\n' > "$(printf 'raw\377name\001')"
+mkdir "$(printf 'dir\nwith newline')" && printf 'in\n' > "$(printf 'dir\nwith newline/f')"
 echo keep > tmp/cache/item
 echo keep > var/tmp/item
 echo drop > scratch/x/item

@@ -346,3 +346,37 @@ fn root_records_agree_and_an_untouched_fstab_keeps_its_times() {
     let o = altdisk("alt_rootvg_op", &["-S", "--mount-at", alt.to_str().unwrap()]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+#[test]
+fn root_unreadable_source_file_is_named_and_the_target_left_incomplete() {
+    require_root!();
+    let mut s = Scratch::new("unreadable");
+    let src = source(&mut s, 256 * MIB, 0);
+    // Owned by someone else and unreadable: root reads it only through CAP_DAC_*, which the
+    // run below lacks.
+    let secret = src.join("srv/unreadable file");
+    std::fs::create_dir_all(secret.parent().unwrap()).unwrap();
+    std::fs::write(&secret, b"secret").unwrap();
+    run("chown", &["4321:4321", secret.to_str().unwrap()]).unwrap();
+    run("chmod", &["0000", secret.to_str().unwrap()]).unwrap();
+    let t = s.loopdev("t.img", 512 * MIB);
+    let alt = s.path("alt");
+    let args = copy_args(&src, &t, &alt);
+    let mut c = Command::new("capsh");
+    c.args(["--drop=cap_dac_override,cap_dac_read_search", "--"])
+        .arg("-c")
+        .arg(format!(
+            "exec '{}' {}",
+            altdisk_bin().display(),
+            args.iter().map(|a| format!("'{a}'")).collect::<Vec<_>>().join(" ")
+        ))
+        .env("ALTDISK_LOG", "off");
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let e = error_lines(&o);
+    assert_eq!(e.len(), 1, "{}", stderr(&o));
+    assert!(e[0].contains("./srv/unreadable file") && e[0].contains("ermission denied"), "{}", e[0]);
+    assert!(e[0].contains("incomplete") && e[0].contains("--force"), "{}", e[0]);
+    assert_eq!(record::read(&t).unwrap().unwrap().state, State::Incomplete);
+    assert!(s.mounts().iter().all(|m| !m.starts_with(&alt)), "still mounted: {:?}", s.mounts());
+}

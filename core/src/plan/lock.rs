@@ -13,6 +13,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -107,7 +108,7 @@ pub fn keys(target: &Path) -> Vec<String> {
 
 fn open_key(key: &str) -> Result<File> {
     let d = dir();
-    std::fs::create_dir_all(&d).ctx("making the lock directory", &d)?;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&d).ctx("making the lock directory", &d)?;
     let p = d.join(key);
     OpenOptions::new()
         .read(true)

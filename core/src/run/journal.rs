@@ -11,6 +11,7 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -59,7 +60,11 @@ pub struct Journal {
 impl Journal {
     pub fn begin(what: &str, targets: Vec<PathBuf>, mount_at: Option<PathBuf>) -> Result<Journal> {
         let d = dir();
-        std::fs::create_dir_all(&d).ctx("making the run journal directory", &d)?;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&d)
+            .ctx("making the run journal directory", &d)?;
         let path = d.join(format!("{}-{}.json", std::process::id(), uuid::Uuid::new_v4()));
         let file = OpenOptions::new()
             .read(true)

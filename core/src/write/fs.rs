@@ -161,8 +161,20 @@ impl LoopDev {
     }
 }
 
+/// Detach a loop device. The kernel defers a detach while something still has the device
+/// open (a probe by udev or blkid): wait a little for it, so "detached" means gone.
 pub fn detach_loop(dev: &Path) -> Result<()> {
-    Cmd::new(format!("detaching {}", dev.display()), "losetup")?.arg("-d").arg(dev).run().map(|_| ())
+    Cmd::new(format!("detaching {}", dev.display()), "losetup")?.arg("-d").arg(dev).run()?;
+    let Some(name) = dev.file_name() else { return Ok(()) };
+    let backing = Path::new("/sys/block").join(name).join("loop/backing_file");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while backing.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if backing.exists() {
+        tracing::warn!("{} is still open somewhere; the kernel detaches it when it is closed", dev.display());
+    }
+    Ok(())
 }
 
 impl Drop for LoopDev {
