@@ -33,5 +33,7 @@ if [[ $(id -u) == 0 ]]; then
 	shellcheck tests/bench/bench.sh core/install.sh tests/run.sh
 	tests/bench/bench.sh --quick --runs 1
 fi
+# docs/reliability.md from the figures the fault tests measured.
+bash tests/reliability-doc.sh
 # One closing line for the whole run, in the plain form CI reads.
 awk '/^test result:/ { p += $4; f += $6; i += $8 } END { printf "tests: %d passed, %d failed, %d skipped\n", p, f, i }' /tmp/altdisk-test.log

@@ -133,7 +133,7 @@ fn root_failing_target_is_never_reported_done() {
             "- Image target on a 40 MB tmpfs, 100 MB to copy: refused before writing (exit 5); with `-S` \
              the run fails with exit {} and the record says incomplete: `{}`\n",
             o.status.code().unwrap_or(-1),
-            e[0].trim()
+            e[0].trim().replace(&s.dir.display().to_string(), "<scratch>")
         ),
     );
 }
