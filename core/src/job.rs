@@ -246,7 +246,7 @@ impl Job {
 }
 
 /// Test-only fault injection, for the power-cut tests: `ALTDISK_TEST_PAUSE_AT=STEP` stops the
-/// run when its record is about to name STEP (see [`crate::run::step`]), and
+/// run when its record is about to name STEP (see [`crate::discover::record::step`]), and
 /// `ALTDISK_TEST_PAUSE_AT="copying files@PCT"` once PCT percent of the bytes are copied. The
 /// run prints `altdisk-test: paused at STEP` to stderr and sleeps until it is killed (the test
 /// then cuts the machine's power). Unset, this costs one load of a static.

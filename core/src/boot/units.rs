@@ -39,7 +39,7 @@ pub fn names() -> Result<Vec<String>> {
         if is_running
             && env.state == record::State::Incomplete
             && env.phases_done.contains(&3)
-            && env.step.as_deref() == Some(crate::run::step::BOOT_ORDER)
+            && env.step.as_deref() == Some(crate::discover::record::step::BOOT_ORDER)
         {
             env.state = record::State::Complete;
             env.step = None;

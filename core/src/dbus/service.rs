@@ -631,7 +631,7 @@ pub async fn watch_disks(conn: Connection) {
 /// finishes), and get a note saying why.
 pub fn recover(mount_root: &Path) -> crate::Result<Vec<String>> {
     // What killed runs (of this service or of the command) left behind, by their journals.
-    let mut notes = crate::run::journal::recover()?;
+    let mut notes = crate::write::journal::recover()?;
     let table = crate::discover::mounts::read()?;
     let mut left: Vec<&crate::discover::mounts::Mount> =
         table.iter().filter(|m| m.target.starts_with(mount_root)).collect();

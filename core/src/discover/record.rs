@@ -103,6 +103,19 @@ pub struct BootEnv {
     pub note: Option<String>,
 }
 
+/// The steps a record names while a run is at them (what `lspv` shows of an incomplete clone).
+pub mod step {
+    pub const PARTITIONING: &str = "partitioning";
+    pub const MKFS: &str = "making filesystems";
+    pub const COPYING: &str = "copying files";
+    pub const IDENTITIES: &str = "rewriting fstab and the clone's identities";
+    pub const CUSTOMIZING: &str = "customizing (phase 2)";
+    pub const BOOTABLE: &str = "making the clone bootable (phase 3)";
+    pub const FLUSHING: &str = "flushing the clone to disk";
+    pub const BOOT_ENTRY: &str = "writing the UEFI boot entry";
+    pub const BOOT_ORDER: &str = "writing the UEFI boot order";
+}
+
 /// UTC time as RFC 3339, without pulling in a date crate.
 pub fn now_rfc3339() -> String {
     let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);

@@ -22,7 +22,11 @@ use crate::write::fixup::{self, Identity};
 use crate::write::fs::{self as tfs, LoopDev, Mounted};
 use crate::write::{lvm, partition};
 
-use super::{journal, prepare, step, Made, Prepared, Run, RunDisk};
+use crate::discover::record::step;
+use crate::write::journal;
+
+use super::prepare::{self, Prepared};
+use super::state::{Made, Run, RunDisk};
 
 /// What phase 1 needs beyond the run itself.
 pub(super) struct Phase1 {

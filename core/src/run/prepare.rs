@@ -16,7 +16,9 @@ use crate::plan::{self, Plan, PlanOptions, TargetIn};
 use crate::write::exclude::ExcludeList;
 use crate::write::fs as tfs;
 
-use super::{journal, CloneRequest};
+use crate::write::journal;
+
+use super::request::CloneRequest;
 
 /// A checked plan, with the locks on its targets and what executing it needs.
 pub struct Prepared {

@@ -38,9 +38,21 @@ pub fn record(a: &Awake) -> Result<()> {
     std::fs::write(&f, serde_json::to_vec_pretty(a).unwrap_or_default()).ctx("recording the mounted clone", &f)
 }
 
-/// The record of a system mounted at `mount_at`, if altdisk mounted one there.
+/// The record of a system mounted at `mount_at`, if altdisk mounted one there and it is
+/// still mounted (a record whose mount is gone, say unmounted by the cleanup after a killed
+/// run, is forgotten here).
 pub fn read(mount_at: &Path) -> Option<Awake> {
-    serde_json::from_slice(&std::fs::read(awake_file(mount_at)).ok()?).ok()
+    let a: Awake = serde_json::from_slice(&std::fs::read(awake_file(mount_at)).ok()?).ok()?;
+    let mounted = mounts::read().is_ok_and(|t| mounts::mount_at(&t, mount_at).is_some());
+    if !mounted {
+        let _ = forget(mount_at);
+        // Loop devices it attached and nothing uses now go too.
+        for l in &a.loops {
+            let _ = tfs::detach_loop(l);
+        }
+        return None;
+    }
+    Some(a)
 }
 
 /// Forget the record (the run that made it unmounts by itself).
@@ -68,7 +80,7 @@ fn is_alternate(m: &mounts::Mount, table: &[mounts::Mount]) -> bool {
 /// below it, deepest first, then what was done to mount it (volume group, loop devices).
 /// Returns what was done, one line each. Refuses a mount point holding anything else.
 pub fn sleep(mount_at: &Path) -> Result<Vec<String>> {
-    let mut done = crate::run::journal::recover()?;
+    let mut done = crate::write::journal::recover()?;
     let table = mounts::read()?;
     let rec = read(mount_at);
     let here = mounts::mount_at(&table, mount_at);

@@ -8,5 +8,6 @@ pub mod customize;
 pub mod exclude;
 pub mod fixup;
 pub mod fs;
+pub mod journal;
 pub mod lvm;
 pub mod partition;

@@ -189,14 +189,6 @@ fn undo(e: &Entry) -> Vec<String> {
             }
         }
     }
-    // A run killed just after it handed its clone over as awake: that record goes with the mounts.
-    if let Some(at) = &e.mount_at {
-        if crate::systems::awake::read(at).is_some()
-            && !mounts::read().is_ok_and(|t| mounts::mount_at(&t, at).is_some())
-        {
-            let _ = crate::systems::awake::forget(at);
-        }
-    }
     for s in &e.snapshots {
         if s.exists() {
             let r = crate::cmd::Cmd::new("deleting a btrfs snapshot left by a killed run", "btrfs")
