@@ -13,6 +13,7 @@ pub mod bootlist;
 pub mod bootloader;
 pub mod clone;
 pub mod cmd;
+pub mod contents;
 pub mod copy;
 pub mod customize;
 pub mod dbus;
@@ -29,6 +30,7 @@ pub mod plan;
 pub mod safety;
 pub mod size;
 pub mod source;
+pub mod trial;
 
 pub use error::{Error, Result};
 
