@@ -3,12 +3,12 @@
 //! found on them, by the `PRETTY_NAME` of its os-release.
 //!
 //! Promises:
-//! - Nothing is written. A filesystem that is not mounted is looked into through a private,
-//!   read-only mount that replays no journal (`noload`, `norecovery`, `nologreplay`), with no
-//!   device nodes, setuid or exec, and unmounted again at once; a filesystem that is mounted
-//!   is read where it is.
-//! - Only what the caller allows is mounted ([`Look::mount_dir`] is None: nothing is): the
-//!   service does not look into disks a job is writing.
+//! - Nothing is written and nothing is mounted. A mounted filesystem is read where it is
+//!   mounted; an unmounted ext2/3/4 filesystem is read with `debugfs -c` (read-only, from
+//!   the device, without the kernel mounting it); other unmounted filesystems are not
+//!   looked into.
+//! - Only what the caller allows is read ([`Look::unmounted`]): the service does not look
+//!   into disks a job is writing.
 //! - Paths inside a looked-at system never lead out of it: os-release links are resolved
 //!   within its root.
 
@@ -41,8 +41,8 @@ pub struct PartContent {
 pub struct Look<'a> {
     /// The mount table.
     pub table: &'a [Mount],
-    /// Where private read-only mounts may be made; None: look only into mounted filesystems.
-    pub mount_dir: Option<&'a Path>,
+    /// Read unmounted filesystems too (debugfs); false: only mounted ones.
+    pub unmounted: bool,
     /// Answers already found, by filesystem UUID (kept by a long-running caller).
     pub cache: Option<&'a OsCache>,
 }
@@ -87,25 +87,13 @@ fn partition(p: &Partition, look: &Look) -> PartContent {
     c
 }
 
-/// Mount options that keep a read-only mount from writing (no journal replay).
-fn ro_options(fstype: &str) -> Option<&'static str> {
-    match fstype {
-        "ext2" => Some(""),
-        "ext3" | "ext4" => Some("noload"),
-        "xfs" => Some("norecovery"),
-        "btrfs" => Some("rescue=nologreplay"),
-        _ => None,
-    }
-}
-
 fn find_os(c: &PartContent, mounted: Option<&Mount>, unheld: bool, look: &Look) -> Option<String> {
-    let opts = ro_options(&c.fstype)?;
     if let Some(m) = mounted {
         // Read where it is mounted, when the whole filesystem is mounted there.
         return if m.root == "/" { os_name(&m.target) } else { None };
     }
     // Tiny filesystems (an ESP, /boot) hold no system; held ones belong to something else.
-    if !unheld || c.size < 256 << 20 {
+    if !look.unmounted || !unheld || c.size < 256 << 20 || !matches!(c.fstype.as_str(), "ext2" | "ext3" | "ext4") {
         return None;
     }
     let key = (c.fstype.clone(), c.uuid.clone());
@@ -114,29 +102,28 @@ fn find_os(c: &PartContent, mounted: Option<&Mount>, unheld: bool, look: &Look) 
             return Some(os.clone()).filter(|s| !s.is_empty());
         }
     }
-    let dir = look.mount_dir?;
-    let at = dir.join(c.device.file_name()?);
-    std::fs::create_dir_all(&at).ok()?;
-    use nix::mount::MsFlags;
-    let flags = MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
-    let os = match nix::mount::mount(Some(&c.device), &at, Some(c.fstype.as_str()), flags, Some(opts)) {
-        Ok(()) => {
-            let os = os_name(&at);
-            if let Err(e) = nix::mount::umount2(&at, nix::mount::MntFlags::MNT_DETACH) {
-                tracing::warn!("unmounting {} after looking into {}: {e}", at.display(), c.device.display());
-            }
-            os
-        }
-        Err(e) => {
-            tracing::debug!("looking into {} ({}): {e}", c.device.display(), c.fstype);
-            None
-        }
-    };
-    let _ = std::fs::remove_dir(&at);
+    // /etc/os-release is usually a link to /usr/lib/os-release, which debugfs does not
+    // follow (it prints nothing for a link): the file first where it is a file.
+    let os = ["/etc/os-release", "/usr/lib/os-release"]
+        .into_iter()
+        .find_map(|f| ext_file(&c.device, f).and_then(|t| parse_os_release(&t)));
     if let (Some(cache), false) = (look.cache, c.uuid.is_empty()) {
         cache.found.lock().unwrap_or_else(|e| e.into_inner()).insert(key, os.clone().unwrap_or_default());
     }
     os
+}
+
+/// A file of the unmounted ext2/3/4 filesystem on `dev`, read by debugfs in read-only
+/// catastrophic mode (no bitmaps read); None when it is not there or debugfs is missing.
+fn ext_file(dev: &Path, file: &str) -> Option<String> {
+    let out = crate::cmd::Cmd::new(format!("reading {file} on {}", dev.display()), "debugfs")
+        .ok()?
+        .args(["-c", "-R"])
+        .arg(format!("cat {file}"))
+        .arg(dev)
+        .run()
+        .ok()?;
+    (!out.stdout.trim().is_empty()).then_some(out.stdout)
 }
 
 /// `rel` (a path inside a system) with `link` (a symlink's target there) applied, lexically,
@@ -296,6 +283,45 @@ mod tests {
         assert_eq!(describe(&[], None, Some("a gpt partition table".into())), vec!["a gpt partition table"]);
         assert_eq!(describe(&[p(1, "", "", "", "")], None, None), vec!["1 partitions without a filesystem signature"]);
         assert!(describe(&[], None, None).is_empty());
+    }
+
+    #[test]
+    fn reads_an_unmounted_ext4_without_mounting_it() {
+        if crate::cmd::which("mkfs.ext4").is_err() || crate::cmd::which("debugfs").is_err() {
+            eprintln!("SKIPPED: needs mkfs.ext4 and debugfs (e2fsprogs)");
+            return;
+        }
+        let dir = std::env::temp_dir().join(format!("altdisk-contents-ext4-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("root/usr/lib")).unwrap();
+        std::fs::create_dir_all(dir.join("root/etc")).unwrap();
+        std::fs::write(dir.join("root/usr/lib/os-release"), "PRETTY_NAME=\"Test OS 2\"\n").unwrap();
+        std::os::unix::fs::symlink("../usr/lib/os-release", dir.join("root/etc/os-release")).unwrap();
+        let img = dir.join("fs.img");
+        std::fs::File::create(&img).unwrap().set_len(300 << 20).unwrap();
+        let ok = std::process::Command::new("mkfs.ext4")
+            .args(["-q", "-d"])
+            .arg(dir.join("root"))
+            .arg(&img)
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok);
+        let c = PartContent {
+            device: img.clone(),
+            size: 300 << 20,
+            fstype: "ext4".into(),
+            uuid: "u1".into(),
+            ..Default::default()
+        };
+        let cache = OsCache::default();
+        let look = Look { table: &[], unmounted: true, cache: Some(&cache) };
+        assert_eq!(find_os(&c, None, true, &look).as_deref(), Some("Test OS 2"));
+        // Cached by UUID: found again without reading (the file is gone now).
+        std::fs::remove_file(&img).unwrap();
+        assert_eq!(find_os(&c, None, true, &look).as_deref(), Some("Test OS 2"));
+        let not_allowed = Look { table: &[], unmounted: false, cache: None };
+        assert_eq!(find_os(&c, None, true, &not_allowed), None);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

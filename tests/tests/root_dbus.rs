@@ -59,11 +59,22 @@ async fn root_dbus_denied_callers_get_access_denied_everywhere() {
         ("Sleep", m.sleep("/alt_inst").await.unwrap_err()),
         ("Remove", m.remove("old_rootvg").await.unwrap_err()),
         ("Rename", m.rename("vdb", "x").await.unwrap_err()),
+        ("DiskDetails", m.disk_details().await.unwrap_err()),
+        ("Systems", m.systems().await.unwrap_err()),
+        ("PlanDetails", m.plan_details_of(&o).await.unwrap_err()),
+        ("ListJobs", m.list_jobs().await.unwrap_err()),
+        ("TrialBoot", m.trial_boot("vdb").await.unwrap_err()),
+        ("RemoveSystem", m.remove_system("vdb").await.unwrap_err()),
     ];
     for (method, e) in results {
         assert_eq!(err_name(&e), "org.altdisk.AltDisk1.Error.AccessDenied", "{method}: {e}");
     }
     assert!(blkid(&t, "PTTYPE").is_none(), "a denied Clone wrote nothing");
+    // The proxies allow interactive authorisation; a call without the flag does not ask.
+    assert_eq!(bus.polkit_flags.load(Ordering::SeqCst), 1, "CheckAuthorization without ALLOW_USER_INTERACTION");
+    let raw: zbus::Result<Vec<altdisk_api::DiskInfo>> = m.inner().call("Disks", &()).await;
+    assert_eq!(err_name(&raw.unwrap_err()), "org.altdisk.AltDisk1.Error.AccessDenied");
+    assert_eq!(bus.polkit_flags.load(Ordering::SeqCst), 0, "interactive authorisation asked without the flag");
     // Allowed again: the same calls work (or say why they cannot, other than access).
     bus.allow.store(true, Ordering::SeqCst);
     let disks = m.disks().await.unwrap();
@@ -73,7 +84,16 @@ async fn root_dbus_denied_callers_get_access_denied_everywhere() {
     assert_eq!(v["apiVersion"], "altdisk.io/v1");
     assert_eq!(err_name(&m.wake("nosuchdisk").await.unwrap_err()), "org.altdisk.AltDisk1.Error.NotFound");
     assert_eq!(err_name(&m.remove("nosuchsystem").await.unwrap_err()), "org.altdisk.AltDisk1.Error.NotFound");
-    assert_eq!(m.version().await.unwrap(), "1.0");
+    assert_eq!(m.version().await.unwrap(), altdisk_api::API_VERSION);
+    assert!(!m.simulated().await.unwrap());
+    let card = m.disk_details().await.unwrap().into_iter().find(|d| d.path == t.to_str().unwrap()).unwrap();
+    assert_eq!((card.kind.as_str(), card.usable, card.loop_device), (altdisk_api::kind::FREE, true, true));
+    let plan = m.plan_details_of(&o).await.unwrap();
+    let after = &plan.targets[0].after;
+    let root = after.iter().find(|p| p.mountpoint == "/").unwrap_or_else(|| panic!("{after:?}"));
+    assert!(root.role == "filesystem" && !root.source.is_empty() && root.used > 0, "{root:?}");
+    assert!(plan.targets[0].erased.is_empty() && plan.targets[0].before.is_empty(), "{:?}", plan.targets[0]);
+    assert!(plan.text.starts_with("Plan:") && plan.json.contains("altdisk.io/v1"));
     check_api(&c, altdisk_api::MANAGER_PATH, altdisk_api::MANAGER_IFACE).await;
 }
 
@@ -255,4 +275,113 @@ async fn root_dbus_restart_after_a_crash_cleans_up_and_marks_incomplete() {
     let env = altdisk::bootenv::read(&t).unwrap().unwrap();
     assert_eq!(env.state, altdisk::bootenv::State::Incomplete);
     assert!(env.note.unwrap_or_default().contains("interrupted"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_dbus_details_name_what_a_disk_holds() {
+    require_root!();
+    let mut s = Scratch::new("dbus-details");
+    let src = source(&mut s, 256 * MIB);
+    // A disk with a swap area and a Linux system on it, not mounted.
+    let dev = s.loopdev("data.img", 700 * MIB);
+    sh(&format!("printf 'label: gpt\\nsize=64MiB\\ntype=linux\\n' | sfdisk -q {0} && partx -a {0}", dev.display()))
+        .unwrap();
+    let p1 = PathBuf::from(format!("{}p1", dev.display()));
+    let p2 = PathBuf::from(format!("{}p2", dev.display()));
+    run("mkswap", &["-L", "oldswap", p1.to_str().unwrap()]).unwrap();
+    let at = s.mkfs_mount(&p2, "ext4", Some("olddata"), "old");
+    std::fs::create_dir_all(at.join("usr/lib")).unwrap();
+    std::fs::create_dir_all(at.join("etc")).unwrap();
+    std::fs::write(at.join("usr/lib/os-release"), "NAME=Test\nPRETTY_NAME=\"Test Linux 9\"\n").unwrap();
+    std::os::unix::fs::symlink("../usr/lib/os-release", at.join("etc/os-release")).unwrap();
+    run("umount", &[at.to_str().unwrap()]).unwrap();
+    let bus = Bus::start(&s.path(""), polkit()).await;
+    let c = bus.client().await;
+    let m = ManagerProxy::new(&c).await.unwrap();
+    let card = m.disk_details().await.unwrap().into_iter().find(|d| Path::new(&d.path) == dev).unwrap();
+    assert_eq!((card.kind.as_str(), card.usable, card.erasable), (altdisk_api::kind::HOLDS_DATA, false, true));
+    let parts: Vec<(u32, &str, &str, &str)> =
+        card.partitions.iter().map(|p| (p.number, p.fstype.as_str(), p.label.as_str(), p.os.as_str())).collect();
+    assert_eq!(parts, vec![(1, "swap", "oldswap", ""), (2, "ext4", "olddata", "Test Linux 9")]);
+    assert_eq!(card.partitions[0].start, MIB);
+    assert_eq!(card.partitions[0].size, 64 * MIB);
+    assert!(card.holds.iter().any(|h| h.contains("`olddata`") && h.contains("Test Linux 9")), "{:?}", card.holds);
+    assert!(s.mounts().iter().all(|p| !p.starts_with(s.path("mnt"))), "a look stayed mounted: {:?}", s.mounts());
+    // The plan names what a clone there erases; without force it is refused.
+    let o = clone_opts(src.to_str().unwrap(), dev.to_str().unwrap());
+    let e = m.plan_details_of(&o).await.unwrap_err();
+    assert!(err_name(&e).ends_with(".Refused"), "{e}");
+    let plan = m.plan_details_of(&CloneOptions { force: true, ..o }).await.unwrap();
+    let t = &plan.targets[0];
+    assert_eq!(t.before.len(), 2);
+    assert!(t.erased.iter().any(|l| l.contains("Test Linux 9")), "{:?}", t.erased);
+    assert!(t.erased.iter().any(|l| l.contains("swap area `oldswap`")), "{:?}", t.erased);
+    assert!(blkid(&p2, "LABEL").as_deref() == Some("olddata"), "looking wrote nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_dbus_busy_by_any_name_of_one_disk() {
+    require_root!();
+    let mut s = Scratch::new("dbus-busy");
+    let src = source(&mut s, 1024 * MIB);
+    sh(&format!(
+        "cd '{}' && mkdir bulk && for i in $(seq 1 60); do head -c 8000000 /dev/urandom > bulk/f$i; done",
+        src.display()
+    ))
+    .unwrap();
+    let t = s.loopdev("t.img", 1024 * MIB);
+    let img = s.path("t.img");
+    let bus = Bus::start(&s.path(""), Options { job_grace: Some(2.0), ..slow() }).await;
+    sh("sync; echo 3 > /proc/sys/vm/drop_caches").unwrap();
+    let c = bus.client().await;
+    let m = ManagerProxy::new(&c).await.unwrap();
+    let alias = m.disks().await.unwrap().into_iter().find(|d| Path::new(&d.path) == t).unwrap().alias;
+    let path = m.start_clone(&clone_opts(src.to_str().unwrap(), t.to_str().unwrap())).await.unwrap();
+    let job = JobProxy::builder(&c)
+        .path(path.clone())
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap();
+    let finished = job.receive_finished().await.unwrap();
+    // The same disk by its backing file, its kernel name, its hdisk alias; a new clone and a
+    // resume: all collide with the running job.
+    let kernel = t.file_name().unwrap().to_str().unwrap().to_string();
+    for other in [img.to_str().unwrap(), kernel.as_str(), alias.as_str()] {
+        let o = CloneOptions { force: true, ..clone_opts(src.to_str().unwrap(), other) };
+        let e = m.start_clone(&o).await.unwrap_err();
+        assert!(err_name(&e).ends_with(".Busy"), "{other}: {e}");
+        assert!(e.to_string().contains(path.as_str()), "names the job: {e}");
+    }
+    let resume = CloneOptions { phases: Phases::P23, ..CloneOptions::new([kernel.as_str()]) };
+    let e = m.start_clone(&resume).await.unwrap_err();
+    assert!(err_name(&e).ends_with(".Busy"), "resume: {e}");
+    // A new client finds the job.
+    let c2 = bus.client().await;
+    let m2 = ManagerProxy::new(&c2).await.unwrap();
+    let jobs = m2.list_jobs().await.unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    assert_eq!((jobs[0].path.as_str(), jobs[0].kind.as_str(), jobs[0].owner_uid), (path.as_str(), "clone", 0));
+    assert_eq!(jobs[0].targets, vec![t.display().to_string()]);
+    assert_eq!(m2.jobs().await.unwrap(), vec![path.clone()]);
+    // Stopped: the disk is free for jobs again, and the finished job goes after its grace.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while job.bytes_done().await.unwrap() == 0 {
+        assert!(Instant::now() < deadline, "the copy never started");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    job.cancel().await.unwrap();
+    let (ok, err) = altdisk_tests::bus::wait_finished(&job, finished, Duration::from_secs(120)).await;
+    assert!(!ok && err.contains("cancelled"), "{err}");
+    assert_eq!(m2.list_jobs().await.unwrap()[0].state, "cancelled", "readable during the grace period");
+    let o = CloneOptions { force: true, ..clone_opts(src.to_str().unwrap(), img.to_str().unwrap()) };
+    let e = m.start_clone(&o).await.unwrap_err();
+    assert!(err_name(&e).ends_with(".Refused"), "no longer Busy; the library refuses an attached image: {e}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !m2.jobs().await.unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the finished job stayed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(job.state().await.is_err(), "its object is gone");
+    assert!(s.mounts().iter().all(|p| !p.starts_with(s.path("mnt"))), "still mounted: {:?}", s.mounts());
 }

@@ -30,10 +30,6 @@ impl RealEngine {
     pub fn new(mount_root: PathBuf) -> RealEngine {
         RealEngine { mount_root, os_cache: OsCache::default() }
     }
-
-    fn probe_dir(&self) -> PathBuf {
-        self.mount_root.join(".look")
-    }
 }
 
 /// The library's request for these options.
@@ -205,11 +201,11 @@ fn boot_words(plan: &Plan) -> (String, String) {
 }
 
 impl RealEngine {
-    fn look<'a>(&'a self, table: &'a [crate::mounts::Mount], dir: Option<&'a Path>) -> Look<'a> {
-        Look { table, mount_dir: dir, cache: Some(&self.os_cache) }
+    fn look<'a>(&'a self, table: &'a [crate::mounts::Mount], unmounted: bool) -> Look<'a> {
+        Look { table, unmounted, cache: Some(&self.os_cache) }
     }
 
-    /// A disk is looked into (mounted read-only) only when no job writes it.
+    /// A disk's unmounted filesystems are read only when no job writes it.
     fn may_look(d: &Disk, busy: &[DevKey]) -> bool {
         !collide(&keys_of(&d.path), busy)
     }
@@ -253,12 +249,10 @@ impl Engine for RealEngine {
         let disks = blockdev::list()?;
         let roles = clone::lspv()?;
         let table = crate::mounts::read()?;
-        let dir = self.probe_dir();
         let mut out = Vec::new();
         for d in &disks {
             let Some(r) = roles.iter().find(|r| r.path == d.path) else { continue };
-            let look_dir = Self::may_look(d, busy).then_some(dir.as_path());
-            let parts = contents::partitions(d, &self.look(&table, look_dir));
+            let parts = contents::partitions(d, &self.look(&table, Self::may_look(d, busy)));
             let k = disk_kind(r);
             let mounted = table.iter().any(|m| d.holds(m.major, m.minor));
             let held = !d.holders.is_empty() || d.partitions.iter().any(|p| !p.holders.is_empty());
@@ -286,7 +280,6 @@ impl Engine for RealEngine {
                 partitions: parts.iter().map(part_info).collect(),
             });
         }
-        let _ = std::fs::remove_dir(&dir);
         Ok(out)
     }
 
@@ -421,14 +414,12 @@ impl Engine for RealEngine {
         let plan = &prep.plan;
         let disks = blockdev::list()?;
         let table = crate::mounts::read()?;
-        let dir = self.probe_dir();
         let mut targets = Vec::new();
         for (i, t) in plan.targets.iter().enumerate() {
             let disk = disks.iter().find(|d| d.path == t.path);
             let (before, erased) = match disk {
                 Some(d) => {
-                    let look_dir = Self::may_look(d, busy).then_some(dir.as_path());
-                    let parts = contents::partitions(d, &self.look(&table, look_dir));
+                    let parts = contents::partitions(d, &self.look(&table, Self::may_look(d, busy)));
                     let env = bootenv::read(&d.path).and_then(|r| r.ok());
                     (parts.iter().map(part_info).collect(), holds(d, &parts, env.as_ref()))
                 }
@@ -454,7 +445,6 @@ impl Engine for RealEngine {
                 erased,
             });
         }
-        let _ = std::fs::remove_dir(&dir);
         let (boot, bootlist) = if plan.phases.has(3) { boot_words(plan) } else { (String::new(), String::new()) };
         Ok(PlanDetails {
             name: plan.name.clone(),
