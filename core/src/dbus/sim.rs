@@ -979,7 +979,7 @@ fn check_phase2(o: &CloneOptions) -> Result<()> {
         return Err(Error::usage(
             "packages, bundles and install flags",
             "they name packages to install, which come from the packages directory",
-            "add packages_dir with the packages",
+            format!("add {} with the packages", api::options::keys::PACKAGES_DIR),
         ));
     }
     Ok(())
