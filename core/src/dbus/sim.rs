@@ -1319,6 +1319,7 @@ impl SimWork {
             }
             s.awake_at.clear();
             s.updated = crate::bootenv::now_rfc3339();
+            s.made = true;
         }
         w.changed(disks);
         drop(w);
@@ -1352,6 +1353,7 @@ impl Work for SimWork {
                 s.state = "incomplete".into();
                 s.note = e.to_string();
                 s.awake_at.clear();
+                s.made = true;
             }
             w.changed(&disks);
         }
@@ -1556,7 +1558,6 @@ impl Engine for SimEngine {
             numbers.push(w.entries[i].number.clone());
         }
         w.put_first(&numbers);
-        w.generation += 1;
         Ok(())
     }
 
@@ -1593,7 +1594,6 @@ impl Engine for SimEngine {
         if let Some(s) = w.systems.iter_mut().find(|x| x.id == s.id) {
             s.trial = true;
         }
-        w.generation += 1;
         Ok(())
     }
 
@@ -1793,6 +1793,8 @@ impl Engine for SimEngine {
             Error::not_found(format!("altdisk system on {}", d.name), "the disk has no altdisk record", "see Disks")
         })?;
         s.name = new_name.into();
+        // Changed here: the file no longer describes it.
+        s.made = true;
         let disks = s.disks.clone();
         w.changed(&disks);
         Ok(())
@@ -1885,6 +1887,43 @@ mod tests {
         let mut o = CloneOptions::new(["sdc"]);
         o.force = true;
         assert!(e.plan(&o, Path::new("/x")).is_ok());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn manage_and_boot_list_change_the_machine() {
+        let (e, dir) = engine(SAMPLE);
+        // Wake, sleep.
+        let at = e.wake("sdb", Path::new("/run/altdisk/mnt/awake")).unwrap();
+        let card = |n: &str| e.disk_details(&[]).unwrap().into_iter().find(|d| d.name == n).unwrap();
+        assert!(card("sdb").detail.contains("mounted at /run/altdisk/mnt/awake") && !card("sdb").erasable);
+        assert!(matches!(e.wake("nvme0n1", Path::new("/x")), Err(Error::Refused { .. })));
+        assert!(matches!(e.remove_system("sdb"), Err(Error::Refused { .. })), "awake systems stay");
+        e.sleep(&at).unwrap();
+        assert!(matches!(e.sleep(&at), Err(Error::NotFound { .. })));
+        // Rename, kept when the file is read again.
+        e.rename("sdb", "test_rootvg").unwrap();
+        assert!(matches!(e.rename("sdb", "bad name"), Err(Error::Usage { .. })));
+        std::fs::write(dir.join("sim.toml"), format!("{SAMPLE}\n# touched\n")).unwrap();
+        let sys = e.systems().unwrap();
+        assert!(sys.iter().any(|s| s.name == "test_rootvg" && s.disks == vec!["sdb"]), "{sys:?}");
+        // Boot list: trial boot, boot next, reorder.
+        e.trial_boot("sdb").unwrap();
+        let list = e.boot_list().unwrap();
+        assert!(list.iter().any(|b| b.disk == "sdb" && b.next && b.system == "test_rootvg"), "{list:?}");
+        assert!(e.systems().unwrap().iter().any(|s| s.name == "test_rootvg" && s.trial));
+        e.set_boot_list(&["sdb".into()]).unwrap();
+        assert_eq!(e.boot_list().unwrap()[0].disk, "sdb");
+        assert!(matches!(e.set_boot_next("sdd"), Err(Error::NotFound { .. })), "no entry boots sdd");
+        // Remove: the disk is free, its entry gone.
+        e.remove("test_rootvg").unwrap();
+        assert_eq!(card("sdb").kind, kind::FREE);
+        assert!(!e.boot_list().unwrap().iter().any(|b| b.disk == "sdb"));
+        assert!(matches!(e.remove("test_rootvg"), Err(Error::NotFound { .. })));
+        // BIOS: the firmware owns the order.
+        std::fs::write(dir.join("sim.toml"), SAMPLE.replace("firmware = \"uefi\"", "firmware = \"bios\"")).unwrap();
+        assert_eq!(e.firmware(), api::firmware::BIOS);
+        assert!(matches!(e.boot_list(), Err(Error::Unsupported { .. })));
         std::fs::remove_dir_all(dir).unwrap();
     }
 
