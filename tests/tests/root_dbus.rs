@@ -150,6 +150,7 @@ async fn root_dbus_clone_job_reports_progress_and_finishes() {
     assert!(ok, "the job failed: {err}");
     assert!(job.bytes_done().await.unwrap() >= 75 * MIB, "{}", job.bytes_done().await.unwrap());
     assert_eq!(job.phase().await.unwrap(), "done");
+    assert_eq!(job.mounted_at().await.unwrap(), s.path("mnt/job1").display().to_string());
     tokio::time::sleep(Duration::from_millis(300)).await;
     follower.abort();
     let (changes, last, monotonic) = *seen.lock().unwrap();
@@ -163,6 +164,16 @@ async fn root_dbus_clone_job_reports_progress_and_finishes() {
     let m = ManagerProxy::new(&c).await.unwrap();
     let mnt = s.path("mnt/job1");
     assert!(mnt.join("home/alice/hello.txt").exists());
+    // The manage screen's view of it: an awake alternate system, phase 1 done.
+    let name = t.file_name().unwrap().to_string_lossy().to_string();
+    let systems = m.systems().await.unwrap();
+    let sys = systems.iter().find(|x| x.disks == vec![name.clone()]).unwrap_or_else(|| panic!("{systems:?}"));
+    assert_eq!((sys.name.as_str(), sys.state.as_str(), sys.phases_done.clone()), ("altinst_rootvg", "copied", vec![1]));
+    assert_eq!(sys.awake_at, mnt.display().to_string());
+    assert!(!sys.running && !sys.id.is_empty() && !sys.created.is_empty());
+    let card = m.disk_details().await.unwrap().into_iter().find(|d| d.name == name).unwrap();
+    assert_eq!((card.kind.as_str(), card.system.name.as_str()), (altdisk_api::kind::ALTERNATE, "altinst_rootvg"));
+    assert!(!card.erasable, "awake: mounted");
     m.sleep(mnt.to_str().unwrap()).await.unwrap();
     assert!(s.mounts().iter().all(|p| !p.starts_with(s.path("mnt"))), "{:?}", s.mounts());
     let envs = m.boot_environments().await.unwrap();
@@ -384,4 +395,40 @@ async fn root_dbus_busy_by_any_name_of_one_disk() {
     }
     assert!(job.state().await.is_err(), "its object is gone");
     assert!(s.mounts().iter().all(|p| !p.starts_with(s.path("mnt"))), "still mounted: {:?}", s.mounts());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_dbus_phase2_options_reach_the_clone() {
+    require_root!();
+    let mut s = Scratch::new("dbus-phase2");
+    let src = source(&mut s, 256 * MIB);
+    std::fs::write(src.join("etc/resolv.conf"), "nameserver 198.51.100.1\n").unwrap();
+    std::fs::write(src.join("etc/machine-id"), "0123456789abcdef0123456789abcdef\n").unwrap();
+    let resolv = s.path("resolv.conf");
+    std::fs::write(&resolv, "nameserver 192.0.2.53\n").unwrap();
+    let t = s.loopdev("t.img", 512 * MIB);
+    let bus = Bus::start(&s.path(""), polkit()).await;
+    let c = bus.client().await;
+    let m = ManagerProxy::new(&c).await.unwrap();
+    let mut o = clone_opts(src.to_str().unwrap(), t.to_str().unwrap());
+    o.phase2 = altdisk_api::Phase2Options {
+        resolv_conf: Some(resolv.display().to_string()),
+        device_reset: true,
+        ..Default::default()
+    };
+    // Phase 2 options without phase 2 are refused before anything runs.
+    let e = m.start_clone(&o).await.unwrap_err();
+    assert!(err_name(&e).ends_with(".InvalidArgs"), "{e}");
+    o.phases = Phases::P12;
+    let path = m.start_clone(&o).await.unwrap();
+    let job = m.job(path).await.unwrap();
+    let finished = job.receive_finished().await.unwrap();
+    assert!(job.steps().await.unwrap().contains(&"customizing".to_string()));
+    let (ok, err) = altdisk_tests::bus::wait_finished(&job, finished, Duration::from_secs(300)).await;
+    assert!(ok, "{err}");
+    let at = PathBuf::from(job.mounted_at().await.unwrap());
+    assert_eq!(std::fs::read_to_string(at.join("etc/resolv.conf")).unwrap(), "nameserver 192.0.2.53\n");
+    assert_eq!(std::fs::read(at.join("etc/machine-id")).unwrap(), b"", "device reset: machine-id emptied");
+    assert_eq!(altdisk::bootenv::read(&t).unwrap().unwrap().state, altdisk::bootenv::State::Customized);
+    m.sleep(at.to_str().unwrap()).await.unwrap();
 }
