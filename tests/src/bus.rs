@@ -124,7 +124,14 @@ impl Bus {
     }
 
     pub async fn start_service(&mut self) {
-        let bin = crate::altdisk_bin().with_file_name("altdiskd");
+        let mut bin = crate::altdisk_bin().with_file_name("altdiskd");
+        if self.opts.user.is_some() {
+            // Another user may not reach the build directory (a checkout under /root): run a
+            // copy from the test's own directory, which every user can read.
+            let copy = self.dir.join("altdiskd");
+            std::fs::copy(&bin, &copy).expect("copying altdiskd for another user");
+            bin = copy;
+        }
         let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).unwrap();
         let mut cmd = Command::new(&bin);
         if let Some(n) = self.opts.copy_threads {

@@ -289,7 +289,10 @@ impl Manager {
             mounted_at: String::new(),
             log: Vec::new(),
         };
-        server.at(&path, obj).await?;
+        if let Err(e) = server.at(&path, obj).await {
+            shared.release(n);
+            return Err(e.into());
+        }
         shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(
             n,
             JobEntry { path: path.clone(), kind: work.kind(), targets: o.targets.clone(), owner_uid, owner, started },
