@@ -261,6 +261,23 @@ impl Cmd {
         for (k, v) in &self.env {
             c.env(k, v);
         }
+        // A tool dies with altdisk: a killed run must not leave a losetup or mkfs going on
+        // behind the next run's back (which is cleaning up after it).
+        let parent = std::process::id();
+        // SAFETY: prctl and getppid are async-signal-safe; nothing is allocated.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            c.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before the prctl took effect.
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
         if let Some(root) = &self.root {
             enter_root(&mut c, root)?;
         }

@@ -157,8 +157,8 @@ async fn root_dbus_clone_job_reports_progress_and_finishes() {
     assert!(changes >= 1 && last > 0, "progress signals seen: {changes}, last {last}");
     assert!(monotonic, "bytes done went backwards");
     drop(c);
-    let env = altdisk::bootenv::read(&t).unwrap().unwrap();
-    assert_eq!(env.state, altdisk::bootenv::State::Copied);
+    let env = altdisk::discover::record::read(&t).unwrap().unwrap();
+    assert_eq!(env.state, altdisk::discover::record::State::Copied);
     // The clone is left mounted (phase 1) under the service's mount root; Sleep unmounts it.
     let c = bus.client().await;
     let m = ManagerProxy::new(&c).await.unwrap();
@@ -220,7 +220,10 @@ async fn root_dbus_cancel_leaves_target_incomplete_and_unmounted() {
     assert!(!ok && err.contains("cancelled"), "{err}");
     assert_eq!(job.state().await.unwrap(), "cancelled");
     assert!(s.mounts().iter().all(|p| !p.starts_with(s.path("mnt"))), "still mounted: {:?}", s.mounts());
-    assert_eq!(altdisk::bootenv::read(&t).unwrap().unwrap().state, altdisk::bootenv::State::Incomplete);
+    assert_eq!(
+        altdisk::discover::record::read(&t).unwrap().unwrap().state,
+        altdisk::discover::record::State::Incomplete
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -283,8 +286,8 @@ async fn root_dbus_restart_after_a_crash_cleans_up_and_marks_incomplete() {
     );
     bus.start_service().await;
     assert!(s.mounts().iter().all(|p| !p.starts_with(s.path("mnt"))), "still mounted after restart: {:?}", s.mounts());
-    let env = altdisk::bootenv::read(&t).unwrap().unwrap();
-    assert_eq!(env.state, altdisk::bootenv::State::Incomplete);
+    let env = altdisk::discover::record::read(&t).unwrap().unwrap();
+    assert_eq!(env.state, altdisk::discover::record::State::Incomplete);
     assert!(env.note.unwrap_or_default().contains("interrupted"));
 }
 
@@ -403,9 +406,11 @@ async fn root_dbus_phase2_options_reach_the_clone() {
     let mut s = Scratch::new("dbus-phase2");
     let src = source(&mut s, 256 * MIB);
     std::fs::write(src.join("etc/resolv.conf"), "nameserver 198.51.100.1\n").unwrap();
-    std::fs::write(src.join("etc/machine-id"), "0123456789abcdef0123456789abcdef\n").unwrap();
     let resolv = s.path("resolv.conf");
     std::fs::write(&resolv, "nameserver 192.0.2.53\n").unwrap();
+    let script = s.path("custom.sh");
+    std::fs::write(&script, "#!/bin/sh\nset -e\necho \"$ALT_DISKS\" > \"$ALT_ROOT/etc/customized-by\"\n").unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let t = s.loopdev("t.img", 512 * MIB);
     let bus = Bus::start(&s.path(""), polkit()).await;
     let c = bus.client().await;
@@ -413,7 +418,7 @@ async fn root_dbus_phase2_options_reach_the_clone() {
     let mut o = clone_opts(src.to_str().unwrap(), t.to_str().unwrap());
     o.phase2 = altdisk_api::Phase2Options {
         resolv_conf: Some(resolv.display().to_string()),
-        device_reset: true,
+        script: Some(script.display().to_string()),
         ..Default::default()
     };
     // Phase 2 options without phase 2 are refused before anything runs.
@@ -428,7 +433,11 @@ async fn root_dbus_phase2_options_reach_the_clone() {
     assert!(ok, "{err}");
     let at = PathBuf::from(job.mounted_at().await.unwrap());
     assert_eq!(std::fs::read_to_string(at.join("etc/resolv.conf")).unwrap(), "nameserver 192.0.2.53\n");
-    assert_eq!(std::fs::read(at.join("etc/machine-id")).unwrap(), b"", "device reset: machine-id emptied");
-    assert_eq!(altdisk::bootenv::read(&t).unwrap().unwrap().state, altdisk::bootenv::State::Customized);
+    let by = std::fs::read_to_string(at.join("etc/customized-by")).unwrap();
+    assert_eq!(by.trim(), t.file_name().unwrap().to_str().unwrap(), "the script ran with ALT_ROOT and ALT_DISKS");
+    assert_eq!(
+        altdisk::discover::record::read(&t).unwrap().unwrap().state,
+        altdisk::discover::record::State::Customized
+    );
     m.sleep(at.to_str().unwrap()).await.unwrap();
 }

@@ -22,6 +22,7 @@ impl From<crate::Error> for DbusError {
             E::Usage { .. } => DbusError::InvalidArgs(m),
             E::NotFound { .. } => DbusError::NotFound(m),
             E::Refused { .. } => DbusError::Refused(m),
+            E::Busy { .. } => DbusError::Busy(m),
             E::TooSmall { .. } => DbusError::TooSmall(m),
             E::Unsupported { .. } => DbusError::NotSupported(m),
             E::Cancelled => DbusError::Cancelled(m),

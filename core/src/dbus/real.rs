@@ -10,15 +10,19 @@ use altdisk_api::{
 };
 
 use super::engine::{collide, keys_of, DevKey, Engine, Outcome, Work};
-use crate::blockdev::{self, Disk, Named};
-use crate::bootenv::{self, BootEnv};
-use crate::bootloader::{Firmware, Loader};
-use crate::clone::{self, CloneRequest, DiskRole};
-use crate::contents::{self, Look, OsCache, PartContent};
-use crate::customize::Customize;
+use crate::boot::{bootlist, efi};
+use crate::discover::blockdev::{self, Disk, Named, Probe};
+use crate::discover::boot::{Firmware, Loader};
+use crate::discover::contents::{self, Look, OsCache, PartContent};
+use crate::discover::mounts::{self, Mount};
+use crate::discover::record::{self, BootEnv};
+use crate::discover::roles::{lspv, DiskRole, Role};
 use crate::error::Result;
 use crate::job::Job;
+use crate::plan::customize::Customize;
 use crate::plan::{BootlistMode, Layout, PartRole, Phases, Plan};
+use crate::run::{self, CloneRequest};
+use crate::systems::{awake, ops};
 
 pub struct RealEngine {
     /// Where jobs mount their clones, and where the service looks into disks.
@@ -72,7 +76,7 @@ pub fn request(o: &CloneOptions, mount_at: PathBuf) -> Result<CloneRequest> {
 }
 
 enum RealWork {
-    New(Box<clone::Prepared>),
+    New(Box<run::Prepared>),
     Resume(Box<CloneRequest>),
 }
 
@@ -86,8 +90,8 @@ impl Work for RealWork {
 
     fn run(self: Box<Self>, job: &Job) -> Result<Outcome> {
         let report = match *self {
-            RealWork::New(prep) => clone::execute(*prep, job)?,
-            RealWork::Resume(req) => clone::resume(&req, job)?,
+            RealWork::New(prep) => run::execute(*prep, job)?,
+            RealWork::Resume(req) => run::resume(&req, job)?,
         };
         Ok(Outcome { mounted_at: report.mounted_at })
     }
@@ -98,36 +102,36 @@ fn env_state(e: &BootEnv) -> String {
 }
 
 fn system_ref(r: &DiskRole) -> SystemRef {
-    match (&r.bootenv, r.role.as_str()) {
-        (Some(e), role) => SystemRef {
-            name: if role == "rootvg" { "rootvg".into() } else { e.name.clone() },
+    let running = r.role == Role::Rootvg;
+    match (&r.bootenv, &r.role) {
+        (Some(e), _) => SystemRef {
+            name: if running { "rootvg".into() } else { e.name.clone() },
             id: e.id.to_string(),
-            state: if role == "rootvg" { "running".into() } else { env_state(e) },
+            state: if running { "running".into() } else { env_state(e) },
             source_host: e.source.hostname.clone(),
             created: e.created.clone(),
         },
-        (None, "rootvg") => SystemRef { name: "rootvg".into(), state: "running".into(), ..Default::default() },
-        (None, "old_rootvg") => SystemRef { name: "old_rootvg".into(), ..Default::default() },
+        (None, Role::Rootvg) => SystemRef { name: "rootvg".into(), state: "running".into(), ..Default::default() },
+        (None, Role::OldRootvg) => SystemRef { name: "old_rootvg".into(), ..Default::default() },
         _ => SystemRef::default(),
     }
 }
 
 fn disk_kind(r: &DiskRole) -> &'static str {
-    match (r.role.as_str(), &r.bootenv) {
-        ("rootvg", _) => kind::RUNNING,
-        ("old_rootvg", _) => kind::FORMER,
-        (_, Some(_)) => kind::ALTERNATE,
-        ("free", _) => kind::FREE,
-        ("not free", _) => kind::HOLDS_DATA,
-        _ => kind::IN_USE,
+    match (&r.role, &r.bootenv) {
+        (Role::Rootvg, _) => kind::RUNNING,
+        (Role::OldRootvg, _) => kind::FORMER,
+        (Role::System(_), _) | (_, Some(_)) => kind::ALTERNATE,
+        (Role::Free, _) => kind::FREE,
+        (Role::NotFree, _) => kind::HOLDS_DATA,
+        (Role::InUse, _) => kind::IN_USE,
     }
 }
 
 /// What a disk holds, for people about to erase it.
 fn holds(d: &Disk, parts: &[PartContent], env: Option<&BootEnv>) -> Vec<String> {
     let system = env.map(|e| contents::system_line(&e.name, e.state.describe(), &e.created));
-    let signature =
-        if parts.is_empty() { crate::blockdev::Probe::read(&d.path).ok().and_then(|p| p.describe()) } else { None };
+    let signature = if parts.is_empty() { Probe::read(&d.path).ok().and_then(|p| p.describe()) } else { None };
     contents::describe(parts, system, signature)
 }
 
@@ -201,7 +205,7 @@ fn boot_words(plan: &Plan) -> (String, String) {
 }
 
 impl RealEngine {
-    fn look<'a>(&'a self, table: &'a [crate::mounts::Mount], unmounted: bool) -> Look<'a> {
+    fn look<'a>(&'a self, table: &'a [Mount], unmounted: bool) -> Look<'a> {
         Look { table, unmounted, cache: Some(&self.os_cache) }
     }
 
@@ -225,7 +229,7 @@ impl Engine for RealEngine {
 
     fn disks(&self) -> Result<Vec<DiskInfo>> {
         let disks = blockdev::list()?;
-        Ok(clone::lspv()?
+        Ok(lspv()?
             .into_iter()
             .map(|r| {
                 let d = disks.iter().find(|d| d.path == r.path);
@@ -238,7 +242,7 @@ impl Engine for RealEngine {
                     size: r.size,
                     bus: d.and_then(|d| d.transport.clone()).unwrap_or_default(),
                     removable: d.map(|d| d.removable).unwrap_or(false),
-                    role: r.role,
+                    role: r.role.to_string(),
                     detail: r.detail,
                 }
             })
@@ -247,8 +251,8 @@ impl Engine for RealEngine {
 
     fn disk_details(&self, busy: &[DevKey]) -> Result<Vec<DiskDetail>> {
         let disks = blockdev::list()?;
-        let roles = clone::lspv()?;
-        let table = crate::mounts::read()?;
+        let roles = lspv()?;
+        let table = mounts::read()?;
         let mut out = Vec::new();
         for d in &disks {
             let Some(r) = roles.iter().find(|r| r.path == d.path) else { continue };
@@ -268,7 +272,7 @@ impl Engine for RealEngine {
                 read_only: d.read_only,
                 loop_device: d.is_loop,
                 kind: k.into(),
-                role: r.role.clone(),
+                role: r.role.to_string(),
                 detail: r.detail.clone(),
                 usable: k == kind::FREE,
                 erasable: matches!(k, kind::HOLDS_DATA | kind::ALTERNATE | kind::FORMER)
@@ -285,12 +289,12 @@ impl Engine for RealEngine {
 
     fn systems(&self) -> Result<Vec<SystemInfo>> {
         let disks = blockdev::list()?;
-        let table = crate::mounts::read()?;
+        let table = mounts::read()?;
         let mut out: Vec<SystemInfo> = Vec::new();
-        for r in clone::lspv()? {
+        for r in lspv()? {
             let Some(d) = disks.iter().find(|d| d.path == r.path) else { continue };
-            let running = r.role == "rootvg";
-            let former = r.role == "old_rootvg";
+            let running = r.role == Role::Rootvg;
+            let former = r.role == Role::OldRootvg;
             let awake = if running {
                 None
             } else {
@@ -318,13 +322,13 @@ impl Engine for RealEngine {
                     running,
                     former,
                     awake_at: awake.map(|m| m.target.display().to_string()).unwrap_or_default(),
-                    boot_entry: e.boot_entry.map(crate::efi::boot_name).unwrap_or_default(),
+                    boot_entry: e.boot_entry.map(efi::boot_name).unwrap_or_default(),
                     trial: e.trial,
                     note: e.note.clone().unwrap_or_default(),
                     volume_group: e.vg.clone().unwrap_or_default(),
                 },
                 None if running || former => SystemInfo {
-                    name: r.role.clone(),
+                    name: r.role.to_string(),
                     disks: vec![r.name.clone()],
                     state: if running { "running".into() } else { String::new() },
                     state_text: r.detail.clone(),
@@ -341,12 +345,12 @@ impl Engine for RealEngine {
 
     fn boot_environments(&self) -> Result<Vec<BootEnvInfo>> {
         let mut out: Vec<(Option<uuid::Uuid>, BootEnvInfo)> = Vec::new();
-        for r in clone::lspv()? {
+        for r in lspv()? {
             let (id, info) = match (&r.bootenv, r.role.as_str()) {
                 (Some(e), _) => (
                     Some(e.id),
                     BootEnvInfo {
-                        name: if r.role == "rootvg" { "rootvg".into() } else { e.name.clone() },
+                        name: if r.role == Role::Rootvg { "rootvg".into() } else { e.name.clone() },
                         disks: vec![r.name.clone()],
                         state: e.state.describe().into(),
                         source: e.source.hostname.clone(),
@@ -356,7 +360,7 @@ impl Engine for RealEngine {
                 (None, "rootvg" | "old_rootvg") => (
                     None,
                     BootEnvInfo {
-                        name: r.role.clone(),
+                        name: r.role.to_string(),
                         disks: vec![r.name.clone()],
                         state: r.detail.clone(),
                         source: String::new(),
@@ -374,8 +378,8 @@ impl Engine for RealEngine {
     }
 
     fn boot_list(&self) -> Result<Vec<BootEntryInfo>> {
-        let m = crate::efi::BootManager { vars: crate::efi::Efivarfs::system()? };
-        Ok(crate::bootlist::show(&m)?
+        let m = efi::BootManager { vars: efi::Efivarfs::system()? };
+        Ok(bootlist::show(&m)?
             .into_iter()
             .map(|e| BootEntryInfo {
                 number: e.number,
@@ -391,42 +395,42 @@ impl Engine for RealEngine {
     }
 
     fn set_boot_list(&self, disks: &[String]) -> Result<()> {
-        let m = crate::efi::BootManager { vars: crate::efi::Efivarfs::system()? };
-        crate::bootlist::set(&m, disks).map(|_| ())
+        let m = efi::BootManager { vars: efi::Efivarfs::system()? };
+        bootlist::set(&m, disks).map(|_| ())
     }
 
     fn set_boot_next(&self, disk: &str) -> Result<()> {
-        let m = crate::efi::BootManager { vars: crate::efi::Efivarfs::system()? };
-        crate::bootlist::set_next(&m, disk).map(|_| ())
+        let m = efi::BootManager { vars: efi::Efivarfs::system()? };
+        bootlist::set_next(&m, disk).map(|_| ())
     }
 
     fn trial_boot(&self, disk: &str) -> Result<()> {
-        crate::trial::trial_boot(disk).map(|_| ())
+        crate::systems::trial::trial_boot(disk).map(|_| ())
     }
 
     fn plan(&self, o: &CloneOptions, mount_at: &Path) -> Result<String> {
-        let prep = clone::prepare(&request(o, mount_at.to_path_buf())?)?;
+        let prep = run::plan(&request(o, mount_at.to_path_buf())?)?;
         serde_json::to_string_pretty(&prep.plan).map_err(|e| crate::Error::corrupt("the plan", e.to_string()))
     }
 
     fn plan_details(&self, o: &CloneOptions, mount_at: &Path, busy: &[DevKey]) -> Result<PlanDetails> {
-        let prep = clone::prepare(&request(o, mount_at.to_path_buf())?)?;
+        let prep = run::plan(&request(o, mount_at.to_path_buf())?)?;
         let plan = &prep.plan;
         let disks = blockdev::list()?;
-        let table = crate::mounts::read()?;
+        let table = mounts::read()?;
         let mut targets = Vec::new();
         for (i, t) in plan.targets.iter().enumerate() {
             let disk = disks.iter().find(|d| d.path == t.path);
             let (before, erased) = match disk {
                 Some(d) => {
                     let parts = contents::partitions(d, &self.look(&table, Self::may_look(d, busy)));
-                    let env = bootenv::read(&d.path).and_then(|r| r.ok());
+                    let env = record::read(&d.path).and_then(|r| r.ok());
                     (parts.iter().map(part_info).collect(), holds(d, &parts, env.as_ref()))
                 }
                 None => {
                     let held = std::fs::metadata(&t.path).map(|m| m.len() > 0).unwrap_or(false);
-                    let probe = if held { crate::blockdev::Probe::read(&t.path).ok() } else { None };
-                    let env = if held { bootenv::read(&t.path).and_then(|r| r.ok()) } else { None };
+                    let probe = if held { Probe::read(&t.path).ok() } else { None };
+                    let env = if held { record::read(&t.path).and_then(|r| r.ok()) } else { None };
                     let system = env.map(|e| contents::system_line(&e.name, e.state.describe(), &e.created));
                     (Vec::new(), contents::describe(&[], system, probe.and_then(|p| p.describe())))
                 }
@@ -483,7 +487,7 @@ impl Engine for RealEngine {
         let disks = blockdev::list()?;
         // Resuming works on every disk of the clone, also those not named.
         if o.resumes() {
-            if let Some(sys) = o.targets.first().and_then(|t| crate::altops::find_by_disk(t).ok()) {
+            if let Some(sys) = o.targets.first().and_then(|t| ops::find_by_disk(t).ok()) {
                 return Ok(sys.disks.iter().map(|d| (d.name.clone(), keys_of(&d.path))).collect());
             }
         }
@@ -501,27 +505,27 @@ impl Engine for RealEngine {
     fn prepare(&self, o: &CloneOptions, mount_at: &Path) -> Result<Box<dyn Work>> {
         let req = request(o, mount_at.to_path_buf())?;
         if req.phases.has(1) {
-            Ok(Box::new(RealWork::New(Box::new(clone::prepare(&req)?))))
+            Ok(Box::new(RealWork::New(Box::new(run::prepare(&req)?))))
         } else {
             // The checks resume makes first, before a job exists.
             req.customize.validate()?;
-            crate::altops::find_by_disk(req.targets.first().map(String::as_str).unwrap_or_default())?;
+            ops::find_by_disk(req.targets.first().map(String::as_str).unwrap_or_default())?;
             Ok(Box::new(RealWork::Resume(Box::new(req))))
         }
     }
 
     fn wake(&self, disk: &str, at: &Path) -> Result<String> {
-        let sys = crate::altops::find_by_disk(disk)?;
-        crate::altops::wake(&sys, at)?;
+        let sys = ops::find_by_disk(disk)?;
+        ops::wake(&sys, at)?;
         Ok(at.display().to_string())
     }
 
     fn sleep(&self, mount_point: &str) -> Result<()> {
-        clone::sleep(Path::new(mount_point)).map(|_| ())
+        awake::sleep(Path::new(mount_point)).map(|_| ())
     }
 
     fn remove(&self, name: &str) -> Result<()> {
-        let systems = crate::altops::find_by_name(name)?;
+        let systems = ops::find_by_name(name)?;
         if systems.is_empty() {
             return Err(crate::Error::not_found(
                 format!("alternate system {name}"),
@@ -531,17 +535,17 @@ impl Engine for RealEngine {
         }
         let job = Job::new();
         for s in &systems {
-            crate::altops::remove(s, &job)?;
+            ops::remove(s, &job)?;
         }
         Ok(())
     }
 
     fn remove_system(&self, disk: &str) -> Result<()> {
-        crate::altops::remove(&crate::altops::find_by_disk(disk)?, &Job::new())
+        ops::remove(&ops::find_by_disk(disk)?, &Job::new())
     }
 
     fn rename(&self, disk: &str, new_name: &str) -> Result<()> {
-        crate::altops::rename(&crate::altops::find_by_disk(disk)?, new_name)
+        ops::rename(&ops::find_by_disk(disk)?, new_name)
     }
 
     fn recover(&self) -> Result<Vec<String>> {
@@ -568,23 +572,28 @@ impl Engine for RealEngine {
     }
 }
 
-/// At start: a previous instance may have died mid-job. Unmount what it left under the
-/// mount root; the targets' records already say incomplete (they only move on when a phase
-/// finishes), and get a note saying why.
+/// At start: a previous instance may have died mid-job. Clean up what killed runs left (by
+/// their journals), unmount what is left under the mount root; the targets' records already
+/// say incomplete (they only move on when a phase finishes), and get a note saying why.
 pub fn recover(mount_root: &Path) -> Result<Vec<String>> {
-    let mut notes = Vec::new();
-    let table = crate::mounts::read()?;
-    let mut left: Vec<&crate::mounts::Mount> = table.iter().filter(|m| m.target.starts_with(mount_root)).collect();
+    // What killed runs (of this service or of the command) left behind, by their journals.
+    let mut notes = crate::run::journal::recover()?;
+    let table = mounts::read()?;
+    let mut left: Vec<&Mount> = table.iter().filter(|m| m.target.starts_with(mount_root)).collect();
     left.sort_by_key(|m| std::cmp::Reverse(m.target.components().count()));
     for m in left {
-        crate::fs::unmount(&m.target)?;
+        crate::write::fs::unmount(&m.target)?;
         notes.push(format!("unmounted {} left by an interrupted job", m.target.display()));
     }
     for d in blockdev::list()? {
-        if let Some(Ok(mut env)) = bootenv::read(&d.path) {
-            if env.state == bootenv::State::Incomplete && env.note.is_none() {
+        // A disk another run holds is being written now: not interrupted.
+        if crate::plan::lock::holder(&d.path).is_some() {
+            continue;
+        }
+        if let Some(Ok(mut env)) = record::read(&d.path) {
+            if env.state == record::State::Incomplete && env.note.is_none() {
                 env.note = Some("interrupted: the altdisk service stopped during the run".into());
-                bootenv::update(&d.path, &env)?;
+                record::update(&d.path, &env)?;
                 notes.push(format!("{}: marked incomplete (interrupted run)", d.name));
             }
         }

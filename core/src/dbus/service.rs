@@ -268,7 +268,7 @@ impl Manager {
         let path =
             OwnedObjectPath::try_from(format!("{JOBS_PATH}/{n}")).map_err(|e| DbusError::Failed(e.to_string()))?;
         let job = Job::new();
-        let started = crate::bootenv::now_rfc3339();
+        let started = crate::discover::record::now_rfc3339();
         let obj = JobObject {
             job: job.clone(),
             engine: shared.engine.clone(),

@@ -28,7 +28,7 @@ use altdisk_api::{
 use serde::{Deserialize, Serialize};
 
 use super::engine::{DevKey, Engine, Outcome, Work};
-use crate::contents::{self, PartContent};
+use crate::discover::contents::{self, PartContent};
 use crate::error::{Error, Result};
 use crate::job::{Job, Phase};
 use crate::size::{self, GIB, MIB};
@@ -888,7 +888,7 @@ impl World {
         for t in targets.iter_mut() {
             t.parts.push(Part {
                 number: 1,
-                name: crate::plan::META_NAME.into(),
+                name: crate::discover::gpt::META_NAME.into(),
                 start: MIB,
                 size: MIB,
                 role: "meta".into(),
@@ -1139,7 +1139,7 @@ impl SimWork {
         {
             // The record says incomplete from the first write, as on a real disk.
             let mut w = self.lock();
-            let now = crate::bootenv::now_rfc3339();
+            let now = crate::discover::record::now_rfc3339();
             let host = w.hostname.clone();
             w.systems.retain(|s| !s.disks.iter().any(|d| disks.contains(d)));
             w.entries.retain(|e| !disks.contains(&e.disk));
@@ -1247,7 +1247,7 @@ impl SimWork {
             .into();
             s.boot_entry = entry;
             s.trial = o.bootlist == api::BootlistMode::Trial && o.phases.has(3);
-            s.updated = crate::bootenv::now_rfc3339();
+            s.updated = crate::discover::record::now_rfc3339();
             if keep_mounted {
                 s.awake_at = at.clone();
             }
@@ -1318,7 +1318,7 @@ impl SimWork {
                 s.boot_entry = e;
             }
             s.awake_at.clear();
-            s.updated = crate::bootenv::now_rfc3339();
+            s.updated = crate::discover::record::now_rfc3339();
             s.made = true;
         }
         w.changed(disks);

@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args};
 
-use altdisk::clone::{self, CloneRequest};
-use altdisk::customize::Customize;
 use altdisk::error::Error;
 use altdisk::job::Job;
 use altdisk::plan::{BootlistMode, Layout, Phases};
+use altdisk::run::{self, CloneRequest};
+use altdisk::write::customize::Customize;
 
 use crate::progress::Progress;
 use crate::Result;
@@ -258,11 +258,11 @@ pub fn copy(a: CopyArgs, plan_only: bool) -> Result<()> {
         }
         let job = Job::new();
         let progress = Progress::start(&job, a.verbose);
-        let r = clone::resume(&req, &job);
+        let r = run::resume(&req, &job);
         progress.finish();
         return report(&a, r?);
     }
-    let prep = clone::prepare(&req)?;
+    let prep = if plan_only || a.dry_run { run::plan(&req)? } else { run::prepare(&req)? };
     if plan_only || a.dry_run {
         if a.json {
             println!("{}", serde_json::to_string_pretty(&prep.plan).unwrap_or_default());
@@ -277,12 +277,12 @@ pub fn copy(a: CopyArgs, plan_only: bool) -> Result<()> {
     let job = Job::new();
     job.set_list_files(a.verbose);
     let progress = Progress::start(&job, a.verbose);
-    let r = clone::execute(prep, &job);
+    let r = run::execute(prep, &job);
     progress.finish();
     report(&a, r?)
 }
 
-fn report(a: &CopyArgs, report: clone::CloneReport) -> Result<()> {
+fn report(a: &CopyArgs, report: run::CloneReport) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
@@ -336,8 +336,8 @@ pub struct LayoutArgs {
 }
 
 pub fn layout(a: LayoutArgs) -> Result<()> {
-    let disks = altdisk::blockdev::list()?;
-    let src = altdisk::source::discover(a.source.as_deref(), &disks)?;
+    let disks = altdisk::discover::blockdev::list()?;
+    let src = altdisk::discover::source::discover(a.source.as_deref(), &disks)?;
     print!("{}", altdisk::plan::default_layout(&src, a.convert).to_toml());
     Ok(())
 }
@@ -349,12 +349,12 @@ pub struct LspvArgs {
 }
 
 pub fn lspv(a: LspvArgs) -> Result<()> {
-    let rows = clone::lspv()?;
+    let rows = altdisk::discover::roles::lspv()?;
     if a.json {
         let v = serde_json::json!({"apiVersion": altdisk::API_VERSION, "disks": rows});
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        print!("{}", clone::render_lspv(&rows));
+        print!("{}", altdisk::discover::roles::render_lspv(&rows));
     }
     Ok(())
 }
@@ -462,7 +462,7 @@ fn one_disk(a: &OpArgs, what: &str) -> Result<String> {
 }
 
 pub fn op(a: OpArgs) -> Result<()> {
-    use altdisk::altops;
+    use altdisk::systems::ops;
     altdisk::cmd::set_echo(a.debug);
     let job = Job::new();
     let ops =
@@ -478,12 +478,12 @@ pub fn op(a: OpArgs) -> Result<()> {
         ));
     }
     if a.query {
-        println!("{}", altops::query(&one_disk(&a, "-q")?)?);
+        println!("{}", ops::query(&one_disk(&a, "-q")?)?);
         return Ok(());
     }
     if a.wake {
-        let sys = altops::find_by_disk(&one_disk(&a, "-W")?)?;
-        let done = altops::wake(&sys, &a.mount_at)?;
+        let sys = ops::find_by_disk(&one_disk(&a, "-W")?)?;
+        let done = ops::wake(&sys, &a.mount_at)?;
         println!(
             "{} on {} is awake at {} ({} filesystems)",
             sys.env.name,
@@ -494,8 +494,8 @@ pub fn op(a: OpArgs) -> Result<()> {
         return Ok(());
     }
     if let Some(new) = &a.rename {
-        let sys = altops::find_by_disk(&one_disk(&a, "-v")?)?;
-        altops::rename(&sys, new)?;
+        let sys = ops::find_by_disk(&one_disk(&a, "-v")?)?;
+        ops::rename(&sys, new)?;
         println!("{} on {} is now {new}", sys.env.name, sys.disk_names());
         return Ok(());
     }
@@ -509,10 +509,10 @@ pub fn op(a: OpArgs) -> Result<()> {
             ));
         }
         c.validate()?;
-        let sys = altops::awake(&a.mount_at)?;
+        let sys = ops::awake(&a.mount_at)?;
         let disks: Vec<PathBuf> = sys.disks.iter().map(|d| d.path.clone()).collect();
         let progress = Progress::start(&job, false);
-        let r = altdisk::customize::run(&a.mount_at, &c, &disks, &job);
+        let r = altdisk::write::customize::run(&a.mount_at, &c, &disks, &job);
         progress.finish();
         r?;
         println!("{} on {} customized", sys.env.name, sys.disk_names());
@@ -520,8 +520,8 @@ pub fn op(a: OpArgs) -> Result<()> {
     }
     if let Some(name) = &a.remove {
         let systems = match (&a.disks, name) {
-            (Some(_), None) => vec![altops::find_by_disk(&one_disk(&a, "-X")?)?],
-            (_, n) => altops::find_by_name(n.as_deref().unwrap_or(altdisk::ALTINST_ROOTVG))?,
+            (Some(_), None) => vec![ops::find_by_disk(&one_disk(&a, "-X")?)?],
+            (_, n) => ops::find_by_name(n.as_deref().unwrap_or(altdisk::ALTINST_ROOTVG))?,
         };
         if systems.is_empty() {
             return Err(Error::not_found(
@@ -536,7 +536,7 @@ pub fn op(a: OpArgs) -> Result<()> {
                 return Err(Error::Cancelled);
             }
             let progress = Progress::start(&job, false);
-            let r = altops::remove(&sys, &job);
+            let r = ops::remove(&sys, &job);
             progress.finish();
             r?;
             println!("removed {what}");
@@ -545,9 +545,9 @@ pub fn op(a: OpArgs) -> Result<()> {
     }
     // -S [-t]
     if a.rebuild {
-        let sys = altops::awake(&a.mount_at)?;
+        let sys = ops::awake(&a.mount_at)?;
         let progress = Progress::start(&job, false);
-        let r = altops::rebuild_boot(&sys, &a.mount_at, &job);
+        let r = ops::rebuild_boot(&sys, &a.mount_at, &job);
         progress.finish();
         r?;
     }
@@ -578,8 +578,9 @@ pub struct SleepArgs {
 }
 
 pub fn sleep(a: SleepArgs) -> Result<()> {
-    let done = clone::sleep(&a.mount_at)?;
-    println!("unmounted {} filesystem(s) at {}", done.len(), a.mount_at.display());
+    for line in altdisk::systems::awake::sleep(&a.mount_at)? {
+        println!("{line}");
+    }
     Ok(())
 }
 
@@ -602,8 +603,8 @@ pub struct BootlistArgs {
 }
 
 pub fn bootlist(a: BootlistArgs) -> Result<()> {
-    use altdisk::bootlist as bl;
-    use altdisk::efi::{BootManager, Efivarfs};
+    use altdisk::boot::bootlist as bl;
+    use altdisk::boot::efi::{BootManager, Efivarfs};
     match a.mode.as_str() {
         "normal" | "prevboot" => {}
         "service" | "both" => {
@@ -638,7 +639,7 @@ pub fn bootlist(a: BootlistArgs) -> Result<()> {
     };
     let m = BootManager { vars };
     if a.mode == "prevboot" {
-        let cur = m.current()?.map(altdisk::efi::boot_name);
+        let cur = m.current()?.map(altdisk::boot::efi::boot_name);
         match bl::show(&m)?.into_iter().find(|e| Some(&e.number) == cur.as_ref()) {
             Some(e) => println!(
                 "{} {} {}  {}",
@@ -653,7 +654,7 @@ pub fn bootlist(a: BootlistArgs) -> Result<()> {
     }
     if let Some(d) = &a.next {
         let n = bl::set_next(&m, d)?;
-        println!("{d} boots next, once ({})", altdisk::efi::boot_name(n));
+        println!("{d} boots next, once ({})", altdisk::boot::efi::boot_name(n));
     }
     if !a.disks.is_empty() {
         let disks: Vec<String> = a.disks.iter().flat_map(|d| d.split_whitespace().map(String::from)).collect();
@@ -678,23 +679,9 @@ pub struct BootHookArgs {
 }
 
 pub fn boot_hook(a: BootHookArgs) -> Result<()> {
-    match a.what.as_str() {
-        "names" => {
-            for l in altdisk::boothook::names()? {
-                println!("{l}");
-            }
-        }
-        "commit" => {
-            if let Some(l) = altdisk::boothook::commit()? {
-                println!("{l}");
-            }
-        }
-        "first-boot" => {
-            if let Some(l) = altdisk::customize::first_boot(std::path::Path::new("/"))? {
-                println!("{l}");
-            }
-        }
-        other => return Err(usage(&format!("boot-hook {other}"), "unknown hook", "use names, commit or first-boot")),
+    // A failure is kept for `altdisk lspv` and fails the unit, so the journal has it too.
+    for l in altdisk::boot::units::run_hook(&a.what)? {
+        println!("{l}");
     }
     Ok(())
 }
@@ -708,7 +695,7 @@ pub struct InstallUnitsArgs {
 
 pub fn install_units(a: InstallUnitsArgs) -> Result<()> {
     let exe = std::env::current_exe().map_err(|e| Error::io("finding the altdisk binary", "/proc/self/exe", e))?;
-    for p in altdisk::boothook::install_units(&a.root, &exe)? {
+    for p in altdisk::boot::units::install_units(&a.root, &exe)? {
         println!("installed {}", p.display());
     }
     Ok(())

@@ -84,7 +84,7 @@ fn main() {
         Command::BootHook(a) => aix::boot_hook(a),
         Command::InstallUnits(a) => aix::install_units(a),
         Command::UdevProbe { device } => {
-            for (k, v) in altdisk::bootenv::udev_properties(&device) {
+            for (k, v) in altdisk::discover::record::udev_properties(&device) {
                 println!("{k}={v}");
             }
             Ok(())

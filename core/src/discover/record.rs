@@ -94,6 +94,10 @@ pub struct BootEnv {
     /// Set by a trial boot: the entry becomes permanent once the system came up healthy.
     #[serde(default)]
     pub trial: bool,
+    /// The step a run was at when this record was written, while the state is incomplete
+    /// ("partitioning", "copying files", "writing the boot order"...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<String>,
     /// Why the last run stopped, when it did not finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
@@ -159,8 +163,8 @@ pub fn write_at(disk: &Path, offset: u64, env: &BootEnv) -> Result<()> {
 
 /// Byte offset of the altdisk-meta partition of a disk, if it has one.
 pub fn meta_offset(disk: &Path) -> Option<u64> {
-    let gpt = crate::partition::read_gpt(disk)?;
-    let meta = Uuid::parse_str(crate::plan::META_TYPE).ok()?.to_bytes_le();
+    let gpt = crate::discover::gpt::read_gpt(disk)?;
+    let meta = Uuid::parse_str(crate::discover::gpt::META_TYPE).ok()?.to_bytes_le();
     let (_, part) = gpt.iter().find(|(_, p)| p.is_used() && p.partition_type_guid == meta)?;
     Some(part.starting_lba * gpt.sector_size)
 }
@@ -181,8 +185,8 @@ pub fn update(disk: &Path, env: &BootEnv) -> Result<()> {
 
 /// Read the record of a disk (or image file) by finding its altdisk-meta partition.
 pub fn read(disk: &Path) -> Option<Result<BootEnv>> {
-    let gpt = crate::partition::read_gpt(disk)?;
-    let meta = Uuid::parse_str(crate::plan::META_TYPE).ok()?.to_bytes_le();
+    let gpt = crate::discover::gpt::read_gpt(disk)?;
+    let meta = Uuid::parse_str(crate::discover::gpt::META_TYPE).ok()?.to_bytes_le();
     let (_, part) = gpt.iter().find(|(_, p)| p.is_used() && p.partition_type_guid == meta)?;
     let offset = part.starting_lba * gpt.sector_size;
     let mut f = std::fs::File::open(disk).ok()?;
@@ -227,9 +231,9 @@ pub fn udev_properties(dev: &Path) -> Vec<(String, String)> {
         v.push(("ALTDISK_RUNNING".into(), "1".into()));
     }
     if let Some(n) = part {
-        let label = if crate::partition::read_gpt(&disk)
+        let label = if crate::discover::gpt::read_gpt(&disk)
             .and_then(|g| g.iter().find(|(i, _)| *i == n).map(|(_, p)| p.partition_type_guid))
-            == Uuid::parse_str(crate::plan::META_TYPE).ok().map(|u| u.to_bytes_le())
+            == Uuid::parse_str(crate::discover::gpt::META_TYPE).ok().map(|u| u.to_bytes_le())
         {
             Some("meta".to_string())
         } else {
@@ -250,8 +254,8 @@ pub fn udev_properties(dev: &Path) -> Vec<(String, String)> {
 }
 
 fn running_disk_is(disk_name: &str) -> bool {
-    let Ok(t) = crate::mounts::read() else { return false };
-    let Some(root) = crate::mounts::mount_at(&t, Path::new("/")) else { return false };
+    let Ok(t) = crate::discover::mounts::read() else { return false };
+    let Some(root) = crate::discover::mounts::mount_at(&t, Path::new("/")) else { return false };
     let dev = Path::new("/sys/dev/block").join(format!("{}:{}", root.major, root.minor));
     let Ok(real) = std::fs::canonicalize(dev) else { return false };
     // The root device is the disk itself or one of its partitions.
@@ -286,6 +290,7 @@ mod tests {
             vg: None,
             boot_entry: None,
             trial: false,
+            step: None,
             note: None,
         }
     }

@@ -14,10 +14,21 @@ use gptman::{GPTPartitionEntry, GPT};
 use uuid::Uuid;
 
 use crate::error::{Error, IoContext, Result};
-use crate::plan::PlanPart;
 use crate::size::MIB;
 
 const SECTOR: u64 = 512;
+
+/// One partition to write: where, how big, its type and identity.
+#[derive(Debug, Clone)]
+pub struct PartSpec {
+    pub number: u32,
+    /// Byte offset and size on the disk.
+    pub start: u64,
+    pub size: u64,
+    pub type_guid: String,
+    pub guid: Uuid,
+    pub name: String,
+}
 
 /// The device node of partition `n` of `disk`: sda -> sda1, nvme0n1 -> nvme0n1p1, loop0 -> loop0p1.
 pub fn partition_path(disk: &Path, n: u32) -> PathBuf {
@@ -40,7 +51,7 @@ fn zero(f: &mut std::fs::File, dev: &Path, offset: u64, len: u64) -> Result<()> 
 }
 
 /// Wipe the ends of the disk and of every new partition, then write the GPT.
-pub fn write_gpt(dev: &Path, size: u64, disk_guid: Uuid, parts: &[&PlanPart]) -> Result<()> {
+pub fn write_gpt(dev: &Path, size: u64, disk_guid: Uuid, parts: &[PartSpec]) -> Result<()> {
     let mut f = OpenOptions::new().read(true).write(true).open(dev).ctx("opening the target for writing", dev)?;
     // Old GPT headers, MBR and filesystem superblocks near the ends.
     zero(&mut f, dev, 0, MIB.min(size))?;
@@ -101,12 +112,6 @@ pub fn wipe(dev: &Path, size: u64, parts: &[(u32, u64, u64)]) -> Result<()> {
     f.sync_all().ctx("flushing the wiped disk", dev)
 }
 
-/// Read a disk's GPT, if it has one.
-pub fn read_gpt(dev: &Path) -> Option<GPT> {
-    let mut f = std::fs::File::open(dev).ok()?;
-    GPT::find_from(&mut f).ok()
-}
-
 #[repr(C)]
 struct BlkpgPartition {
     start: i64,
@@ -162,7 +167,7 @@ pub fn remove_partition_nodes(dev: &Path, numbers: impl IntoIterator<Item = u32>
 }
 
 /// Make the kernel see the new partitions and wait for their device nodes.
-pub fn add_partition_nodes(dev: &Path, parts: &[&PlanPart]) -> Result<Vec<PathBuf>> {
+pub fn add_partition_nodes(dev: &Path, parts: &[PartSpec]) -> Result<Vec<PathBuf>> {
     let mut out = Vec::new();
     for p in parts {
         match blkpg_call(dev, BLKPG_ADD_PARTITION, p.number, p.start, p.size) {
@@ -221,21 +226,19 @@ mod tests {
         let f = std::fs::File::create(&path).unwrap();
         f.set_len(64 * MIB).unwrap();
         drop(f);
-        let mk = |n, start, size, name: &str| PlanPart {
-            disk: 0,
+        let mk = |n, start, size, name: &str| PartSpec {
             number: n,
             start,
             size,
-            type_guid: crate::plan::LINUX_FS_TYPE.into(),
+            type_guid: crate::discover::gpt::LINUX_FS_TYPE.into(),
             guid: Uuid::new_v4(),
             name: name.into(),
-            role: crate::plan::PartRole::Meta,
         };
         let a = mk(1, MIB, MIB, "altdisk-meta");
         let b = mk(2, 2 * MIB, 61 * MIB, "alt_root");
         let dg = Uuid::new_v4();
-        write_gpt(&path, 64 * MIB, dg, &[&a, &b]).unwrap();
-        let gpt = read_gpt(&path).unwrap();
+        write_gpt(&path, 64 * MIB, dg, &[a, b.clone()]).unwrap();
+        let gpt = crate::discover::gpt::read_gpt(&path).unwrap();
         assert_eq!(gpt.header.disk_guid, dg.to_bytes_le());
         assert_eq!(gpt[2].starting_lba, 4096);
         assert_eq!(gpt[2].partition_name.as_str(), "alt_root");

@@ -1,13 +1,13 @@
 //! Booting an existing alternate system once, as a trial: its UEFI entry becomes BootNext
 //! and its record says `trial`, so at its next boot altdisk's commit unit puts it first in
-//! the boot order when it came up healthy (see [`crate::boothook::commit`]). A system that
+//! the boot order when it came up healthy (see [`crate::boot::units::commit`]). A system that
 //! fails to boot leaves the old order in charge. The same as `alt_disk_copy --trial` does
 //! for a new clone, for one made earlier.
 
-use crate::altops;
-use crate::bootenv::{self, State};
-use crate::efi::{self, BootManager, Efivarfs};
+use crate::boot::efi::{self, BootManager, Efivarfs};
+use crate::discover::record::{self, State};
 use crate::error::{Error, Result};
+use crate::systems::ops as altops;
 
 /// Boot the system on `disk` once, as a trial; returns its entry (Boot####).
 pub fn trial_boot(disk: &str) -> Result<String> {
@@ -40,9 +40,9 @@ pub fn trial_boot(disk: &str) -> Result<String> {
     }
     for d in &sys.disks {
         let mut e =
-            bootenv::read(&d.path).ok_or_else(|| Error::corrupt(format!("record on {}", d.name), "it vanished"))??;
+            record::read(&d.path).ok_or_else(|| Error::corrupt(format!("record on {}", d.name), "it vanished"))??;
         e.trial = true;
-        bootenv::update(&d.path, &e)?;
+        record::update(&d.path, &e)?;
     }
     m.set_next(Some(n))?;
     Ok(efi::boot_name(n))

@@ -87,6 +87,12 @@ impl Mounted {
         Ok(Mounted { target: target.to_path_buf(), active: true })
     }
 
+    /// Take charge of a filesystem already mounted at `target` (a clone left awake), so it is
+    /// unmounted on failure like one this run mounted.
+    pub fn adopt(target: &Path) -> Mounted {
+        Mounted { target: target.to_path_buf(), active: true }
+    }
+
     pub fn target(&self) -> &Path {
         &self.target
     }
@@ -144,6 +150,11 @@ impl LoopDev {
         Ok(LoopDev { dev, active: true })
     }
 
+    /// Take charge of a loop device attached earlier (a clone left awake).
+    pub fn adopt(dev: &Path) -> LoopDev {
+        LoopDev { dev: dev.to_path_buf(), active: true }
+    }
+
     pub fn keep(mut self) -> PathBuf {
         self.active = false;
         std::mem::take(&mut self.dev)
@@ -162,4 +173,65 @@ impl Drop for LoopDev {
             }
         }
     }
+}
+
+/// Flush a mounted filesystem and check that every write reached its device: `syncfs`
+/// reports writeback errors since the filesystem was mounted, and the filesystem's own
+/// error state (ext4's error count, a remount read-only after errors) tells of failures
+/// that were seen earlier and written around. A write that succeeded into the page cache
+/// proves nothing until this passes.
+pub fn flush_check(mount: &Path) -> Result<()> {
+    let f = std::fs::File::open(mount).ctx("opening the clone's filesystem to flush it", mount)?;
+    if let Err(e) = rustix::fs::syncfs(&f) {
+        return Err(Error::TargetFailed {
+            what: format!("flushing the clone's filesystem at {}", mount.display()),
+            why: format!("{}: writes did not reach the disk", std::io::Error::from(e)),
+            todo: "check the target disk (dmesg, smartctl) and its free space, then run again with --force or choose another disk"
+                .into(),
+        });
+    }
+    use std::os::unix::fs::MetadataExt;
+    let md = f.metadata().ctx("checking the clone's filesystem", mount)?;
+    let (major, minor) = (nix::sys::stat::major(md.dev()), nix::sys::stat::minor(md.dev()));
+    let name = std::fs::canonicalize(format!("/sys/dev/block/{major}:{minor}"))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
+    if let Some(name) = name {
+        let count = std::fs::read_to_string(format!("/sys/fs/ext4/{name}/errors_count"))
+            .ok()
+            .and_then(|s| s.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        if count > 0 {
+            return Err(Error::TargetFailed {
+                what: format!("the clone's filesystem at {} ({name})", mount.display()),
+                why: format!("it recorded {count} errors while being written (see dmesg)"),
+                todo: "check the target disk (dmesg, smartctl), then run again with --force or choose another disk"
+                    .into(),
+            });
+        }
+    }
+    let table = crate::discover::mounts::read()?;
+    if let Some(m) = crate::discover::mounts::mount_at(&table, mount) {
+        if m.is_read_only() || m.super_options.split(',').any(|o| o == "ro") {
+            return Err(Error::TargetFailed {
+                what: format!("the clone's filesystem at {}", mount.display()),
+                why: "it went read-only after write errors (see dmesg)".into(),
+                todo: "check the target disk (dmesg, smartctl), then run again with --force or choose another disk"
+                    .into(),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// fsync a device or file: what is still in its page cache goes to its storage, and a
+/// failure of earlier writeback is reported.
+pub fn fsync_path(path: &Path) -> Result<()> {
+    let f = std::fs::OpenOptions::new().read(true).open(path).ctx("opening to flush", path)?;
+    f.sync_all().map_err(|e| Error::TargetFailed {
+        what: format!("flushing {}", path.display()),
+        why: format!("{e}: writes did not reach it"),
+        todo: "check the target (dmesg, smartctl, free space where an image file lives), then run again with --force"
+            .into(),
+    })
 }

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Mutex;
 
-use crate::blockdev::{Disk, Partition, Probe};
-use crate::mounts::Mount;
+use crate::discover::blockdev::{Disk, Partition, Probe};
+use crate::discover::mounts::Mount;
 use crate::size;
 
 /// A partition as it is now.

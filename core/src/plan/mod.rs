@@ -13,23 +13,23 @@
 //! merged into its parent; a mount point that is not a source filesystem is split out of its
 //! parent and needs a size.
 
+pub mod customize;
+pub mod lock;
+pub mod safety;
+
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::discover::gpt::{LINUX_FS_TYPE, LVM_TYPE, META_NAME, META_TYPE, SWAP_TYPE};
+use crate::discover::source::{self, Source};
 use crate::error::{Error, Result};
 use crate::size::{self, GIB, MIB};
-use crate::source::{self, Source};
 
-pub const META_TYPE: &str = "8d4a6f2e-31c7-4b55-a1d6-7c0e5b9f2a41";
-pub const LINUX_FS_TYPE: &str = "0fc63daf-8483-4772-8e79-3d69d8477de4";
-pub const SWAP_TYPE: &str = "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f";
-pub const LVM_TYPE: &str = "e6d6d379-f507-44c2-a23c-238f2a3df928";
 /// LVM's default extent, and room for its metadata at the start of each physical volume.
 const EXTENT: u64 = 4 * MIB;
 const PV_OVERHEAD: u64 = 2 * MIB;
-pub const META_NAME: &str = "altdisk-meta";
 
 /// Space kept free at the start (GPT, alignment) and end (backup GPT) of each disk.
 const DISK_HEAD: u64 = MIB;
@@ -70,6 +70,18 @@ impl Phases {
                 ))
             }
         })
+    }
+
+    /// As `-P` takes it.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Phases::P1 => "1",
+            Phases::P2 => "2",
+            Phases::P3 => "3",
+            Phases::P12 => "12",
+            Phases::P23 => "23",
+            Phases::All => "all",
+        }
     }
 
     pub fn has(&self, n: u8) -> bool {
@@ -336,13 +348,13 @@ pub struct Plan {
     pub warnings: Vec<String>,
     /// How the clone is made bootable (phase 3), when it is.
     #[serde(default)]
-    pub boot: Option<crate::bootloader::BootSetup>,
+    pub boot: Option<crate::discover::boot::BootSetup>,
     /// What phase 3 does with the firmware boot order.
     #[serde(default)]
     pub bootlist: BootlistMode,
     /// Phase 2: the customization of the clone.
     #[serde(default)]
-    pub customize: crate::customize::Customize,
+    pub customize: crate::plan::customize::Customize,
     /// The clone's volume group (LVM sources); its physical volumes are the `Pv` partitions.
     #[serde(default)]
     pub vg: Option<PlanVg>,
@@ -372,16 +384,47 @@ pub struct TargetIn {
     pub image: bool,
 }
 
-#[derive(Debug, Clone, Default)]
+/// Everything the plan is built from besides the source and the targets: a plan is complete
+/// when [`build`] returns it, and nothing patches it afterwards.
+#[derive(Debug, Clone)]
 pub struct PlanOptions {
     pub layout: Option<Layout>,
     pub convert_ext: bool,
     pub skip_space_check: bool,
     /// --size for image files.
     pub image_size: Option<u64>,
+    pub phases: Phases,
+    pub mount_at: PathBuf,
+    /// Exclude patterns, as given.
+    pub exclude: Vec<String>,
+    pub bootlist: BootlistMode,
+    pub customize: crate::plan::customize::Customize,
+    /// How the source boots (phase 3), found before planning; None when phase 3 is not run
+    /// or `-g` let a source that cannot be made bootable through.
+    pub boot: Option<crate::discover::boot::BootSetup>,
+    /// Warnings found while discovering, carried into the plan.
+    pub warnings: Vec<String>,
 }
 
-fn source_ref(f: &crate::source::SourceFs) -> SourceRef {
+impl Default for PlanOptions {
+    fn default() -> Self {
+        PlanOptions {
+            layout: None,
+            convert_ext: false,
+            skip_space_check: false,
+            image_size: None,
+            phases: Phases::All,
+            mount_at: PathBuf::from(crate::ALT_INST),
+            exclude: Vec::new(),
+            bootlist: BootlistMode::First,
+            customize: Default::default(),
+            boot: None,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+fn source_ref(f: &crate::discover::source::SourceFs) -> SourceRef {
     SourceRef {
         device: f.device.clone(),
         path: f.path.clone(),
@@ -438,7 +481,7 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
         Some(l) => l.clone(),
         None => default_layout(src, opts.convert_ext),
     };
-    let mut warnings = Vec::new();
+    let mut warnings = opts.warnings.clone();
 
     // Validate the layout against the source.
     let mut seen = std::collections::BTreeSet::new();
@@ -484,7 +527,7 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
             }
         }
         // Source filesystems left out of the layout are merged into the nearest listed parent.
-        let merged: Vec<&crate::source::SourceFs> = src
+        let merged: Vec<&crate::discover::source::SourceFs> = src
             .filesystems
             .iter()
             .filter(|f| f.mountpoint != lf.mountpoint && !seen.contains(&f.mountpoint))
@@ -917,6 +960,18 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
             p.role = PartRole::Filesystem(order.iter().position(|&o| o == i).unwrap_or(i));
         }
     }
+    if let Some(esp) = opts.boot.as_ref().and_then(|b| b.esp.as_ref()) {
+        if !ordered.iter().any(|f| &f.mountpoint == esp && f.fstype == "vfat") {
+            return Err(Error::usage(
+                "layout file",
+                format!("it has no vfat filesystem for the ESP at {esp}, which the clone needs to boot through UEFI"),
+                "keep the ESP in the layout (see `altdisk layout`)",
+            ));
+        }
+    }
+    if opts.customize.device_reset && !opts.phases.has(3) {
+        warnings.push("-O makes the initramfs generic only when phase 3 rebuilds it: run phase 3 too".into());
+    }
     Ok(Plan {
         api_version: crate::API_VERSION.into(),
         name: name.into(),
@@ -926,14 +981,14 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
         partitions,
         filesystems: ordered,
         swaps,
-        phases: Phases::All,
-        mount_at: PathBuf::from(crate::ALT_INST),
-        exclude: Vec::new(),
+        phases: opts.phases.clone(),
+        mount_at: opts.mount_at.clone(),
+        exclude: opts.exclude.clone(),
         needed: total_need,
         warnings,
-        boot: None,
-        bootlist: BootlistMode::First,
-        customize: Default::default(),
+        boot: opts.boot.clone(),
+        bootlist: opts.bootlist,
+        customize: opts.customize.clone(),
         vg,
     })
 }
@@ -1089,14 +1144,14 @@ impl Plan {
         }
         if let Some(b) = &self.boot {
             let loader = match &b.loader {
-                crate::bootloader::Loader::GrubEfi { id, shim } => {
+                crate::discover::boot::Loader::GrubEfi { id, shim } => {
                     format!("GRUB for UEFI (\\EFI\\{id}{})", if *shim { ", through shim" } else { "" })
                 }
-                crate::bootloader::Loader::SystemdBoot => "systemd-boot".into(),
-                crate::bootloader::Loader::GrubBios => "GRUB for BIOS".into(),
+                crate::discover::boot::Loader::SystemdBoot => "systemd-boot".into(),
+                crate::discover::boot::Loader::GrubBios => "GRUB for BIOS".into(),
             };
             let list = match (b.firmware, self.bootlist) {
-                (crate::bootloader::Firmware::Bios, _) => "the BIOS boot order stays with the firmware".to_string(),
+                (crate::discover::boot::Firmware::Bios, _) => "the BIOS boot order stays with the firmware".to_string(),
                 (_, BootlistMode::First) => "the clone goes first in the UEFI boot order".into(),
                 (_, BootlistMode::Leave) => "the UEFI boot order is left alone (-B)".into(),
                 (_, BootlistMode::Trial) => "the clone is booted once (BootNext) and kept if it comes up".into(),
@@ -1117,8 +1172,8 @@ impl Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::blockdev::Probe;
-    use crate::source::{SourceFs, SourceSwap};
+    use crate::discover::blockdev::Probe;
+    use crate::discover::source::{SourceFs, SourceSwap};
 
     fn fs(mp: &str, fstype: &str, used: u64, label: Option<&str>) -> SourceFs {
         SourceFs {
@@ -1297,7 +1352,7 @@ mod tests {
     #[test]
     fn lvm_sources_get_a_volume_group() {
         let mut src = source();
-        let lv = |n: &str, sz| Some(crate::source::SourceLv { vg: "rootvg".into(), lv: n.into(), size: sz });
+        let lv = |n: &str, sz| Some(crate::discover::source::SourceLv { vg: "rootvg".into(), lv: n.into(), size: sz });
         src.filesystems[0].lv = lv("root", 3 * GIB);
         src.filesystems[2].lv = lv("home", GIB);
         src.swaps[0].lv = lv("swap", 512 * MIB);

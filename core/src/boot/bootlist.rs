@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::blockdev::{self, Disk};
-use crate::bootenv;
-use crate::efi::{self, BootManager, Vars};
+use crate::boot::efi::{self, BootManager, Vars};
+use crate::discover::blockdev::{self, Disk};
+use crate::discover::mounts;
+use crate::discover::record;
 use crate::error::{Error, Result};
-use crate::mounts;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ListEntry {
@@ -31,7 +31,7 @@ pub struct ListEntry {
 fn partition_guids(disks: &[Disk]) -> Vec<(Uuid, usize)> {
     let mut v = Vec::new();
     for (i, d) in disks.iter().enumerate() {
-        if let Some(gpt) = crate::partition::read_gpt(&d.path) {
+        if let Some(gpt) = crate::discover::gpt::read_gpt(&d.path) {
             for (_, p) in gpt.iter().filter(|(_, p)| p.is_used()) {
                 v.push((Uuid::from_bytes_le(p.unique_partition_guid), i));
             }
@@ -45,7 +45,7 @@ pub fn system_name(disk: &Disk, root_dev: Option<(u32, u32)>) -> Option<String> 
     if root_dev.map(|(a, b)| disk.holds(a, b)).unwrap_or(false) {
         return Some("rootvg".into());
     }
-    bootenv::read(&disk.path).and_then(|r| r.ok()).map(|e| e.name)
+    record::read(&disk.path).and_then(|r| r.ok()).map(|e| e.name)
 }
 
 fn root_dev() -> Option<(u32, u32)> {

@@ -204,9 +204,16 @@ pub fn device_with_uuid(uuid: &str) -> Option<(u32, u32)> {
     if code != 0 {
         return None;
     }
-    use std::os::unix::fs::MetadataExt;
-    let md = std::fs::metadata(out.stdout.trim()).ok()?;
-    Some((nix::sys::stat::major(md.rdev()) as u32, nix::sys::stat::minor(md.rdev()) as u32))
+    dev_numbers(Path::new(out.stdout.trim()))
+}
+
+/// The (major, minor) of a block device node; None for anything else.
+pub fn dev_numbers(path: &Path) -> Option<(u32, u32)> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let md = std::fs::metadata(path).ok()?;
+    md.file_type()
+        .is_block_device()
+        .then(|| (nix::sys::stat::major(md.rdev()) as u32, nix::sys::stat::minor(md.rdev()) as u32))
 }
 
 /// Parse `lsblk -J -b -o LSBLK_COLUMNS` output into whole disks with their partitions.
@@ -390,7 +397,7 @@ pub fn resolve(name: &str, disks: &[Disk]) -> Result<Named> {
 mod tests {
     use super::*;
 
-    const LSBLK: &str = include_str!("../tests/fixtures/lsblk.json");
+    const LSBLK: &str = include_str!("../../tests/fixtures/lsblk.json");
 
     #[test]
     fn parses_lsblk_and_aliases() {

@@ -34,8 +34,8 @@ use rustix::io::Errno;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::exclude::ExcludeList;
 use crate::job::{Event, Job};
+use crate::write::exclude::ExcludeList;
 
 /// Files at least this large are queued as their own task so big files copy in parallel.
 const LARGE_FILE: u64 = 1 << 20;

@@ -8,9 +8,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::blockdev::{Disk, Probe};
+use crate::discover::blockdev::{Disk, Probe};
+use crate::discover::mounts::{self, Mount};
 use crate::error::{Error, Result};
-use crate::mounts::{self, Mount};
 
 /// GPT type of a BIOS boot partition (GRUB's core image on BIOS machines).
 pub const BIOS_BOOT_TYPE: &str = "21686148-6449-6e6f-744e-656564454649";

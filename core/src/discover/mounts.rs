@@ -127,7 +127,7 @@ pub fn swaps() -> Result<Vec<PathBuf>> {
 mod tests {
     use super::*;
 
-    const SAMPLE: &str = include_str!("../tests/fixtures/mountinfo.txt");
+    const SAMPLE: &str = include_str!("../../tests/fixtures/mountinfo.txt");
 
     #[test]
     fn parses_sample() {

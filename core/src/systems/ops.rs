@@ -1,23 +1,24 @@
 //! Operations on alternate systems that exist (AIX `alt_rootvg_op`): which system lives on
 //! a disk (-q), wake it (mount at /alt_inst, -W), customise it (-C), rebuild its boot image
 //! (-S -t), rename it (-v), remove it (-X: its disks become free, its boot entries go).
-//! Systems are found through the record on their disks (see [`crate::bootenv`]); the
+//! Systems are found through the record on their disks (see [`crate::discover::record`]); the
 //! running system is never woken, renamed or removed.
 
 use std::path::{Path, PathBuf};
 
 use uuid::Uuid;
 
-use crate::blockdev::{self, Disk};
-use crate::bootenv::{self, BootEnv};
-use crate::bootloader::{self, Firmware, RootIds};
-use crate::clone::{self, Awake};
-use crate::efi;
+use crate::boot::bootloader::{self, RootIds};
+use crate::boot::efi;
+use crate::discover::blockdev::{self, Disk};
+use crate::discover::boot::{self as bootinfo, Firmware};
+use crate::discover::mounts;
+use crate::discover::record::{self, BootEnv};
 use crate::error::{Error, Result};
-use crate::fs::Mounted;
 use crate::job::Job;
-use crate::mounts;
-use crate::partition;
+use crate::systems::awake::{self, Awake};
+use crate::write::fs::Mounted;
+use crate::write::partition;
 
 /// An alternate system: its record and its disks, in the record's order.
 #[derive(Debug, Clone)]
@@ -32,16 +33,16 @@ impl System {
     }
 
     /// The device holding a filesystem of the system.
-    pub fn device(&self, f: &bootenv::EnvFs) -> Option<PathBuf> {
+    pub fn device(&self, f: &record::EnvFs) -> Option<PathBuf> {
         match (&f.lv, &self.env.vg) {
-            (Some(lv), Some(vg)) => Some(crate::lvm::lv_path(vg, lv)),
+            (Some(lv), Some(vg)) => Some(crate::write::lvm::lv_path(vg, lv)),
             _ => Some(partition::partition_path(&self.disks.get(f.disk)?.path, f.partition)),
         }
     }
 }
 
 fn disk_guid(d: &Disk) -> Option<Uuid> {
-    partition::read_gpt(&d.path).map(|g| Uuid::from_bytes_le(g.header.disk_guid))
+    crate::discover::gpt::read_gpt(&d.path).map(|g| Uuid::from_bytes_le(g.header.disk_guid))
 }
 
 fn assemble(env: BootEnv, all: &[Disk]) -> Result<System> {
@@ -74,7 +75,7 @@ pub fn find_by_disk(name: &str) -> Result<System> {
             ))
         }
     };
-    match bootenv::read(&d.path) {
+    match record::read(&d.path) {
         Some(Ok(env)) => assemble(env, &all),
         Some(Err(e)) => Err(e),
         None => Err(Error::not_found(
@@ -90,7 +91,7 @@ pub fn find_by_name(name: &str) -> Result<Vec<System>> {
     let all = blockdev::list()?;
     let mut out: Vec<System> = Vec::new();
     for d in &all {
-        if let Some(Ok(env)) = bootenv::read(&d.path) {
+        if let Some(Ok(env)) = record::read(&d.path) {
             if env.name == name && !out.iter().any(|s| s.env.id == env.id) {
                 out.push(assemble(env, &all)?);
             }
@@ -120,7 +121,7 @@ fn refuse_running(sys: &System, what: &str) -> Result<()> {
 
 /// `alt_rootvg_op -q -d disk`: the name of the system on a disk, and its state.
 pub fn query(disk: &str) -> Result<String> {
-    let rows = clone::lspv()?;
+    let rows = crate::discover::roles::lspv()?;
     let all = blockdev::list()?;
     let d = match blockdev::resolve(disk, &all)? {
         blockdev::Named::Disk(i) => all[i].clone(),
@@ -132,8 +133,9 @@ pub fn query(disk: &str) -> Result<String> {
         .into_iter()
         .find(|r| r.path == d.path)
         .ok_or_else(|| Error::not_found(format!("disk {disk}"), "it vanished", "try again"))?;
-    Ok(match (r.role.as_str(), &r.bootenv) {
-        ("rootvg" | "old_rootvg", _) => r.role,
+    use crate::discover::roles::Role;
+    Ok(match (&r.role, &r.bootenv) {
+        (Role::Rootvg | Role::OldRootvg, _) => r.role.to_string(),
         (_, Some(e)) => format!("{} ({})", e.name, e.state.describe()),
         _ => "none".into(),
     })
@@ -158,7 +160,7 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
         ));
     }
     if let Some(vg) = &sys.env.vg {
-        crate::lvm::activate(vg)?;
+        crate::write::lvm::activate(vg)?;
     }
     let mut fs = sys.env.filesystems.clone();
     fs.sort_by_key(|f| (f.mountpoint.matches('/').count(), f.mountpoint != "/"));
@@ -174,7 +176,7 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
     for m in made {
         m.keep();
     }
-    clone::record_awake(&Awake {
+    awake::record(&Awake {
         mount_at: mount_at.to_path_buf(),
         loops: vec![],
         name: sys.env.name.clone(),
@@ -186,7 +188,7 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
 
 /// The system awake at `mount_at`.
 pub fn awake(mount_at: &Path) -> Result<System> {
-    let a = clone::read_awake(mount_at).ok_or_else(|| {
+    let a = awake::read(mount_at).ok_or_else(|| {
         Error::not_found(
             format!("alternate system at {}", mount_at.display()),
             "none is awake there",
@@ -198,14 +200,14 @@ pub fn awake(mount_at: &Path) -> Result<System> {
 }
 
 /// Detect how the awake system boots (its own tools, its own ESP).
-pub fn boot_setup(sys: &System, mount_at: &Path) -> Result<bootloader::BootSetup> {
+pub fn boot_setup(sys: &System, mount_at: &Path) -> Result<bootinfo::BootSetup> {
     let esp = sys
         .env
         .filesystems
         .iter()
         .find(|f| f.fstype == "vfat" && matches!(f.mountpoint.as_str(), "/boot/efi" | "/efi"))
         .map(|f| f.mountpoint.clone());
-    bootloader::detect(mount_at, Firmware::current(), esp.as_deref())
+    bootinfo::detect(mount_at, Firmware::current(), esp.as_deref())
 }
 
 /// Old identities for a clone's kernel command line: its own root, as the clone has it.
@@ -241,9 +243,9 @@ pub fn rename(sys: &System, new: &str) -> Result<()> {
     }
     for d in &sys.disks {
         let mut e =
-            bootenv::read(&d.path).ok_or_else(|| Error::corrupt(format!("record on {}", d.name), "it vanished"))??;
+            record::read(&d.path).ok_or_else(|| Error::corrupt(format!("record on {}", d.name), "it vanished"))??;
         e.name = new.into();
-        bootenv::update(&d.path, &e)?;
+        record::update(&d.path, &e)?;
     }
     Ok(())
 }
@@ -266,7 +268,7 @@ pub fn remove(sys: &System, job: &Job) -> Result<()> {
         let guids: Vec<Uuid> = sys
             .disks
             .iter()
-            .filter_map(|d| partition::read_gpt(&d.path))
+            .filter_map(|d| crate::discover::gpt::read_gpt(&d.path))
             .flat_map(|g| {
                 g.iter()
                     .filter(|(_, p)| p.is_used())
@@ -282,11 +284,11 @@ pub fn remove(sys: &System, job: &Job) -> Result<()> {
         }
     }
     if let Some(vg) = &sys.env.vg {
-        crate::lvm::remove(vg)?;
+        crate::write::lvm::remove(vg)?;
         job.info(format!("removed volume group {vg}"));
     }
     for d in &sys.disks {
-        let parts: Vec<(u32, u64, u64)> = partition::read_gpt(&d.path)
+        let parts: Vec<(u32, u64, u64)> = crate::discover::gpt::read_gpt(&d.path)
             .map(|g| {
                 g.iter()
                     .filter(|(_, p)| p.is_used())

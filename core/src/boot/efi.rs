@@ -27,6 +27,25 @@ pub struct HardDrive {
     pub partuuid: Uuid,
 }
 
+impl HardDrive {
+    /// Partition `number` of `disk`, as its GPT says (in 512-byte units, whatever the disk's
+    /// sector size: UEFI device paths count in the disk's logical blocks, which the firmware
+    /// reads from the disk, and Linux efivars tools write 512-byte units likewise).
+    pub fn of_partition(disk: &std::path::Path, number: u32) -> Result<HardDrive> {
+        let g = crate::discover::gpt::read_gpt(disk)
+            .ok_or_else(|| Error::corrupt(format!("partition table of {}", disk.display()), "it cannot be read"))?;
+        let p = g.iter().find(|(n, p)| *n == number && p.is_used()).map(|(_, p)| p.clone()).ok_or_else(|| {
+            Error::corrupt(format!("partition {number} of {}", disk.display()), "the partition table does not have it")
+        })?;
+        Ok(HardDrive {
+            partition: number,
+            start_lba: p.starting_lba * g.sector_size / 512,
+            size_lba: (p.ending_lba + 1 - p.starting_lba) * g.sector_size / 512,
+            partuuid: Uuid::from_bytes_le(p.unique_partition_guid),
+        })
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LoadOption {
     pub attributes: u32,

@@ -1,0 +1,116 @@
+//! The refusals. A target is written only if it is a whole disk (or image file) the user
+//! named, that does not hold the running system or the source, has nothing mounted, no active
+//! swap, is no LVM physical volume, RAID member or otherwise held by the device mapper, and
+//! carries no partition table or filesystem signature (`--force` overrides only that last
+//! one). Each refusal is one line: what, why, and what to do.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+use crate::discover::blockdev::Disk;
+use crate::discover::mounts::{self, Mount};
+use crate::discover::roles::{self, Usage};
+use crate::discover::source::Source;
+use crate::error::{Error, Result};
+
+/// A target after name resolution.
+#[derive(Debug, Clone)]
+pub enum Target {
+    Disk(Disk),
+    Image(PathBuf),
+}
+
+impl Target {
+    pub fn path(&self) -> &Path {
+        match self {
+            Target::Disk(d) => &d.path,
+            Target::Image(p) => p,
+        }
+    }
+}
+
+/// Check every target, failing on the first that must not be written.
+pub fn check(targets: &[Target], source: &Source, table: &[Mount], swaps: &[PathBuf], force: bool) -> Result<()> {
+    let root_dev = mounts::mount_at(table, Path::new("/")).map(|m| (m.major, m.minor));
+    let swap_devs = roles::swap_devices(swaps);
+    let mut seen: Vec<(u64, u64)> = Vec::new();
+    for t in targets {
+        let name = t.path().display().to_string();
+        // Duplicates, by identity (two names for one disk count too).
+        let id = std::fs::metadata(t.path())
+            .map(|m| if m.rdev() != 0 { (u64::MAX, m.rdev()) } else { (m.dev(), m.ino()) })
+            .ok();
+        if let Some(id) = id {
+            if seen.contains(&id) {
+                return Err(Error::usage(format!("target {name}"), "it is named twice", "name each target disk once"));
+            }
+            seen.push(id);
+        }
+        match t {
+            Target::Disk(d) => check_disk(d, source, table, root_dev, &swap_devs, force)?,
+            Target::Image(p) => check_image(p, table, force)?,
+        }
+    }
+    Ok(())
+}
+
+fn check_disk(
+    d: &Disk,
+    source: &Source,
+    table: &[Mount],
+    root_dev: Option<(u32, u32)>,
+    swaps: &[(u32, u32)],
+    force: bool,
+) -> Result<()> {
+    let u = roles::usage(d, &source.disks, table, root_dev, swaps)?;
+    if u == Usage::Free || (force && u.forceable()) {
+        return Ok(());
+    }
+    Err(Error::refused(d.path.display().to_string(), u.why(), u.todo()))
+}
+
+fn check_image(p: &Path, table: &[Mount], force: bool) -> Result<()> {
+    let name = p.display().to_string();
+    let Ok(md) = std::fs::metadata(p) else { return Ok(()) };
+    // An image already attached as a loop device may be in use through it.
+    if let Some(dev) = loop_backing(p, md.dev(), md.ino()) {
+        return Err(Error::refused(
+            &name,
+            format!("it is attached as {dev}"),
+            format!("detach it (losetup -d {dev}) or name {dev} instead"),
+        ));
+    }
+    let _ = table;
+    if md.len() > 0 {
+        let u = roles::image_usage(p)?;
+        if u != Usage::Free && !(force && u.forceable()) {
+            return Err(Error::refused(
+                &name,
+                u.why(),
+                "if its contents can be destroyed, run again with --force, or name a new file",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The loop device backed by the file with this device and inode, if any.
+fn loop_backing(file: &Path, dev: u64, ino: u64) -> Option<String> {
+    let rd = std::fs::read_dir("/sys/block").ok()?;
+    for e in rd.flatten() {
+        let n = e.file_name().to_string_lossy().into_owned();
+        if !n.starts_with("loop") {
+            continue;
+        }
+        let Ok(bf) = std::fs::read_to_string(e.path().join("loop/backing_file")) else { continue };
+        let bf = bf.trim().trim_end_matches(" (deleted)");
+        if let Ok(m) = std::fs::metadata(bf) {
+            if m.dev() == dev && m.ino() == ino {
+                return Some(format!("/dev/{n}"));
+            }
+        } else if Path::new(bf) == file {
+            return Some(format!("/dev/{n}"));
+        }
+    }
+    None
+}

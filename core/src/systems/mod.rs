@@ -1,0 +1,6 @@
+//! Systems that exist on disks (AIX `alt_rootvg_op`): find them by their records, wake
+//! (mount) and sleep them, rename and remove them.
+
+pub mod awake;
+pub mod ops;
+pub mod trial;
