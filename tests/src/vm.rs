@@ -647,6 +647,47 @@ impl Machine {
         }
     }
 
+    /// Start `cmd` in the guest and return its output once `marker` appears in it, leaving it
+    /// running (the console is busy until it ends). For cutting the power at a chosen moment:
+    /// see [`Machine::power_cut`].
+    pub fn start_until(&mut self, cmd: &str, marker: &str, timeout: Duration) -> Result<String> {
+        let name = self.name.clone();
+        let vm = self.vm.as_mut().ok_or_else(|| anyhow!("Machine::start_until: VM {name} is not running"))?;
+        vm.seq += 1;
+        let id = format!("{}s{}", vm.nonce, vm.seq);
+        let mut text = format!("base64 -d >/run/altdisk-start <<'__B64_{id}__'\n");
+        for line in base64(cmd.as_bytes()).as_bytes().chunks(76) {
+            text.push_str(std::str::from_utf8(line).unwrap());
+            text.push('\n');
+        }
+        text.push_str(&format!("__B64_{id}__\necho __BEGIN_\"{id}\"__; bash /run/altdisk-start </dev/null 2>&1\n"));
+        vm.send(&text)?;
+        let begin = format!("__BEGIN_{id}__");
+        let deadline = Instant::now() + timeout;
+        let found = vm.wait_for(deadline, |t| {
+            let b = find(t, &begin)?;
+            let m = b + find(&t[b..], marker)?;
+            Some(clean(&String::from_utf8_lossy(&t[b + begin.len()..m + marker.len()])))
+        });
+        match found {
+            Ok(out) => Ok(out),
+            Err(_) => {
+                let all = clean(&vm.text_since(vm.cursor));
+                let partial = tail_str(&all, 4000);
+                bail!("VM {name}: `{marker}` did not appear within {timeout:?}: {cmd}\noutput so far:\n{partial}")
+            }
+        }
+    }
+
+    /// Pull the plug: QEMU is killed at once. What the guest had not written out is lost (its
+    /// page cache); what it wrote to its disks and firmware variables stays, as after a power
+    /// cut of a machine whose disks honour flushes.
+    pub fn power_cut(&mut self) {
+        if let Some(mut vm) = self.vm.take() {
+            vm.kill();
+        }
+    }
+
     /// Run with a generous timeout (10 min); an error (with the output) unless it exits 0.
     pub fn sh(&mut self, cmd: &str) -> Result<String> {
         let (rc, out) = self.run(cmd, Duration::from_secs(600))?;

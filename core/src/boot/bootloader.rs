@@ -78,6 +78,7 @@ pub fn install(
         }
         Initramfs::Mkinitcpio => run_in(root, job, "regenerating the clone's initramfs", "mkinitcpio", &["-P"])?,
     }
+    crate::job::test_pause_at("installing the boot loader");
     let esp = setup.esp.as_deref().unwrap_or("/boot/efi");
     let efi_dir = format!("--efi-directory={esp}");
     match &setup.loader {

@@ -364,6 +364,26 @@ impl<V: Vars> BootManager<V> {
         Ok(n)
     }
 
+    /// Delete entries named `description` that nothing boots (not in BootOrder, not BootNext)
+    /// and that point elsewhere than `keep`: what a run cut off between writing its entry and
+    /// the boot order left behind. Returns their numbers.
+    pub fn remove_strays(&self, description: &str, keep: &HardDrive) -> Result<Vec<u16>> {
+        let order = self.order()?;
+        let next = self.next()?;
+        let mut gone = Vec::new();
+        for e in self.entries()? {
+            if e.option.description == description
+                && !order.contains(&e.number)
+                && next != Some(e.number)
+                && e.option.hd.as_ref() != Some(keep)
+            {
+                self.vars.delete(&boot_name(e.number))?;
+                gone.push(e.number);
+            }
+        }
+        Ok(gone)
+    }
+
     pub fn remove(&self, n: u16) -> Result<()> {
         self.vars.delete(&boot_name(n))?;
         let order: Vec<u16> = self.order()?.into_iter().filter(|&x| x != n).collect();
@@ -500,6 +520,25 @@ mod tests {
         // The raw file holds the attributes first, as efivarfs does.
         let raw = std::fs::read(dir.join(format!("BootOrder-{GLOBAL_GUID}"))).unwrap();
         assert_eq!(raw, vec![7, 0, 0, 0, 2, 0, 0, 0]);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn strays_of_an_interrupted_run_go_and_nothing_else() {
+        let (vars, dir) = store();
+        let m = BootManager { vars };
+        let mk = |desc: &str| LoadOption::new(desc, HardDrive { partuuid: Uuid::new_v4(), ..hd() }, "\\EFI\\x.efi");
+        let ordered = m.add(&mk("altinst_rootvg on vdb")).unwrap();
+        m.set_order(&[ordered]).unwrap();
+        let stray = m.add(&mk("altinst_rootvg on vdb")).unwrap();
+        let other = m.add(&mk("debian")).unwrap();
+        let now = mk("altinst_rootvg on vdb");
+        let ours = m.add(&now).unwrap();
+        let hd_now = now.hd.clone().unwrap();
+        assert_eq!(m.remove_strays("altinst_rootvg on vdb", &hd_now).unwrap(), vec![stray]);
+        let left: Vec<u16> = m.entries().unwrap().iter().map(|e| e.number).collect();
+        assert_eq!(left, vec![ordered, other, ours], "ordered, foreign and current entries stay");
+        assert_eq!(m.order().unwrap(), vec![ordered], "the order is not touched");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

@@ -561,13 +561,17 @@ pub(crate) fn place_boot_entry(
         return Ok(None);
     }
     let file = setup.efi_file().expect("UEFI loaders have a file");
-    let option = efi::LoadOption::new(&format!("{name} on {}", disk.name), hd, &file);
+    let option = efi::LoadOption::new(&format!("{name} on {}", disk.name), hd.clone(), &file);
     let m = efi::BootManager { vars: efi::Efivarfs::system()? };
+    for n in m.remove_strays(&option.description, &hd)? {
+        job.info(format!("removed {}: a stray entry of an earlier, interrupted run", efi::boot_name(n)));
+    }
     let n = m.add(&option)?;
     made(n)?;
     match mode {
         BootlistMode::First => {
             m.put_first(&[n])?;
+            crate::job::test_pause_at("boot order written");
             job.info(format!("{} ({}) is first in the UEFI boot order", efi::boot_name(n), option.description));
         }
         BootlistMode::Trial => {
