@@ -6,6 +6,7 @@
 //! Tiers (see tests/README.md): `root_*` tests need root and use loop devices; `vm_*` tests
 //! boot QEMU. Nothing here touches a device it did not create.
 
+pub mod bus;
 pub mod vm;
 pub mod vm_lvm;
 
@@ -117,6 +118,9 @@ impl Scratch {
         let dev = run("losetup", &["--find", "--show", img.to_str().unwrap()]).unwrap();
         let dev = PathBuf::from(dev.trim());
         self.loops.push(dev.clone());
+        // Partitions added by hand (BLKPG, partx) outlive a detach of a loop device without
+        // partition scanning: drop any an earlier user left on this (now our) device.
+        let _ = Command::new("partx").arg("-d").arg(&dev).stderr(std::process::Stdio::null()).status();
         dev
     }
 
@@ -199,7 +203,9 @@ impl Drop for Scratch {
             }
         }
         for l in loops {
-            // Only devices this test made (listed, or backed by its own files).
+            // Only devices this test made (listed, or backed by its own files); their
+            // partition nodes first, which a detach would leave behind.
+            let _ = Command::new("partx").arg("-d").arg(&l).stderr(std::process::Stdio::null()).status();
             let _ = Command::new("losetup").arg("-d").arg(&l).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);

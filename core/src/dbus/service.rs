@@ -1,49 +1,139 @@
-//! The service: a Manager object that lists disks, boot environments and the boot list,
-//! plans and starts clones, and a Job object per clone with progress properties (with change
-//! signals), Log and Finished signals and Cancel. Every call is authorised by polkit for the
-//! calling bus name (a missing or failing polkit denies). Long work runs on its own thread
-//! driving a library [`crate::job::Job`]; a task mirrors its progress onto the bus a few
-//! times a second. A job belongs to the service, not to the caller: it goes on when the
-//! client disconnects. One job per disk at a time.
+//! The service: a Manager object that lists disks, systems and the boot list, plans and
+//! starts clones, and a Job object per clone with progress properties (with change signals),
+//! Log and Finished signals and Cancel. Handlers are thin: authorise, convert the options
+//! ([`CloneOptions::from_dict`]), call the [`Engine`], convert back.
+//!
+//! Every method call is authorised by polkit for the calling bus name, interactively only
+//! when the call carries ALLOW_INTERACTIVE_AUTH (a missing or failing polkit denies); a
+//! simulated engine decides itself. Long work runs on its own thread driving a library
+//! [`crate::job::Job`]; a task mirrors its progress onto the bus a few times a second. A job
+//! belongs to the service, not to its caller: it goes on when the client disconnects, any
+//! client finds it (`Jobs`, `ListJobs`), and its object stays for a grace period after it
+//! finished so late clients can read the result. One job per device at a time: two names of
+//! one device (a by-id link, an alias, a loop device and its backing file) collide (Busy).
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use zbus::message::Header;
-use zbus::object_server::SignalEmitter;
+use altdisk_api::{
+    self as api, actions, BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, JobInfo, PlanDetails,
+    SystemInfo, JOBS_PATH, MANAGER_PATH,
+};
+use zbus::message::{Flags, Header};
+use zbus::object_server::{InterfaceRef, SignalEmitter};
 use zbus::wire::{OwnedObjectPath, OwnedVariant};
 use zbus::{Connection, ObjectServer};
 use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
 
-use super::{
-    BootEntryInfo, BootEnvInfo, DbusError, DiskInfo, ACTION_BOOTLIST, ACTION_CLONE, ACTION_MANAGE, ACTION_READ,
-    JOBS_PATH, MANAGER_PATH,
-};
+use super::engine::{collide, DevKey, Engine, Outcome};
+use super::DbusError;
 use crate::job::{Event, Job, Level};
-use crate::plan::{BootlistMode, Layout, Phases};
-use crate::run::{self, CloneRequest};
 
 type Result<T> = std::result::Result<T, DbusError>;
 
 /// Where the service mounts clones while it builds them, one directory per job.
 pub const MOUNT_ROOT: &str = "/run/altdisk/mnt";
+/// How long a finished job's object stays on the bus.
+pub const JOB_GRACE: Duration = Duration::from_secs(600);
+/// Log lines a job keeps for clients that come late.
+const LOG_KEEP: usize = 5000;
 
-/// Ask polkit whether the caller of this message may do `action`.
-async fn authorize(conn: &Connection, hdr: &Header<'_>, action: &str) -> Result<()> {
+/// How the service runs.
+pub struct Config {
+    pub mount_root: PathBuf,
+    /// How long a finished job's object stays (tests make it short).
+    pub job_grace: Duration,
+}
+
+struct JobEntry {
+    path: OwnedObjectPath,
+    kind: &'static str,
+    targets: Vec<String>,
+    owner_uid: u32,
+    owner: String,
+    started: String,
+}
+
+struct Shared {
+    engine: Arc<dyn Engine>,
+    /// The devices each running job writes, by job number.
+    busy: Mutex<Vec<(u64, Vec<DevKey>)>>,
+    jobs: Mutex<BTreeMap<u64, JobEntry>>,
+    next_job: AtomicU64,
+    config: Config,
+}
+
+impl Shared {
+    fn busy_keys(&self) -> Vec<DevKey> {
+        self.busy.lock().unwrap_or_else(|p| p.into_inner()).iter().flat_map(|(_, k)| k.clone()).collect()
+    }
+
+    fn release(&self, n: u64) {
+        self.busy.lock().unwrap_or_else(|p| p.into_inner()).retain(|(j, _)| *j != n);
+    }
+}
+
+pub struct Manager {
+    shared: Arc<Shared>,
+}
+
+impl Manager {
+    pub fn new(engine: Arc<dyn Engine>, config: Config) -> Manager {
+        Manager {
+            shared: Arc::new(Shared {
+                engine,
+                busy: Mutex::new(Vec::new()),
+                jobs: Mutex::new(BTreeMap::new()),
+                next_job: AtomicU64::new(1),
+                config,
+            }),
+        }
+    }
+
+    /// Ask polkit (or the simulated engine) whether the caller of this message may do `action`.
+    async fn authorize(&self, conn: &Connection, hdr: &Header<'_>, action: &str) -> Result<()> {
+        authorize(&*self.shared.engine, conn, hdr, action).await
+    }
+
+    /// Run an engine call off the executor.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Engine) -> crate::Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let e = self.shared.engine.clone();
+        blocking(move || f(&*e)).await
+    }
+}
+
+async fn authorize(engine: &dyn Engine, conn: &Connection, hdr: &Header<'_>, action: &str) -> Result<()> {
+    if let Some(allowed) = engine.local_authorization(action) {
+        return if allowed {
+            Ok(())
+        } else {
+            Err(DbusError::AccessDenied(format!("not authorized for {action}: the simulation denies it (sim file)")))
+        };
+    }
+    let interactive = hdr.primary().flags().contains(Flags::ALLOW_INTERACTIVE_AUTH);
     let subject = Subject::new_for_message_header(hdr)
         .map_err(|e| DbusError::AccessDenied(format!("{action}: the caller cannot be identified: {e}")))?;
     let authority = AuthorityProxy::new(conn)
         .await
         .map_err(|e| DbusError::AccessDenied(format!("{action}: polkit is not reachable: {e}")))?;
+    let flags =
+        if interactive { CheckAuthorizationFlags::ALLOW_USER_INTERACTION } else { CheckAuthorizationFlags::empty() };
     let r = authority
-        .check_authorization(&subject, action, &HashMap::new(), CheckAuthorizationFlags::ALLOW_USER_INTERACTION, "")
+        .check_authorization(&subject, action, &HashMap::new(), flags, "")
         .await
         .map_err(|e| DbusError::AccessDenied(format!("{action}: polkit did not answer: {e}")))?;
     if r.is_authorized {
         Ok(())
+    } else if r.is_challenge && !interactive {
+        Err(DbusError::AccessDenied(format!(
+            "{action} needs authentication; call again allowing interactive authorization (as the altdisk GUI does)"
+        )))
     } else {
         Err(DbusError::AccessDenied(format!("not authorized for {action}; ask an administrator")))
     }
@@ -56,178 +146,10 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> crate::Result<T> + Send
         .map_err(DbusError::from)
 }
 
-/// The current disks, as the service shows them.
-pub fn disk_infos() -> crate::Result<Vec<DiskInfo>> {
-    let disks = crate::discover::blockdev::list()?;
-    let roles = crate::discover::roles::lspv()?;
-    Ok(roles
-        .into_iter()
-        .map(|r| {
-            let d = disks.iter().find(|d| d.path == r.path);
-            DiskInfo {
-                name: r.name,
-                alias: r.alias,
-                path: r.path.display().to_string(),
-                model: r.model.unwrap_or_default(),
-                serial: d.and_then(|d| d.serial.clone()).unwrap_or_default(),
-                size: r.size,
-                bus: d.and_then(|d| d.transport.clone()).unwrap_or_default(),
-                removable: d.map(|d| d.removable).unwrap_or(false),
-                role: r.role.to_string(),
-                detail: r.detail,
-            }
-        })
-        .collect())
-}
-
-fn boot_envs() -> crate::Result<Vec<BootEnvInfo>> {
-    let rows = crate::discover::roles::lspv()?;
-    let mut out: Vec<(Option<uuid::Uuid>, BootEnvInfo)> = Vec::new();
-    for r in rows {
-        let (id, info) = match (&r.bootenv, r.role.as_str()) {
-            (Some(e), _) => (
-                Some(e.id),
-                BootEnvInfo {
-                    name: if r.role == crate::discover::roles::Role::Rootvg { "rootvg".into() } else { e.name.clone() },
-                    disks: vec![r.name.clone()],
-                    state: e.state.describe().into(),
-                    source: e.source.hostname.clone(),
-                    created: e.created.clone(),
-                },
-            ),
-            (None, "rootvg" | "old_rootvg") => (
-                None,
-                BootEnvInfo {
-                    name: r.role.to_string(),
-                    disks: vec![r.name.clone()],
-                    state: r.detail.clone(),
-                    source: String::new(),
-                    created: String::new(),
-                },
-            ),
-            _ => continue,
-        };
-        match out.iter_mut().find(|(i, _)| id.is_some() && *i == id) {
-            Some((_, e)) => e.disks.push(r.name),
-            None => out.push((id, info)),
-        }
-    }
-    Ok(out.into_iter().map(|(_, e)| e).collect())
-}
-
-fn boot_list() -> crate::Result<Vec<BootEntryInfo>> {
-    let m = crate::boot::efi::BootManager { vars: crate::boot::efi::Efivarfs::system()? };
-    Ok(crate::boot::bootlist::show(&m)?
-        .into_iter()
-        .map(|e| BootEntryInfo {
-            number: e.number,
-            description: e.description,
-            disk: e.disk.unwrap_or_default(),
-            system: e.system.unwrap_or_default(),
-            active: e.active,
-            in_order: e.in_order,
-            next: e.next,
-            current: e.current,
-        })
-        .collect())
-}
-
-fn opt_str(o: &HashMap<String, OwnedVariant>, k: &str) -> Result<Option<String>> {
-    o.get(k)
-        .map(|v| {
-            String::try_from(v.clone()).map_err(|_| DbusError::InvalidArgs(format!("option {k} must be a string")))
-        })
-        .transpose()
-}
-
-fn opt_bool(o: &HashMap<String, OwnedVariant>, k: &str) -> Result<bool> {
-    Ok(o.get(k)
-        .map(|v| bool::try_from(v.clone()).map_err(|_| DbusError::InvalidArgs(format!("option {k} must be a boolean"))))
-        .transpose()?
-        .unwrap_or(false))
-}
-
-/// Turn the options of Plan and Clone into a request. Keys: targets (as), source (s),
-/// phases (s), exclude (s, a path), layout (s, TOML text), convert (b), skip_space_check (b),
-/// skip_boot_checks (b), force (b), size (t), bootlist (s: first, leave, trial).
-pub fn request_from(o: &HashMap<String, OwnedVariant>, mount_at: PathBuf) -> Result<CloneRequest> {
-    const KNOWN: &[&str] = &[
-        "targets",
-        "source",
-        "phases",
-        "exclude",
-        "layout",
-        "convert",
-        "skip_space_check",
-        "skip_boot_checks",
-        "force",
-        "size",
-        "bootlist",
-    ];
-    if let Some(k) = o.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-        return Err(DbusError::InvalidArgs(format!("unknown option {k}; known: {}", KNOWN.join(", "))));
-    }
-    let targets: Vec<String> = match o.get("targets") {
-        Some(v) => Vec::<String>::try_from(v.clone())
-            .map_err(|_| DbusError::InvalidArgs("option targets must be an array of strings".into()))?,
-        None => return Err(DbusError::InvalidArgs("option targets is required: the disks to clone onto".into())),
-    };
-    let phases = Phases::parse(&opt_str(o, "phases")?.unwrap_or_else(|| "all".into()))?;
-    let layout = match opt_str(o, "layout")? {
-        Some(t) => Some(Layout::parse(&t, "given over D-Bus")?),
-        None => None,
-    };
-    let size = o
-        .get("size")
-        .map(|v| u64::try_from(v.clone()).map_err(|_| DbusError::InvalidArgs("option size must be a u64".into())))
-        .transpose()?;
-    let bootlist = match opt_str(o, "bootlist")?.as_deref() {
-        None | Some("first") => BootlistMode::First,
-        Some("leave") => BootlistMode::Leave,
-        Some("trial") => BootlistMode::Trial,
-        Some(x) => return Err(DbusError::InvalidArgs(format!("bootlist `{x}`: use first, leave or trial"))),
-    };
-    Ok(CloneRequest {
-        targets,
-        source_dir: opt_str(o, "source")?.map(PathBuf::from),
-        phases,
-        layout,
-        exclude: opt_str(o, "exclude")?.map(PathBuf::from),
-        convert_ext: opt_bool(o, "convert")?,
-        skip_space_check: opt_bool(o, "skip_space_check")?,
-        skip_boot_checks: opt_bool(o, "skip_boot_checks")?,
-        force: opt_bool(o, "force")?,
-        image_size: size,
-        mount_at,
-        name: crate::ALTINST_ROOTVG.into(),
-        threads: 0,
-        bootlist,
-        customize: Default::default(),
-    })
-}
-
-/// What a job does.
-enum Work {
-    New(Box<run::Prepared>),
-    Resume(Box<CloneRequest>),
-}
-
-struct Shared {
-    busy: Mutex<HashSet<PathBuf>>,
-    next_job: AtomicU64,
-    mount_root: PathBuf,
-}
-
-pub struct Manager {
-    shared: Arc<Shared>,
-}
-
-impl Manager {
-    pub fn new(mount_root: PathBuf) -> Manager {
-        Manager {
-            shared: Arc::new(Shared { busy: Mutex::new(HashSet::new()), next_job: AtomicU64::new(1), mount_root }),
-        }
-    }
+fn options(d: HashMap<String, OwnedVariant>) -> Result<CloneOptions> {
+    let o = CloneOptions::from_dict(d)?;
+    o.validate()?;
+    Ok(o)
 }
 
 #[zbus::interface(name = "org.altdisk.AltDisk1.Manager")]
@@ -235,7 +157,7 @@ impl Manager {
     /// Major.minor of this API.
     #[zbus(property)]
     fn version(&self) -> String {
-        "1.0".into()
+        api::API_VERSION.into()
     }
 
     async fn disks(
@@ -243,8 +165,8 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<DiskInfo>> {
-        authorize(conn, &hdr, ACTION_READ).await?;
-        blocking(disk_infos).await
+        self.authorize(conn, &hdr, actions::READ).await?;
+        self.call(|e| e.disks()).await
     }
 
     async fn boot_environments(
@@ -252,8 +174,8 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<BootEnvInfo>> {
-        authorize(conn, &hdr, ACTION_READ).await?;
-        blocking(boot_envs).await
+        self.authorize(conn, &hdr, actions::READ).await?;
+        self.call(|e| e.boot_environments()).await
     }
 
     async fn boot_list(
@@ -261,36 +183,30 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<BootEntryInfo>> {
-        authorize(conn, &hdr, ACTION_READ).await?;
-        blocking(boot_list).await
+        self.authorize(conn, &hdr, actions::READ).await?;
+        self.call(|e| e.boot_list()).await
     }
 
+    /// These disks first in the UEFI boot order, every other entry after them.
     async fn set_boot_list(
         &self,
         disks: Vec<String>,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
-        authorize(conn, &hdr, ACTION_BOOTLIST).await?;
-        blocking(move || {
-            let m = crate::boot::efi::BootManager { vars: crate::boot::efi::Efivarfs::system()? };
-            crate::boot::bootlist::set(&m, &disks).map(|_| ())
-        })
-        .await
+        self.authorize(conn, &hdr, actions::BOOTLIST).await?;
+        self.call(move |e| e.set_boot_list(&disks)).await
     }
 
+    /// Boot that disk once.
     async fn set_boot_next(
         &self,
         disk: String,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
-        authorize(conn, &hdr, ACTION_BOOTLIST).await?;
-        blocking(move || {
-            let m = crate::boot::efi::BootManager { vars: crate::boot::efi::Efivarfs::system()? };
-            crate::boot::bootlist::set_next(&m, &disk).map(|_| ())
-        })
-        .await
+        self.authorize(conn, &hdr, actions::BOOTLIST).await?;
+        self.call(move |e| e.set_boot_next(&disk)).await
     }
 
     /// The plan for a clone with these options, as JSON (apiVersion altdisk.io/v1); writes nothing.
@@ -300,10 +216,10 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String> {
-        authorize(conn, &hdr, ACTION_READ).await?;
-        let req = request_from(&options, self.shared.mount_root.join("plan"))?;
-        let prep = blocking(move || run::plan(&req)).await?;
-        serde_json::to_string_pretty(&prep.plan).map_err(|e| DbusError::Failed(e.to_string()))
+        self.authorize(conn, &hdr, actions::READ).await?;
+        let o = self::options(options)?;
+        let at = self.shared.config.mount_root.join("plan");
+        self.call(move |e| e.plan(&o, &at)).await
     }
 
     /// Start a clone; returns the job object that reports on it.
@@ -314,43 +230,48 @@ impl Manager {
         #[zbus(connection)] conn: &Connection,
         #[zbus(object_server)] server: &ObjectServer,
     ) -> Result<OwnedObjectPath> {
-        authorize(conn, &hdr, ACTION_CLONE).await?;
-        let n = self.shared.next_job.fetch_add(1, Ordering::SeqCst);
-        let mount_at = self.shared.mount_root.join(format!("job{n}"));
-        let req = request_from(&options, mount_at.clone())?;
-        let _ = std::fs::create_dir_all(&mount_at);
-        // A new clone is planned and checked before the job exists; resuming phases 2 and 3
-        // (no phase 1) works on the clone the targets hold.
-        let work = if req.phases.has(1) {
-            let r2 = req.clone();
-            match blocking(move || run::prepare(&r2)).await {
-                Ok(p) => Work::New(Box::new(p)),
-                Err(e) => {
-                    let _ = std::fs::remove_dir(&mount_at);
-                    return Err(e);
+        self.authorize(conn, &hdr, actions::CLONE).await?;
+        let o = self::options(options)?;
+        let shared = self.shared.clone();
+        let o2 = o.clone();
+        let keys = self.call(move |e| e.target_keys(&o2)).await?;
+        let n = shared.next_job.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut busy = shared.busy.lock().unwrap_or_else(|p| p.into_inner());
+            for (name, k) in &keys {
+                if let Some((other, _)) = busy.iter().find(|(_, b)| collide(k, b)) {
+                    return Err(DbusError::Busy(format!(
+                        "{name} is being written by job {JOBS_PATH}/{other}; wait for it to finish, or follow it (ListJobs)"
+                    )));
                 }
             }
-        } else {
-            Work::Resume(Box::new(req.clone()))
-        };
-        let (disks, names): (Vec<PathBuf>, Vec<String>) = match &work {
-            Work::New(p) => p.plan.targets.iter().map(|t| (t.path.clone(), t.name.clone())).unzip(),
-            Work::Resume(r) => r.targets.iter().map(|t| (PathBuf::from(t), t.clone())).unzip(),
-        };
-        {
-            let mut busy = self.shared.busy.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some(d) = disks.iter().find(|d| busy.contains(*d)) {
-                return Err(DbusError::Busy(format!(
-                    "{} is being written by another job; wait for it to finish",
-                    d.display()
-                )));
-            }
-            busy.extend(disks.iter().cloned());
+            busy.push((n, keys.iter().flat_map(|(_, k)| k.clone()).collect()));
         }
-        let path = format!("{JOBS_PATH}/{n}");
+        let mount_at = shared.config.mount_root.join(format!("job{n}"));
+        let simulated = shared.engine.simulated();
+        if !simulated {
+            let _ = std::fs::create_dir_all(&mount_at);
+        }
+        let at = mount_at.clone();
+        let o2 = o.clone();
+        let work = match self.call(move |e| e.prepare(&o2, &at)).await {
+            Ok(w) => w,
+            Err(e) => {
+                shared.release(n);
+                if !simulated {
+                    let _ = std::fs::remove_dir(&mount_at);
+                }
+                return Err(e);
+            }
+        };
+        let (owner, owner_uid) = caller(conn, &hdr).await;
+        let path =
+            OwnedObjectPath::try_from(format!("{JOBS_PATH}/{n}")).map_err(|e| DbusError::Failed(e.to_string()))?;
         let job = Job::new();
+        let started = crate::discover::record::now_rfc3339();
         let obj = JobObject {
             job: job.clone(),
+            engine: shared.engine.clone(),
             phase: "validating".into(),
             state: "running".into(),
             bytes_done: 0,
@@ -358,16 +279,31 @@ impl Manager {
             files_done: 0,
             files_total: 0,
             rate: 0,
-            targets: names,
+            targets: o.targets.clone(),
             error: String::new(),
+            current_path: String::new(),
+            steps: o.steps().iter().map(|s| s.as_str().to_string()).collect(),
+            kind: work.kind().into(),
+            owner_uid,
+            started: started.clone(),
+            mounted_at: String::new(),
+            log: Vec::new(),
         };
-        server.at(path.as_str(), obj).await?;
+        if let Err(e) = server.at(&path, obj).await {
+            shared.release(n);
+            return Err(e.into());
+        }
+        shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(
+            n,
+            JobEntry { path: path.clone(), kind: work.kind(), targets: o.targets.clone(), owner_uid, owner, started },
+        );
+        jobs_changed(server).await;
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
         job.on_event(move |e| {
             if let Event::Log { level, message } = e {
                 let l = match level {
-                    Level::Info => "info",
-                    Level::Warning => "warning",
+                    Level::Info => api::level::INFO,
+                    Level::Warning => api::level::WARNING,
                 };
                 let _ = tx.send((l.to_string(), message.clone()));
             }
@@ -375,51 +311,60 @@ impl Manager {
         let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
         let worker_job = job.clone();
         std::thread::spawn(move || {
-            let r = match work {
-                Work::New(prep) => run::execute(*prep, &worker_job),
-                Work::Resume(req) => run::resume(&req, &worker_job),
-            };
-            let _ = done_tx.send(r);
+            let _ = done_tx.send(work.run(&worker_job));
         });
-        let iface = server.interface::<_, JobObject>(path.as_str()).await?;
-        let shared = self.shared.clone();
+        let iface = server.interface::<_, JobObject>(&path).await?;
+        let server = server.clone();
+        let job_path = path.clone();
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_millis(200));
             let result = loop {
                 tokio::select! {
-                    Some((level, msg)) = rx.recv() => {
-                        let _ = JobObject::log(iface.signal_emitter(), &level, &msg).await;
-                    }
-                    _ = tick.tick() => {
-                        mirror(&iface).await;
-                    }
+                    Some((level, msg)) = rx.recv() => log(&iface, level, msg).await,
+                    _ = tick.tick() => mirror(&iface).await,
                     r = &mut done_rx => break r,
                 }
             };
             while let Ok((level, msg)) = rx.try_recv() {
-                let _ = JobObject::log(iface.signal_emitter(), &level, &msg).await;
+                log(&iface, level, msg).await;
             }
             mirror(&iface).await;
-            let (ok, err, state) = match result {
-                Ok(Ok(_)) => (true, String::new(), "succeeded"),
-                Ok(Err(crate::Error::Cancelled)) => (false, crate::Error::Cancelled.to_string(), "cancelled"),
-                Ok(Err(e)) => (false, e.to_string(), "failed"),
-                Err(_) => (false, "the worker stopped without a result".to_string(), "failed"),
+            let (ok, err, state, outcome) = match result {
+                Ok(Ok(out)) => (true, String::new(), api::JobState::Succeeded, out),
+                Ok(Err(crate::Error::Cancelled)) => {
+                    (false, crate::Error::Cancelled.to_string(), api::JobState::Cancelled, Outcome::default())
+                }
+                Ok(Err(e)) => (false, e.to_string(), api::JobState::Failed, Outcome::default()),
+                Err(_) => (
+                    false,
+                    "the worker stopped without a result".to_string(),
+                    api::JobState::Failed,
+                    Outcome::default(),
+                ),
             };
             {
                 let mut j = iface.get_mut().await;
-                j.state = state.into();
+                let e = iface.signal_emitter();
+                j.state = state.as_str().into();
                 j.error = err.clone();
-                let _ = j.state_changed(iface.signal_emitter()).await;
-                let _ = j.error_changed(iface.signal_emitter()).await;
+                j.mounted_at = outcome.mounted_at.map(|p| p.display().to_string()).unwrap_or_default();
+                let _ = j.mounted_at_changed(e).await;
+                let _ = j.error_changed(e).await;
+                let _ = j.state_changed(e).await;
             }
             let _ = JobObject::finished(iface.signal_emitter(), ok, &err).await;
-            let mut busy = shared.busy.lock().unwrap_or_else(|p| p.into_inner());
-            for d in &disks {
-                busy.remove(d);
+            shared.release(n);
+            if !simulated {
+                // Empty unless the clone stays mounted there.
+                let _ = std::fs::remove_dir(&mount_at);
             }
+            // Late clients may still read the result; then the object goes.
+            tokio::time::sleep(shared.config.job_grace).await;
+            shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&n);
+            let _ = server.remove::<JobObject, _>(&job_path).await;
+            jobs_changed(&server).await;
         });
-        OwnedObjectPath::try_from(path).map_err(|e| DbusError::Failed(e.to_string()))
+        Ok(path)
     }
 
     /// Mount the alternate system on `disk` (never the running one); returns where.
@@ -429,14 +374,9 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<String> {
-        authorize(conn, &hdr, ACTION_MANAGE).await?;
-        let at = self.shared.mount_root.join("awake");
-        blocking(move || {
-            let sys = crate::systems::ops::find_by_disk(&disk)?;
-            crate::systems::ops::wake(&sys, &at)?;
-            Ok(at.display().to_string())
-        })
-        .await
+        self.authorize(conn, &hdr, actions::MANAGE).await?;
+        let at = self.shared.config.mount_root.join("awake");
+        self.call(move |e| e.wake(&disk, &at)).await
     }
 
     async fn sleep(
@@ -445,8 +385,8 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
-        authorize(conn, &hdr, ACTION_MANAGE).await?;
-        blocking(move || crate::systems::awake::sleep(Path::new(&mount_point)).map(|_| ())).await
+        self.authorize(conn, &hdr, actions::MANAGE).await?;
+        self.call(move |e| e.sleep(&mount_point)).await
     }
 
     /// Remove every alternate system of this name: boot entries, signatures; the disks are
@@ -457,23 +397,8 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
-        authorize(conn, &hdr, ACTION_MANAGE).await?;
-        blocking(move || {
-            let systems = crate::systems::ops::find_by_name(&name)?;
-            if systems.is_empty() {
-                return Err(crate::Error::not_found(
-                    format!("alternate system {name}"),
-                    "no disk holds one by that name",
-                    "see Disks",
-                ));
-            }
-            let job = Job::new();
-            for s in &systems {
-                crate::systems::ops::remove(s, &job)?;
-            }
-            Ok(())
-        })
-        .await
+        self.authorize(conn, &hdr, actions::MANAGE).await?;
+        self.call(move |e| e.remove(&name)).await
     }
 
     async fn rename(
@@ -483,25 +408,162 @@ impl Manager {
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<()> {
-        authorize(conn, &hdr, ACTION_MANAGE).await?;
-        blocking(move || crate::systems::ops::rename(&crate::systems::ops::find_by_disk(&disk)?, &new_name)).await
+        self.authorize(conn, &hdr, actions::MANAGE).await?;
+        self.call(move |e| e.rename(&disk, &new_name)).await
     }
 
     /// The disks changed (plugged, unplugged, repartitioned).
     #[zbus(signal)]
     async fn disks_changed(emitter: &SignalEmitter<'_>, disks: Vec<DiskInfo>) -> zbus::Result<()>;
+
+    // API 1.1 from here on.
+
+    /// Every disk with its partitions, what it holds, and whether a clone may go there.
+    async fn disk_details(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<DiskDetail>> {
+        self.authorize(conn, &hdr, actions::READ).await?;
+        let busy = self.shared.busy_keys();
+        self.call(move |e| e.disk_details(&busy)).await
+    }
+
+    /// The systems altdisk knows: the running one, its source, the alternate systems.
+    async fn systems(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<SystemInfo>> {
+        self.authorize(conn, &hdr, actions::READ).await?;
+        self.call(|e| e.systems()).await
+    }
+
+    /// The plan for a clone with these options, drawable: each target before and after,
+    /// what is erased, the text and the JSON. Writes nothing.
+    async fn plan_details(
+        &self,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<PlanDetails> {
+        self.authorize(conn, &hdr, actions::READ).await?;
+        let o = self::options(options)?;
+        let at = self.shared.config.mount_root.join("plan");
+        let busy = self.shared.busy_keys();
+        self.call(move |e| e.plan_details(&o, &at, &busy)).await
+    }
+
+    /// The jobs on the bus: running ones and finished ones within their grace period.
+    async fn list_jobs(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
+    ) -> Result<Vec<JobInfo>> {
+        self.authorize(conn, &hdr, actions::READ).await?;
+        let entries: Vec<JobInfo> = self
+            .shared
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|j| JobInfo {
+                path: j.path.clone(),
+                kind: j.kind.into(),
+                targets: j.targets.clone(),
+                phase: String::new(),
+                state: String::new(),
+                owner_uid: j.owner_uid,
+                owner: j.owner.clone(),
+                started: j.started.clone(),
+            })
+            .collect();
+        let mut out = Vec::new();
+        for mut j in entries {
+            if let Ok(iface) = server.interface::<_, JobObject>(&j.path).await {
+                let o = iface.get().await;
+                j.phase = o.phase.clone();
+                j.state = o.state.clone();
+                out.push(j);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Boot the alternate system on `disk` once; it becomes the default when it came up
+    /// healthy (UEFI).
+    async fn trial_boot(
+        &self,
+        disk: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<()> {
+        self.authorize(conn, &hdr, actions::BOOTLIST).await?;
+        self.call(move |e| e.trial_boot(&disk)).await
+    }
+
+    /// Remove the alternate system whose record is on `disk` (all its disks).
+    async fn remove_system(
+        &self,
+        disk: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<()> {
+        self.authorize(conn, &hdr, actions::MANAGE).await?;
+        self.call(move |e| e.remove_system(&disk)).await
+    }
+
+    /// The job objects on the bus (changes are signalled).
+    #[zbus(property)]
+    fn jobs(&self) -> Vec<OwnedObjectPath> {
+        self.shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).values().map(|j| j.path.clone()).collect()
+    }
+
+    /// uefi or bios.
+    #[zbus(property)]
+    fn firmware(&self) -> String {
+        self.shared.engine.firmware().into()
+    }
+
+    /// The service serves simulated disks (altdiskd --sim).
+    #[zbus(property)]
+    fn simulated(&self) -> bool {
+        self.shared.engine.simulated()
+    }
+}
+
+/// The caller's unique name and Unix user id.
+async fn caller(conn: &Connection, hdr: &Header<'_>) -> (String, u32) {
+    let Some(sender) = hdr.sender() else { return (String::new(), u32::MAX) };
+    let uid = match zbus::fdo::DBusProxy::new(conn).await {
+        Ok(p) => p.get_connection_unix_user(sender.clone().into()).await.unwrap_or(u32::MAX),
+        Err(_) => u32::MAX,
+    };
+    (sender.to_string(), uid)
+}
+
+async fn jobs_changed(server: &ObjectServer) {
+    if let Ok(m) = server.interface::<_, Manager>(MANAGER_PATH).await {
+        let _ = m.get().await.jobs_changed(m.signal_emitter()).await;
+    }
+}
+
+async fn log(iface: &InterfaceRef<JobObject>, level: String, msg: String) {
+    let _ = JobObject::log(iface.signal_emitter(), &level, &msg).await;
+    let mut j = iface.get_mut().await;
+    if j.log.len() >= LOG_KEEP {
+        j.log.remove(0);
+    }
+    j.log.push((level, msg));
 }
 
 /// Copy the library job's progress onto the bus object, signalling what changed.
-async fn mirror(iface: &zbus::object_server::InterfaceRef<JobObject>) {
+async fn mirror(iface: &InterfaceRef<JobObject>) {
     let mut j = iface.get_mut().await;
     let p = j.job.snapshot();
     let e = iface.signal_emitter();
     let phase = serde_json::to_value(p.phase).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-    if j.phase != phase {
-        j.phase = phase;
-        let _ = j.phase_changed(e).await;
-    }
     macro_rules! sync {
         ($field:ident, $changed:ident, $v:expr) => {
             if j.$field != $v {
@@ -510,15 +572,18 @@ async fn mirror(iface: &zbus::object_server::InterfaceRef<JobObject>) {
             }
         };
     }
+    sync!(phase, phase_changed, phase);
     sync!(bytes_done, bytes_done_changed, p.bytes_done);
     sync!(bytes_total, bytes_total_changed, p.bytes_total);
     sync!(files_done, files_done_changed, p.files_done);
     sync!(files_total, files_total_changed, p.files_total);
     sync!(rate, rate_changed, p.rate);
+    sync!(current_path, current_path_changed, p.current);
 }
 
 pub struct JobObject {
     job: Job,
+    engine: Arc<dyn Engine>,
     phase: String,
     state: String,
     bytes_done: u64,
@@ -528,13 +593,20 @@ pub struct JobObject {
     rate: u64,
     targets: Vec<String>,
     error: String,
+    current_path: String,
+    steps: Vec<String>,
+    kind: String,
+    owner_uid: u32,
+    started: String,
+    mounted_at: String,
+    log: Vec<(String, String)>,
 }
 
 #[zbus::interface(name = "org.altdisk.AltDisk1.Job")]
 impl JobObject {
     /// Stop the job; the targets are left marked incomplete and nothing stays mounted.
     async fn cancel(&self, #[zbus(header)] hdr: Header<'_>, #[zbus(connection)] conn: &Connection) -> Result<()> {
-        authorize(conn, &hdr, ACTION_CLONE).await?;
+        authorize(&*self.engine, conn, &hdr, actions::CLONE).await?;
         self.job.cancel();
         Ok(())
     }
@@ -584,74 +656,68 @@ impl JobObject {
 
     #[zbus(signal)]
     async fn finished(emitter: &SignalEmitter<'_>, success: bool, error: &str) -> zbus::Result<()>;
-}
 
-/// A cheap fingerprint of the block devices: names and sizes from sysfs.
-fn disks_fingerprint() -> Vec<(String, String)> {
-    let mut v: Vec<(String, String)> = std::fs::read_dir("/sys/class/block")
-        .map(|rd| {
-            rd.flatten()
-                .map(|e| {
-                    let n = e.file_name().to_string_lossy().into_owned();
-                    let size = std::fs::read_to_string(e.path().join("size")).unwrap_or_default();
-                    (n, size.trim().to_string())
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
+    // API 1.1 from here on.
+
+    /// The log so far (level, message): the Log signals a late client missed.
+    async fn log_lines(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<(String, String)>> {
+        authorize(&*self.engine, conn, &hdr, actions::READ).await?;
+        Ok(self.log.clone())
+    }
+
+    /// The path being copied (./relative), while copying.
+    #[zbus(property)]
+    fn current_path(&self) -> String {
+        self.current_path.clone()
+    }
+    /// The phases this job goes through, in order.
+    #[zbus(property)]
+    fn steps(&self) -> Vec<String> {
+        self.steps.clone()
+    }
+    /// clone or resume.
+    #[zbus(property)]
+    fn kind(&self) -> String {
+        self.kind.clone()
+    }
+    /// Unix user id of the caller that started it.
+    #[zbus(property)]
+    fn owner_uid(&self) -> u32 {
+        self.owner_uid
+    }
+    /// When it started (RFC 3339).
+    #[zbus(property)]
+    fn started(&self) -> String {
+        self.started.clone()
+    }
+    /// Where the clone is left mounted after success (phase 1 without phase 3), else empty.
+    #[zbus(property)]
+    fn mounted_at(&self) -> String {
+        self.mounted_at.clone()
+    }
 }
 
 /// Watch for disks coming and going and signal DisksChanged (within about a second).
-pub async fn watch_disks(conn: Connection) {
-    let mut last = disks_fingerprint();
+pub async fn watch_disks(conn: Connection, engine: Arc<dyn Engine>) {
+    let e = engine.clone();
+    let mut last = tokio::task::spawn_blocking(move || e.fingerprint()).await.unwrap_or_default();
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
         tick.tick().await;
-        let now = tokio::task::spawn_blocking(disks_fingerprint).await.unwrap_or_default();
+        let e = engine.clone();
+        let now = tokio::task::spawn_blocking(move || e.fingerprint()).await.unwrap_or_default();
         if now == last {
             continue;
         }
         last = now;
-        let Ok(disks) = tokio::task::spawn_blocking(disk_infos)
-            .await
-            .unwrap_or_else(|e| Err(crate::Error::corrupt("disk scan", e.to_string())))
-        else {
-            continue;
-        };
+        let e = engine.clone();
+        let Ok(Ok(disks)) = tokio::task::spawn_blocking(move || e.disks()).await else { continue };
         if let Ok(em) = SignalEmitter::new(&conn, MANAGER_PATH) {
             let _ = Manager::disks_changed(&em, disks).await;
         }
     }
-}
-
-/// At start: a previous instance may have died mid-job. Unmount what it left under the
-/// mount root; the targets' records already say incomplete (they only move on when a phase
-/// finishes), and get a note saying why.
-pub fn recover(mount_root: &Path) -> crate::Result<Vec<String>> {
-    // What killed runs (of this service or of the command) left behind, by their journals.
-    let mut notes = crate::write::journal::recover()?;
-    let table = crate::discover::mounts::read()?;
-    let mut left: Vec<&crate::discover::mounts::Mount> =
-        table.iter().filter(|m| m.target.starts_with(mount_root)).collect();
-    left.sort_by_key(|m| std::cmp::Reverse(m.target.components().count()));
-    for m in left {
-        crate::write::fs::unmount(&m.target)?;
-        notes.push(format!("unmounted {} left by an interrupted job", m.target.display()));
-    }
-    for d in crate::discover::blockdev::list()? {
-        // A disk another run holds is being written now: not interrupted.
-        if crate::plan::lock::holder(&d.path).is_some() {
-            continue;
-        }
-        if let Some(Ok(mut env)) = crate::discover::record::read(&d.path) {
-            if env.state == crate::discover::record::State::Incomplete && env.note.is_none() {
-                env.note = Some("interrupted: the altdisk service stopped during the run".into());
-                crate::discover::record::update(&d.path, &env)?;
-                notes.push(format!("{}: marked incomplete (interrupted run)", d.name));
-            }
-        }
-    }
-    Ok(notes)
 }

@@ -6,6 +6,7 @@
 
 pub mod blockdev;
 pub mod boot;
+pub mod contents;
 pub mod gpt;
 pub mod mounts;
 pub mod record;

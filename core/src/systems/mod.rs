@@ -3,3 +3,4 @@
 
 pub mod awake;
 pub mod ops;
+pub mod trial;
