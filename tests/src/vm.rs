@@ -647,7 +647,7 @@ impl Machine {
         }
     }
 
-    /// Start `cmd` in the guest and return its output once `marker` appears in it, leaving it
+    /// Start `cmd` in the guest and return its output once a line with `marker` appears in it, leaving it
     /// running (the console is busy until it ends). For cutting the power at a chosen moment:
     /// see [`Machine::power_cut`].
     pub fn start_until(&mut self, cmd: &str, marker: &str, timeout: Duration) -> Result<String> {
@@ -667,7 +667,9 @@ impl Machine {
         let found = vm.wait_for(deadline, |t| {
             let b = find(t, &begin)?;
             let m = b + find(&t[b..], marker)?;
-            Some(clean(&String::from_utf8_lossy(&t[b + begin.len()..m + marker.len()])))
+            // The whole line that holds the marker.
+            let end = m + t[m..].iter().position(|&c| c == b'\n')?;
+            Some(clean(&String::from_utf8_lossy(&t[b + begin.len()..end])))
         });
         match found {
             Ok(out) => Ok(out),
