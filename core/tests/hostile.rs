@@ -1,5 +1,5 @@
 //! Hostile input: every parser of what others wrote (mountinfo, /proc/swaps, fstab and
-//! crypttab, lsblk and blkid output, lvs output, GPT, EFI load options, the exclude list,
+//! crypttab, udev escapes and blkid output, lvs output, GPT, EFI load options, the exclude list,
 //! the layout file, sizes and phases, the altdisk record) gets random and mutated input and
 //! must answer with a value or an error, never a panic. Property tests (proptest): each
 //! property runs 256 cases by default (`PROPTEST_CASES` for more).
@@ -14,7 +14,6 @@ use altdisk::write::fixup::{self, Identity, LayoutChanges};
 use proptest::prelude::*;
 
 const MOUNTINFO: &str = include_str!("fixtures/mountinfo.txt");
-const LSBLK: &str = include_str!("fixtures/lsblk.json");
 
 /// Bytes of `base` with some positions overwritten, some cut out and some added.
 fn mutate(base: &[u8], edits: &[(usize, u8, u8)]) -> Vec<u8> {
@@ -107,9 +106,9 @@ proptest! {
     }
 
     #[test]
-    fn lsblk_blkid_lvs(s in formatted(), edits in proptest::collection::vec(any::<(usize, u8, u8)>(), 0..12)) {
-        let _ = blockdev::parse_lsblk(&s);
-        let _ = blockdev::parse_lsblk(&text(&mutate(LSBLK.as_bytes(), &edits)));
+    fn udev_blkid_lvs(s in formatted(), edits in proptest::collection::vec(any::<(usize, u8, u8)>(), 0..12)) {
+        let _ = altdisk::discover::udevdb::decode(&s);
+        let _ = edits;
         let _ = blockdev::Probe::parse_export(&s);
         let _ = source::parse_lvs(&s);
     }

@@ -63,7 +63,7 @@ async fn run(a: Args) -> anyhow::Result<()> {
         }
         None => {
             // Fail fast, naming what is missing: a service may run without a useful PATH.
-            altdisk::cmd::require(&["lsblk", "blkid", "losetup", "mkfs.ext4", "mkswap"])?;
+            altdisk::cmd::require(&["blkid", "losetup", "mkfs.ext4", "mkswap"])?;
             std::fs::create_dir_all(&a.mount_root)?;
             Arc::new(RealEngine::new(a.mount_root.clone()))
         }

@@ -701,8 +701,31 @@ impl JobObject {
     }
 }
 
-/// Watch for disks coming and going and signal DisksChanged (within about a second).
+/// Signal DisksChanged for each burst of block device events udev reports.
+async fn watch_udev(conn: Connection, engine: Arc<dyn Engine>, mut rx: tokio::sync::mpsc::Receiver<()>) {
+    while rx.recv().await.is_some() {
+        let e = engine.clone();
+        let Ok(Ok(disks)) = tokio::task::spawn_blocking(move || e.disks()).await else { continue };
+        if let Ok(em) = SignalEmitter::new(&conn, MANAGER_PATH) {
+            let _ = Manager::disks_changed(&em, disks).await;
+        }
+    }
+}
+
+/// Watch for disks coming and going and signal DisksChanged (within about a second): from
+/// udev's monitor for real disks (events, no polling), from the simulation's own changes
+/// otherwise (or when the monitor cannot be opened).
 pub async fn watch_disks(conn: Connection, engine: Arc<dyn Engine>) {
+    if !engine.simulated() {
+        let (tx, rx) = tokio::sync::mpsc::channel::<()>(1);
+        // A full channel means a signal is already due: that one will carry this change too.
+        match crate::discover::udevdb::spawn_watch(move || {
+            !matches!(tx.try_send(()), Err(tokio::sync::mpsc::error::TrySendError::Closed(_)))
+        }) {
+            Ok(()) => return watch_udev(conn, engine, rx).await,
+            Err(e) => tracing::warn!("udev monitor unavailable ({e}); looking for disk changes every 0.5 s instead"),
+        }
+    }
     let e = engine.clone();
     let mut last = tokio::task::spawn_blocking(move || e.fingerprint()).await.unwrap_or_default();
     let mut tick = tokio::time::interval(Duration::from_millis(500));

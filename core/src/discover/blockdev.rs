@@ -57,8 +57,17 @@ impl Probe {
         }
     }
 
-    /// Probe a device (or image file) for signatures. Nothing found is an empty probe.
+    /// Probe a device (or image file) for signatures: what udev found, else `blkid -p`.
+    /// Nothing found is an empty probe.
     pub fn read(dev: &Path) -> Result<Probe> {
+        if let Some(p) = crate::discover::udevdb::probe(dev) {
+            return Ok(p);
+        }
+        Self::read_blkid(dev)
+    }
+
+    /// Probe with `blkid -p`, which reads the device itself.
+    pub fn read_blkid(dev: &Path) -> Result<Probe> {
         let (code, out) = Cmd::new(format!("probing {}", dev.display()), "blkid")?
             .args(["-p", "-o", "export"])
             .arg(dev)
@@ -84,48 +93,6 @@ impl Probe {
             _ => None,
         }
     }
-}
-
-/// One node of `lsblk -J` output.
-#[derive(Debug, Clone, Deserialize)]
-struct LsblkNode {
-    name: String,
-    path: Option<String>,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default, deserialize_with = "de_u64")]
-    size: u64,
-    model: Option<String>,
-    serial: Option<String>,
-    #[serde(rename = "maj:min")]
-    maj_min: String,
-    #[serde(default, deserialize_with = "de_bool")]
-    rm: bool,
-    #[serde(default, deserialize_with = "de_bool")]
-    ro: bool,
-    tran: Option<String>,
-    #[serde(default)]
-    children: Vec<LsblkNode>,
-}
-
-fn de_u64<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<u64, D::Error> {
-    // Older lsblk prints numbers as strings.
-    let v = serde_json::Value::deserialize(d)?;
-    Ok(match v {
-        serde_json::Value::Number(n) => n.as_u64().unwrap_or(0),
-        serde_json::Value::String(s) => s.parse().unwrap_or(0),
-        _ => 0,
-    })
-}
-
-fn de_bool<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<bool, D::Error> {
-    let v = serde_json::Value::deserialize(d)?;
-    Ok(match v {
-        serde_json::Value::Bool(b) => b,
-        serde_json::Value::String(s) => s == "1",
-        serde_json::Value::Number(n) => n.as_u64() == Some(1),
-        _ => false,
-    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -182,13 +149,6 @@ impl Disk {
     }
 }
 
-const LSBLK_COLUMNS: &str = "NAME,PATH,TYPE,SIZE,MODEL,SERIAL,MAJ:MIN,RM,RO,TRAN";
-
-fn split_majmin(s: &str) -> (u32, u32) {
-    let (a, b) = s.split_once(':').unwrap_or(("0", "0"));
-    (a.trim().parse().unwrap_or(0), b.trim().parse().unwrap_or(0))
-}
-
 fn holders_of(name: &str) -> Vec<String> {
     let dir = Path::new("/sys/class/block").join(name).join("holders");
     let mut v: Vec<String> = std::fs::read_dir(dir)
@@ -216,62 +176,6 @@ pub fn dev_numbers(path: &Path) -> Option<(u32, u32)> {
         .then(|| (nix::sys::stat::major(md.rdev()) as u32, nix::sys::stat::minor(md.rdev()) as u32))
 }
 
-/// Parse `lsblk -J -b -o LSBLK_COLUMNS` output into whole disks with their partitions.
-/// Holders are filled in by [`list`], which can look at sysfs.
-pub fn parse_lsblk(json: &str) -> Result<Vec<Disk>> {
-    #[derive(Deserialize)]
-    struct Top {
-        blockdevices: Vec<LsblkNode>,
-    }
-    let top: Top = serde_json::from_str(json)
-        .map_err(|e| Error::corrupt("lsblk output", format!("not the expected JSON: {e}")))?;
-    let mut disks = Vec::new();
-    for n in top.blockdevices {
-        if !matches!(n.kind.as_str(), "disk" | "loop") || n.size == 0 {
-            continue;
-        }
-        // zram and ram disks are memory, not disks to clone onto.
-        if n.name.starts_with("zram") || n.name.starts_with("ram") {
-            continue;
-        }
-        let (major, minor) = split_majmin(&n.maj_min);
-        let partitions = n
-            .children
-            .iter()
-            .filter(|c| c.kind == "part")
-            .map(|c| {
-                let (major, minor) = split_majmin(&c.maj_min);
-                Partition {
-                    name: c.name.clone(),
-                    path: PathBuf::from(c.path.clone().unwrap_or_else(|| format!("/dev/{}", c.name))),
-                    major,
-                    minor,
-                    size: c.size,
-                    holders: Vec::new(),
-                }
-            })
-            .collect();
-        disks.push(Disk {
-            path: PathBuf::from(n.path.clone().unwrap_or_else(|| format!("/dev/{}", n.name))),
-            alias: String::new(),
-            is_loop: n.kind == "loop",
-            name: n.name,
-            major,
-            minor,
-            size: n.size,
-            model: n.model.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
-            serial: n.serial.map(|s| s.trim().to_string()).filter(|s| !s.is_empty()),
-            transport: n.tran,
-            removable: n.rm,
-            read_only: n.ro,
-            partitions,
-            holders: Vec::new(),
-        });
-    }
-    assign_aliases(&mut disks);
-    Ok(disks)
-}
-
 /// Number disks hdisk0.. : real disks by kernel name (natural order), then loop devices.
 fn assign_aliases(disks: &mut [Disk]) {
     fn key(d: &Disk) -> (bool, String, u64, String) {
@@ -288,10 +192,11 @@ fn assign_aliases(disks: &mut [Disk]) {
     disks.sort_by_key(key);
 }
 
-/// All whole disks of this machine (and attached loop devices), with partitions and holders.
+/// All whole disks of this machine (and attached loop devices), with partitions and holders,
+/// from udev (see [`crate::discover::udevdb`]).
 pub fn list() -> Result<Vec<Disk>> {
-    let out = Cmd::new("listing block devices", "lsblk")?.args(["-J", "-b", "-o", LSBLK_COLUMNS]).run()?;
-    let mut disks = parse_lsblk(&out.stdout)?;
+    let mut disks = crate::discover::udevdb::disks()?;
+    assign_aliases(&mut disks);
     for d in &mut disks {
         d.holders = holders_of(&d.name);
         for p in &mut d.partitions {
@@ -397,11 +302,51 @@ pub fn resolve(name: &str, disks: &[Disk]) -> Result<Named> {
 mod tests {
     use super::*;
 
-    const LSBLK: &str = include_str!("../../tests/fixtures/lsblk.json");
+    fn disk(name: &str, major: u32, minor: u32, parts: &[(&str, u32)]) -> Disk {
+        Disk {
+            name: name.into(),
+            path: PathBuf::from(format!("/dev/{name}")),
+            alias: String::new(),
+            major,
+            minor,
+            size: 1 << 30,
+            model: (major == 259).then(|| "Samsung SSD 980".to_string()),
+            serial: None,
+            transport: None,
+            removable: name == "sdb",
+            read_only: false,
+            is_loop: name.starts_with("loop"),
+            partitions: parts
+                .iter()
+                .map(|(p, m)| Partition {
+                    name: p.to_string(),
+                    path: PathBuf::from(format!("/dev/{p}")),
+                    major,
+                    minor: *m,
+                    size: 1 << 20,
+                    holders: Vec::new(),
+                })
+                .collect(),
+            holders: Vec::new(),
+        }
+    }
+
+    /// As discovery finds them, in no particular order.
+    fn machine() -> Vec<Disk> {
+        let mut d = vec![
+            disk("loop10", 7, 10, &[]),
+            disk("sdb", 8, 16, &[]),
+            disk("nvme0n1", 259, 0, &[("nvme0n1p1", 1), ("nvme0n1p2", 2)]),
+            disk("loop2", 7, 2, &[]),
+            disk("sda", 8, 0, &[("sda1", 1)]),
+        ];
+        assign_aliases(&mut d);
+        d
+    }
 
     #[test]
-    fn parses_lsblk_and_aliases() {
-        let d = parse_lsblk(LSBLK).unwrap();
+    fn aliases_follow_kernel_names_then_loops() {
+        let d = machine();
         let names: Vec<_> = d.iter().map(|x| (x.name.as_str(), x.alias.as_str())).collect();
         assert_eq!(
             names,
@@ -424,7 +369,7 @@ mod tests {
 
     #[test]
     fn resolves_names() {
-        let d = parse_lsblk(LSBLK).unwrap();
+        let d = machine();
         assert_eq!(resolve("sdb", &d).unwrap(), Named::Disk(2));
         assert_eq!(resolve("hdisk0", &d).unwrap(), Named::Disk(0));
         assert!(matches!(resolve("sdz", &d), Err(Error::NotFound { .. })));

@@ -12,3 +12,4 @@ pub mod mounts;
 pub mod record;
 pub mod roles;
 pub mod source;
+pub mod udevdb;

@@ -32,7 +32,7 @@ pub struct Prepared {
 
 /// Tools phase 1 runs.
 fn required_tools(plan: &Plan) -> Vec<&'static str> {
-    let mut v = vec!["blkid", "lsblk"];
+    let mut v = vec!["blkid"];
     for f in &plan.filesystems {
         v.extend(tfs::tools_for(&f.fstype));
     }
