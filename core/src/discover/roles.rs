@@ -23,10 +23,11 @@ pub enum Usage {
     /// It holds the system being cloned (`--source`).
     Source,
     ReadOnly,
-    /// A filesystem on it is mounted.
+    /// A filesystem on it is mounted (`by`: the desktop mounted it for a user, through UDisks2).
     Mounted {
         device: String,
         at: PathBuf,
+        by: Option<String>,
     },
     /// It, or a partition of it, is active swap.
     Swap {
@@ -59,7 +60,8 @@ impl Usage {
             Usage::Running => "it holds the running system".into(),
             Usage::Source => "it holds the system being cloned".into(),
             Usage::ReadOnly => "it is read-only".into(),
-            Usage::Mounted { device, at } => format!("{device} is mounted at {}", at.display()),
+            Usage::Mounted { device, at, by: None } => format!("{device} is mounted at {}", at.display()),
+            Usage::Mounted { device, at, by: Some(by) } => format!("{device} is mounted at {} {by}", at.display()),
             Usage::Swap { device } => format!("{} is active swap", device.display()),
             Usage::Held { holder } if holder.starts_with("md") => format!("it is a RAID member (held by {holder})"),
             Usage::Held { holder } => format!("it is in use by {holder} (LVM, encryption or multipath)"),
@@ -134,7 +136,7 @@ pub fn usage(
         return Ok(Usage::ReadOnly);
     }
     if let Some(m) = table.iter().find(|m| d.holds(m.major, m.minor)) {
-        return Ok(Usage::Mounted { device: m.source.clone(), at: m.target.clone() });
+        return Ok(Usage::Mounted { device: m.source.clone(), at: m.target.clone(), by: udisks_mounter(&m.target) });
     }
     if let Some(part) = d.partitions.iter().find(|p| swaps.contains(&(p.major, p.minor))) {
         return Ok(Usage::Swap { device: part.path.clone() });
@@ -159,6 +161,30 @@ pub fn usage(
         }
     }
     Ok(soft.unwrap_or(Usage::Free))
+}
+
+/// Who the desktop mounted `at` for, when UDisks2 did it: from its record of the mounts it
+/// made (`/run/udisks2/mounted-fs`), or the places it mounts under (/media/USER, /run/media/USER).
+pub fn udisks_mounter(at: &Path) -> Option<String> {
+    let user_of = |uid: u32| {
+        nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+            .ok()
+            .flatten()
+            .map(|u| u.name)
+            .unwrap_or(uid.to_string())
+    };
+    let text = std::fs::read_to_string("/run/udisks2/mounted-fs").unwrap_or_default();
+    for line in text.lines() {
+        let kv: std::collections::HashMap<&str, &str> =
+            line.split_whitespace().filter_map(|w| w.split_once('=')).collect();
+        if kv.get("mount_point").map(|m| Path::new(m)) == Some(at) {
+            let uid = kv.get("mounted_by_uid").and_then(|u| u.parse().ok()).unwrap_or(0);
+            return Some(format!("by the desktop (UDisks2) for {}", user_of(uid)));
+        }
+    }
+    let rel = at.strip_prefix("/media").or_else(|_| at.strip_prefix("/run/media")).ok()?;
+    let user = rel.components().next()?.as_os_str().to_string_lossy().into_owned();
+    Some(format!("by the desktop (UDisks2) for {user}"))
 }
 
 /// The device numbers of active swap areas.
@@ -320,4 +346,29 @@ pub fn render_lspv(rows: &[DiskRole]) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn desktop_mounts_name_their_user() {
+        if std::path::Path::new("/run/udisks2/mounted-fs").exists() {
+            return;
+        }
+        assert_eq!(
+            udisks_mounter(Path::new("/media/alice/USB")).as_deref(),
+            Some("by the desktop (UDisks2) for alice")
+        );
+        assert_eq!(udisks_mounter(Path::new("/run/media/bob/x")).as_deref(), Some("by the desktop (UDisks2) for bob"));
+        assert_eq!(udisks_mounter(Path::new("/mnt/data")), None);
+        let u = Usage::Mounted {
+            device: "/dev/sdb1".into(),
+            at: "/media/alice/USB".into(),
+            by: udisks_mounter(Path::new("/media/alice/USB")),
+        };
+        assert_eq!(u.why(), "/dev/sdb1 is mounted at /media/alice/USB by the desktop (UDisks2) for alice");
+        assert!(!u.forceable());
+    }
 }
