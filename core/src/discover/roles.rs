@@ -177,7 +177,7 @@ pub fn udisks_mounter(at: &Path) -> Option<String> {
     for line in text.lines() {
         let kv: std::collections::HashMap<&str, &str> =
             line.split_whitespace().filter_map(|w| w.split_once('=')).collect();
-        if kv.get("mount_point").map(|m| Path::new(m)) == Some(at) {
+        if kv.get("mount_point").map(Path::new) == Some(at) {
             let uid = kv.get("mounted_by_uid").and_then(|u| u.parse().ok()).unwrap_or(0);
             return Some(format!("by the desktop (UDisks2) for {}", user_of(uid)));
         }
