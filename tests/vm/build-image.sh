@@ -237,11 +237,13 @@ date -u +%FT%TZ >"$work/COMPLETE"
 mv -T "$work" "$OUTDIR"
 say "done in $((SECONDS - start)) s: $OUTDIR"
 
-# Images of this kind built by other versions of these scripts are dropped (unless one is
-# being built right now, or ALTDISK_VM_PRUNE=0), so the cache does not grow with each edit.
+# Images of this kind built by other versions of these scripts are dropped once they are two
+# days old (unless one is being built right now, or ALTDISK_VM_PRUNE=0), so the cache does not
+# grow with each edit; a younger one may still be in use by another checkout's tests.
 if [[ ${ALTDISK_VM_PRUNE:-1} == 1 && -z ${2:-} ]]; then
 	for old in "$(dirname "$OUTDIR")/vm-$KIND-"*; do
 		[[ -d $old && $old != "$OUTDIR" && $old != *.tmp.* ]] || continue
+		[[ -n $(find "$old" -maxdepth 0 -mmin +2880) ]] || continue
 		if (flock -n 8 && rm -rf "$old" "$old".tmp.*) 8>"$old.lock"; then
 			rm -f "$old.lock"
 			say "pruned the outdated image $old"
