@@ -18,11 +18,12 @@ use zbus::wire::OwnedVariant;
 struct FakePolkit {
     allow: Arc<AtomicBool>,
     last_flags: Arc<AtomicU32>,
+    delay_ms: Arc<AtomicU32>,
 }
 
 #[zbus::interface(name = "org.freedesktop.PolicyKit1.Authority")]
 impl FakePolkit {
-    fn check_authorization(
+    async fn check_authorization(
         &self,
         _subject: (String, HashMap<String, OwnedVariant>),
         _action_id: String,
@@ -31,6 +32,10 @@ impl FakePolkit {
         _cancellation_id: String,
     ) -> (bool, bool, HashMap<String, String>) {
         self.last_flags.store(flags, Ordering::SeqCst);
+        let delay = self.delay_ms.load(Ordering::SeqCst);
+        if delay > 0 {
+            tokio::time::sleep(Duration::from_millis(delay.into())).await;
+        }
         (self.allow.load(Ordering::SeqCst), false, HashMap::new())
     }
 }
@@ -56,6 +61,8 @@ pub struct Bus {
     pub allow: Arc<AtomicBool>,
     /// CheckAuthorization's flags of the last call (1: interactive authorisation allowed).
     pub polkit_flags: Arc<AtomicU32>,
+    /// How long the fake polkit takes to answer (ms), for callers that leave meanwhile.
+    pub polkit_delay: Arc<AtomicU32>,
     dir: PathBuf,
     opts: Options,
     daemon: Child,
@@ -94,13 +101,18 @@ impl Bus {
         let address = format!("unix:path={}", sock.display());
         let allow = Arc::new(AtomicBool::new(true));
         let polkit_flags = Arc::new(AtomicU32::new(u32::MAX));
+        let polkit_delay = Arc::new(AtomicU32::new(0));
         let polkit = if opts.polkit {
             Some(
                 zbus::connection::Builder::address(address.as_str())
                     .name("org.freedesktop.PolicyKit1")
                     .serve_at(
                         "/org/freedesktop/PolicyKit1/Authority",
-                        FakePolkit { allow: allow.clone(), last_flags: polkit_flags.clone() },
+                        FakePolkit {
+                            allow: allow.clone(),
+                            last_flags: polkit_flags.clone(),
+                            delay_ms: polkit_delay.clone(),
+                        },
                     )
                     .build()
                     .await
@@ -109,8 +121,17 @@ impl Bus {
         } else {
             None
         };
-        let mut bus =
-            Bus { address, allow, polkit_flags, dir: dir.to_path_buf(), opts, daemon, service: None, _polkit: polkit };
+        let mut bus = Bus {
+            address,
+            allow,
+            polkit_flags,
+            polkit_delay,
+            dir: dir.to_path_buf(),
+            opts,
+            daemon,
+            service: None,
+            _polkit: polkit,
+        };
         bus.start_service().await;
         bus
     }
@@ -242,6 +263,10 @@ pub async fn check_api(c: &zbus::Connection, path: &str, iface: &str) {
 pub fn err_name(e: &zbus::Error) -> String {
     match e {
         zbus::Error::MethodError(name, _, _) => name.to_string(),
+        zbus::Error::FDO(f) => match &**f {
+            zbus::fdo::Error::AccessDenied(_) => "org.freedesktop.DBus.Error.AccessDenied".into(),
+            other => format!("{other:?}"),
+        },
         other => format!("{other:?}"),
     }
 }

@@ -441,3 +441,97 @@ async fn root_dbus_phase2_options_reach_the_clone() {
     );
     m.sleep(at.to_str().unwrap()).await.unwrap();
 }
+
+/// Read a property with a plain Get (no cache), as any client can.
+async fn get_prop(
+    c: &zbus::Connection,
+    path: &str,
+    iface: &str,
+    name: &str,
+) -> zbus::Result<zbus::zvariant::OwnedValue> {
+    let p = zbus::fdo::PropertiesProxy::builder(c)
+        .destination(altdisk_api::BUS_NAME)
+        .path(zbus::zvariant::ObjectPath::try_from(path.to_string()).unwrap())
+        .build()
+        .await?;
+    p.get(zbus::names::InterfaceName::try_from(iface.to_string()).unwrap(), name).await.map_err(zbus::Error::from)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_dbus_properties_other_callers_jobs_and_callers_that_leave_are_refused() {
+    require_root!();
+    let mut s = Scratch::new("dbus-authz");
+    let src = source(&mut s, 512 * MIB);
+    sh(&format!(
+        "cd '{}' && mkdir bulk && for i in $(seq 1 30); do head -c 4000000 /dev/urandom > bulk/f$i; done",
+        src.display()
+    ))
+    .unwrap();
+    let t = s.loopdev("t.img", 1024 * MIB);
+    let t2 = s.loopdev("t2.img", 512 * MIB);
+    let bus = Bus::start(&s.path(""), slow()).await;
+    // Caller A, allowed, starts a job.
+    let a = bus.client().await;
+    let ma = ManagerProxy::new(&a).await.unwrap();
+    sh("sync; echo 3 > /proc/sys/vm/drop_caches").unwrap();
+    let path = ma.start_clone(&clone_opts(src.to_str().unwrap(), t.to_str().unwrap())).await.unwrap();
+    // Caller B, denied from now on: every property of the manager and of A's job, the job's
+    // log, and cancelling A's job.
+    bus.allow.store(false, Ordering::SeqCst);
+    let b = bus.client().await;
+    for name in ["Version", "Jobs", "Firmware", "Simulated"] {
+        let e = get_prop(&b, altdisk_api::MANAGER_PATH, altdisk_api::MANAGER_IFACE, name).await.unwrap_err();
+        assert!(err_name(&e).ends_with("AccessDenied"), "Manager.{name}: {e}");
+    }
+    for name in [
+        "Phase",
+        "State",
+        "BytesDone",
+        "BytesTotal",
+        "FilesDone",
+        "FilesTotal",
+        "Rate",
+        "Targets",
+        "Error",
+        "CurrentPath",
+        "Steps",
+        "Kind",
+        "OwnerUid",
+        "Started",
+        "MountedAt",
+    ] {
+        let e = get_prop(&b, path.as_str(), altdisk_api::JOB_IFACE, name).await.unwrap_err();
+        assert!(err_name(&e).ends_with("AccessDenied"), "Job.{name}: {e}");
+    }
+    let jb = JobProxy::builder(&b)
+        .path(path.clone())
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap();
+    assert!(err_name(&jb.cancel().await.unwrap_err()).ends_with("AccessDenied"));
+    assert!(err_name(&jb.log_lines().await.unwrap_err()).ends_with("AccessDenied"));
+    bus.allow.store(true, Ordering::SeqCst);
+    let ja = JobProxy::builder(&a)
+        .path(path.clone())
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap();
+    assert_eq!(ja.state().await.unwrap(), "running", "B's cancel did nothing");
+
+    // Caller C asks for a clone and leaves while polkit thinks: nothing is done for it.
+    bus.polkit_delay.store(1500, Ordering::SeqCst);
+    let c = bus.client().await;
+    let o = clone_opts(src.to_str().unwrap(), t2.to_str().unwrap());
+    let mc = ManagerProxy::new(&c).await.unwrap();
+    let call = tokio::spawn(async move { mc.start_clone(&o).await });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    call.abort();
+    c.close().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    bus.polkit_delay.store(0, Ordering::SeqCst);
+    assert_eq!(ma.list_jobs().await.unwrap().len(), 1, "no job was started for the caller that left");
+    assert!(blkid(&t2, "PTTYPE").is_none(), "nothing was written for it");
+    ja.cancel().await.unwrap();
+}

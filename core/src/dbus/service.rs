@@ -129,6 +129,21 @@ async fn authorize(engine: &dyn Engine, conn: &Connection, hdr: &Header<'_>, act
         .await
         .map_err(|e| DbusError::AccessDenied(format!("{action}: polkit did not answer: {e}")))?;
     if r.is_authorized {
+        // polkit judged a bus name: a caller that left meanwhile (its name may be taken by
+        // someone else next) gets nothing done on its behalf.
+        let sender = hdr.sender().map(|s| s.to_owned());
+        let here = match sender {
+            Some(name) => zbus::fdo::DBusProxy::new(conn)
+                .await
+                .map_err(|e| DbusError::AccessDenied(format!("{action}: the bus does not answer: {e}")))?
+                .name_has_owner(name.into())
+                .await
+                .unwrap_or(false),
+            None => false,
+        };
+        if !here {
+            return Err(DbusError::AccessDenied(format!("{action}: the caller left the bus before it was authorized")));
+        }
         Ok(())
     } else if r.is_challenge && !interactive {
         Err(DbusError::AccessDenied(format!(
@@ -137,6 +152,13 @@ async fn authorize(engine: &dyn Engine, conn: &Connection, hdr: &Header<'_>, act
     } else {
         Err(DbusError::AccessDenied(format!("not authorized for {action}; ask an administrator")))
     }
+}
+
+/// Reading a property is reading: the same check as the read methods, without asking the
+/// user. `hdr` is None when the service itself reads the value (to signal a change).
+async fn may_read(engine: &dyn Engine, conn: &Connection, hdr: Option<Header<'_>>) -> zbus::fdo::Result<()> {
+    let Some(hdr) = hdr else { return Ok(()) };
+    authorize(engine, conn, &hdr, actions::READ).await.map_err(|e| zbus::fdo::Error::AccessDenied(e.to_string()))
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> crate::Result<T> + Send + 'static) -> Result<T> {
@@ -156,8 +178,13 @@ fn options(d: HashMap<String, OwnedVariant>) -> Result<CloneOptions> {
 impl Manager {
     /// Major.minor of this API.
     #[zbus(property)]
-    fn version(&self) -> String {
-        api::API_VERSION.into()
+    async fn version(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        may_read(&*self.shared.engine, conn, hdr).await?;
+        Ok(api::API_VERSION.into())
     }
 
     async fn disks(
@@ -516,20 +543,35 @@ impl Manager {
 
     /// The job objects on the bus (changes are signalled).
     #[zbus(property)]
-    fn jobs(&self) -> Vec<OwnedObjectPath> {
-        self.shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).values().map(|j| j.path.clone()).collect()
+    async fn jobs(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<Vec<OwnedObjectPath>> {
+        may_read(&*self.shared.engine, conn, hdr).await?;
+        Ok(self.shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).values().map(|j| j.path.clone()).collect())
     }
 
     /// uefi or bios.
     #[zbus(property)]
-    fn firmware(&self) -> String {
-        self.shared.engine.firmware().into()
+    async fn firmware(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        may_read(&*self.shared.engine, conn, hdr).await?;
+        Ok(self.shared.engine.firmware().into())
     }
 
     /// The service serves simulated disks (altdiskd --sim).
     #[zbus(property)]
-    fn simulated(&self) -> bool {
-        self.shared.engine.simulated()
+    async fn simulated(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<bool> {
+        may_read(&*self.shared.engine, conn, hdr).await?;
+        Ok(self.shared.engine.simulated())
     }
 }
 
@@ -612,43 +654,88 @@ impl JobObject {
     }
 
     #[zbus(property)]
-    fn phase(&self) -> String {
-        self.phase.clone()
+    async fn phase(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.phase.clone())
     }
     /// running, succeeded, failed, cancelled.
     #[zbus(property)]
-    fn state(&self) -> String {
-        self.state.clone()
+    async fn state(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.state.clone())
     }
     #[zbus(property)]
-    fn bytes_done(&self) -> u64 {
-        self.bytes_done
+    async fn bytes_done(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<u64> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.bytes_done)
     }
     #[zbus(property)]
-    fn bytes_total(&self) -> u64 {
-        self.bytes_total
+    async fn bytes_total(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<u64> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.bytes_total)
     }
     #[zbus(property)]
-    fn files_done(&self) -> u64 {
-        self.files_done
+    async fn files_done(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<u64> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.files_done)
     }
     #[zbus(property)]
-    fn files_total(&self) -> u64 {
-        self.files_total
+    async fn files_total(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<u64> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.files_total)
     }
     /// Bytes per second.
     #[zbus(property)]
-    fn rate(&self) -> u64 {
-        self.rate
+    async fn rate(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<u64> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.rate)
     }
     #[zbus(property)]
-    fn targets(&self) -> Vec<String> {
-        self.targets.clone()
+    async fn targets(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<Vec<String>> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.targets.clone())
     }
     /// Why the job failed; empty while running or after success.
     #[zbus(property)]
-    fn error(&self) -> String {
-        self.error.clone()
+    async fn error(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.error.clone())
     }
 
     #[zbus(signal)]
@@ -671,33 +758,63 @@ impl JobObject {
 
     /// The path being copied (./relative), while copying.
     #[zbus(property)]
-    fn current_path(&self) -> String {
-        self.current_path.clone()
+    async fn current_path(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.current_path.clone())
     }
     /// The phases this job goes through, in order.
     #[zbus(property)]
-    fn steps(&self) -> Vec<String> {
-        self.steps.clone()
+    async fn steps(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<Vec<String>> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.steps.clone())
     }
     /// clone or resume.
     #[zbus(property)]
-    fn kind(&self) -> String {
-        self.kind.clone()
+    async fn kind(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.kind.clone())
     }
     /// Unix user id of the caller that started it.
     #[zbus(property)]
-    fn owner_uid(&self) -> u32 {
-        self.owner_uid
+    async fn owner_uid(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<u32> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.owner_uid)
     }
     /// When it started (RFC 3339).
     #[zbus(property)]
-    fn started(&self) -> String {
-        self.started.clone()
+    async fn started(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.started.clone())
     }
     /// Where the clone is left mounted after success (phase 1 without phase 3), else empty.
     #[zbus(property)]
-    fn mounted_at(&self) -> String {
-        self.mounted_at.clone()
+    async fn mounted_at(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.mounted_at.clone())
     }
 }
 
