@@ -443,12 +443,7 @@ async fn root_dbus_phase2_options_reach_the_clone() {
 }
 
 /// Read a property with a plain Get (no cache), as any client can.
-async fn get_prop(
-    c: &zbus::Connection,
-    path: &str,
-    iface: &str,
-    name: &str,
-) -> zbus::Result<zbus::zvariant::OwnedValue> {
+async fn get_prop(c: &zbus::Connection, path: &str, iface: &str, name: &str) -> zbus::Result<zbus::OwnedVariant> {
     let p = zbus::fdo::PropertiesProxy::builder(c)
         .destination(altdisk_api::BUS_NAME)
         .path(zbus::zvariant::ObjectPath::try_from(path.to_string()).unwrap())
