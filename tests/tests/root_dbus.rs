@@ -446,7 +446,7 @@ async fn root_dbus_phase2_options_reach_the_clone() {
 async fn get_prop(c: &zbus::Connection, path: &str, iface: &str, name: &str) -> zbus::Result<zbus::OwnedVariant> {
     let p = zbus::fdo::PropertiesProxy::builder(c)
         .destination(altdisk_api::BUS_NAME)
-        .path(zbus::zvariant::ObjectPath::try_from(path.to_string()).unwrap())
+        .path(zbus::ObjectPath::try_from(path.to_string()).unwrap())
         .build()
         .await?;
     p.get(zbus::names::InterfaceName::try_from(iface.to_string()).unwrap(), name).await.map_err(zbus::Error::from)
