@@ -150,6 +150,16 @@ fn root_two_runs_on_one_target_collide_and_the_interrupt_advice_works() {
     let args = copy_args(&src, &img, &alt);
     let (mut first, _) = spawn_until_copying(&args, &[]);
 
+    // What a run keeps while it works is root's alone: its locks and its journal.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(Path::new("/run/altdisk/locks")), 0o700);
+    assert_eq!(mode(Path::new("/run/altdisk/runs")), 0o700);
+    for dir in ["/run/altdisk/locks", "/run/altdisk/runs"] {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            assert_eq!(mode(&e.path()), 0o600, "{}", e.path().display());
+        }
+    }
     // The same file again, from another run: refused, naming the first.
     let o = run_altdisk(&copy_args(&src, &img, &alt2), &[]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));

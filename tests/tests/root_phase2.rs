@@ -524,6 +524,13 @@ fn root_phase2_from_the_command_line() {
     assert_eq!(version_of(&w.alt.join("var/lib/dpkg"), "altdisk-test-hello").as_deref(), Some("1.0"));
     assert_eq!(std::fs::read_to_string(w.alt.join("etc/resolv.conf")).unwrap_or_default(), "nameserver 192.0.2.53\n");
     assert!(w.alt.join("var/lib/altdisk/firstboot/pending").exists(), "the first-boot script is pending in the clone");
+    // Modes of what altdisk made in the clone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&w.alt.join("etc/resolv.conf")), 0o644, "resolv.conf");
+    assert_eq!(mode(&w.alt.join("var/lib/altdisk/firstboot/script")), 0o700, "the first-boot script");
+    assert_eq!(mode(&w.alt.join("etc/altdisk/bootenv.json")), 0o644, "the clone's record");
+    assert_eq!(mode(&w.alt.join("usr/local/lib/altdisk/altdisk")), 0o755, "the clone's altdisk");
     // The units that run it are in the clone, enabled, and call a binary the clone holds.
     let bin = w.alt.join("usr/local/lib/altdisk/altdisk");
     assert!(bin.is_file(), "the clone has its own altdisk");

@@ -109,6 +109,10 @@ pub fn keys(target: &Path) -> Vec<String> {
 fn open_key(key: &str) -> Result<File> {
     let d = dir();
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&d).ctx("making the lock directory", &d)?;
+    // Made earlier with a looser mode (an older altdisk): root's alone.
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).ctx("securing", &d)?;
+    // Made earlier by an older altdisk with a looser mode: root's alone.
+    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).ctx("securing", &d)?;
     let p = d.join(key);
     OpenOptions::new()
         .read(true)

@@ -65,6 +65,8 @@ impl Journal {
             .mode(0o700)
             .create(&d)
             .ctx("making the run journal directory", &d)?;
+        // Made earlier with a looser mode (an older altdisk): root's alone.
+        std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).ctx("securing", &d)?;
         let path = d.join(format!("{}-{}.json", std::process::id(), uuid::Uuid::new_v4()));
         let file = OpenOptions::new()
             .read(true)
