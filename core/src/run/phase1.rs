@@ -227,6 +227,7 @@ impl Run {
                 rel_prefix,
                 detect_changes: snap.is_none() && !sf.read_only,
                 skip: skip.clone(),
+                update: None,
             };
             let stats = copy::copy_tree(&from, &dst, &opts, job);
             if let Some(s) = snap {
