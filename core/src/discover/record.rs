@@ -108,6 +108,7 @@ pub mod step {
     pub const PARTITIONING: &str = "partitioning";
     pub const MKFS: &str = "making filesystems";
     pub const COPYING: &str = "copying files";
+    pub const REFRESHING: &str = "refreshing files from the source";
     pub const IDENTITIES: &str = "rewriting fstab and the clone's identities";
     pub const CUSTOMIZING: &str = "customizing (phase 2)";
     pub const BOOTABLE: &str = "making the clone bootable (phase 3)";

@@ -96,6 +96,9 @@ pub struct CopyOptions {
     pub skip: Arc<HashSet<(u64, u64)>>,
     /// Bring an earlier copy in line instead of copying into an empty tree.
     pub update: Option<Update>,
+    /// Update mode: entries of the target (in the `./path` form) that stay when the source
+    /// does not have them: what the clone holds of its own.
+    pub keep: Arc<Vec<String>>,
 }
 
 impl Default for CopyOptions {
@@ -107,6 +110,7 @@ impl Default for CopyOptions {
             detect_changes: true,
             skip: Arc::default(),
             update: None,
+            keep: Arc::default(),
         }
     }
 }
@@ -556,6 +560,9 @@ impl Shared {
                     continue;
                 }
                 let rel = node.rel.join(OsStr::from_bytes(name.to_bytes()));
+                if !self.opts.keep.is_empty() && self.opts.keep.contains(&self.show(&rel)) {
+                    continue;
+                }
                 self.delete(&dfd, &name, &rel, here.map(|h| h.stx_mnt_id));
             }
         }
@@ -762,7 +769,7 @@ impl Shared {
         d: &Statx,
         buf: &mut [u8],
     ) {
-        let full = newer(st, d) || locked(d);
+        let full = newer(st, d);
         let meta_differs = (st.stx_uid, st.stx_gid) != (d.stx_uid, d.stx_gid)
             || (st.stx_mode & 0o7777) != (d.stx_mode & 0o7777)
             || mtime(st) != mtime(d);
@@ -793,13 +800,13 @@ impl Shared {
                         Err(e) => return self.error(rel, "comparing its data", e),
                     };
                 }
+                if !data {
+                    return self.meta_only(Some(src.as_fd()), &dst, rel, st, d, full || checksum, true);
+                }
                 if locked(d) {
                     if let Err(e) = unlock(&dst) {
                         return self.error(rel, "unlocking its immutable copy", e);
                     }
-                }
-                if !data {
-                    return self.meta_only(Some(src.as_fd()), &dst, rel, st, d, full || checksum, true);
                 }
                 drop(dst);
                 let dst = match rustix::fs::openat(
@@ -1195,7 +1202,8 @@ impl Shared {
 
     /// Update mode: make the metadata of `dst` (whose status is `now`) match the source's,
     /// setting only what differs. `full` compares xattrs (and, with `flags`, inode flags),
-    /// which the status does not show. Returns whether anything was set.
+    /// which the status does not show. An immutable or append-only target is unlocked only
+    /// when something must be set, and locked again after. Returns whether anything was set.
     fn sync_meta(
         &self,
         src: Option<BorrowedFd<'_>>,
@@ -1205,15 +1213,41 @@ impl Shared {
         full: bool,
         flags: bool,
     ) -> std::result::Result<bool, (String, Errno)> {
-        let mut changed = false;
+        let times = mtime(st) != mtime(now);
         if self.dst_lossy {
-            if mtime(st) != mtime(now) {
+            if times {
                 rustix::fs::futimens(dst, &timestamps(st)).map_err(|e| ("setting its times".to_string(), e))?;
-                changed = true;
             }
-            return Ok(changed);
+            return Ok(times);
         }
         let owner = (st.stx_uid, st.stx_gid) != (now.stx_uid, now.stx_gid);
+        let mode = (st.stx_mode & 0o7777) != (now.stx_mode & 0o7777);
+        // chown drops capabilities: the xattrs are looked at after it anyway.
+        let xattrs = match src.filter(|_| full || owner) {
+            Some(src) => {
+                let want = read_xattrs(&XTarget::Fd(src)).map_err(|(n, e)| (format!("reading xattr {n}"), e))?;
+                let have =
+                    read_xattrs(&XTarget::Fd(dst.as_fd())).map_err(|(n, e)| (format!("reading xattr {n}"), e))?;
+                (want != have || owner).then_some((want, have))
+            }
+            None => None,
+        };
+        let cur = rustix::fs::ioctl_getflags(dst).unwrap_or(IFlags::empty());
+        let want_flags = match src.filter(|_| full && flags) {
+            Some(src) => {
+                let f = rustix::fs::ioctl_getflags(src).unwrap_or(IFlags::empty()) & copyable_flags();
+                Some((cur - copyable_flags()) | f)
+            }
+            None => None,
+        };
+        let flags_differ = want_flags.is_some_and(|w| w != cur);
+        if !(owner || mode || times || xattrs.is_some() || flags_differ) {
+            return Ok(false);
+        }
+        let unlocked = cur.intersects(IFlags::IMMUTABLE | IFlags::APPEND);
+        if unlocked {
+            unlock(dst).map_err(|e| ("unlocking its immutable copy".to_string(), e))?;
+        }
         if owner {
             rustix::fs::fchown(
                 dst,
@@ -1221,34 +1255,27 @@ impl Shared {
                 Some(rustix::fs::Gid::from_raw(st.stx_gid)),
             )
             .map_err(|e| ("setting its owner".to_string(), e))?;
-            changed = true;
         }
-        // chown drops capabilities: look at the xattrs again after it.
-        if full || owner {
-            if let Some(src) = src {
-                changed |= sync_xattrs(&XTarget::Fd(src), &XTarget::Fd(dst.as_fd()))
-                    .map_err(|(n, e)| (format!("copying xattr {n}"), e))?;
-            }
+        if let (Some(src), Some(_)) = (src, &xattrs) {
+            sync_xattrs(&XTarget::Fd(src), &XTarget::Fd(dst.as_fd()))
+                .map_err(|(n, e)| (format!("copying xattr {n}"), e))?;
         }
         // chown clears setuid and setgid; an ACL written sets the group bits.
-        if owner || full || (st.stx_mode & 0o7777) != (now.stx_mode & 0o7777) {
-            let cur = statx_fd(dst).map(|s| s.stx_mode & 0o7777).unwrap_or(0);
-            if cur != st.stx_mode & 0o7777 {
-                rustix::fs::fchmod(dst, mode_bits(st)).map_err(|e| ("setting its mode".to_string(), e))?;
-                changed = true;
+        let cur_mode = statx_fd(dst).map(|s| s.stx_mode & 0o7777).unwrap_or(0);
+        if cur_mode != st.stx_mode & 0o7777 {
+            rustix::fs::fchmod(dst, mode_bits(st)).map_err(|e| ("setting its mode".to_string(), e))?;
+        }
+        rustix::fs::futimens(dst, &timestamps(st)).map_err(|e| ("setting its times".to_string(), e))?;
+        match want_flags {
+            Some(w) if w != rustix::fs::ioctl_getflags(dst).unwrap_or(IFlags::empty()) => {
+                rustix::fs::ioctl_setflags(dst, w).map_err(|e| ("setting its inode flags".to_string(), e))?
             }
-        }
-        if mtime(st) != mtime(now) || changed {
-            rustix::fs::futimens(dst, &timestamps(st)).map_err(|e| ("setting its times".to_string(), e))?;
-            changed |= mtime(st) != mtime(now);
-        }
-        if full && flags {
-            if let Some(src) = src {
-                let f = rustix::fs::ioctl_getflags(src).unwrap_or(IFlags::empty()) & copyable_flags();
-                changed |= set_flags_changed(dst, f).map_err(|e| ("setting its inode flags".to_string(), e))?;
+            None if unlocked => {
+                rustix::fs::ioctl_setflags(dst, cur).map_err(|e| ("locking it again".to_string(), e))?
             }
+            _ => {}
         }
-        Ok(changed)
+        Ok(true)
     }
 
     /// The same for entries we cannot open: symlinks and special files.

@@ -50,9 +50,9 @@ pub struct CopyArgs {
     /// Remain NIM client: no Linux meaning, accepted with a warning.
     #[arg(short = 'n')]
     pub nim: bool,
-    /// Phases to run: 1, 2, 3, 12, 23 or all.
-    #[arg(short = 'P', value_name = "PHASES", default_value = "all")]
-    pub phases: String,
+    /// Phases to run: 1, 2, 3, 12, 23 or all (the default; with --refresh, those the clone had).
+    #[arg(short = 'P', value_name = "PHASES")]
+    pub phases: Option<String>,
     /// Kernel console for the clone, e.g. ttyS0,115200 (only with -O).
     #[arg(short = 'c', value_name = "CONSOLE")]
     pub console: Option<String>,
@@ -113,6 +113,13 @@ pub struct CopyArgs {
     /// Boot the clone once (UEFI BootNext); it makes itself permanent when it comes up healthy.
     #[arg(long, conflicts_with = "no_bootlist")]
     pub trial: bool,
+    /// Bring the clone on -d back in line with its source (new, changed and deleted files),
+    /// keeping its identities and boot entry; phase 3 again when it was bootable.
+    #[arg(long, conflicts_with_all = ["layout", "convert", "size", "dry_run", "force", "trial"])]
+    pub refresh: bool,
+    /// With --refresh: decide whether a file changed by its bytes, not its size and mtime.
+    #[arg(long, requires = "refresh")]
+    pub checksum: bool,
 }
 
 fn usage(what: &str, why: &str, todo: &str) -> Error {
@@ -143,7 +150,7 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
     if targets.is_empty() {
         return Err(usage("-d", "the target list is empty", "name one or more free disks: -d sdb"));
     }
-    let phases = Phases::parse(&a.phases)?;
+    let phases = Phases::parse(a.phases.as_deref().unwrap_or("all"))?;
     if a.reboot && a.no_bootlist {
         return Err(usage(
             "-r with -B",
@@ -247,6 +254,29 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
 pub fn copy(a: CopyArgs, plan_only: bool) -> Result<()> {
     altdisk::cmd::set_echo(a.debug);
     let req = request(&a)?;
+    if a.refresh {
+        if plan_only {
+            return Err(usage(
+                "altdisk plan --refresh",
+                "a refresh works on the clone as it is; there is no plan to show",
+                "run altdisk copy --refresh (or alt_disk_copy --refresh)",
+            ));
+        }
+        let phases = a.phases.as_deref().map(Phases::parse).transpose()?;
+        if phases.as_ref().is_some_and(|p| !p.has(1)) {
+            return Err(usage(
+                "--refresh with -P2, -P3 or -P23",
+                "a refresh is phase 1 done again on the clone",
+                "give -P1, -P12 or -Pall, or leave -P out (the phases the clone had)",
+            ));
+        }
+        let job = Job::new();
+        job.set_list_files(a.verbose);
+        let progress = Progress::start(&job, a.verbose);
+        let r = run::refresh(&req, &run::Refresh { checksum: a.checksum, phases }, &job);
+        progress.finish();
+        return report(&a, r?);
+    }
     if !req.phases.has(1) {
         // Phases 2 and 3 of a clone made earlier (AIX -P23).
         if plan_only || a.dry_run {
@@ -300,6 +330,12 @@ fn report(a: &CopyArgs, report: run::CloneReport) -> Result<()> {
             altdisk::size::human(c.bytes),
             report.seconds
         );
+        if a.refresh {
+            println!(
+                "refreshed: {} written, {} with new metadata only, {} deleted, {} unchanged",
+                c.rewritten, c.metadata_only, c.deleted, c.unchanged
+            );
+        }
         if c.excluded > 0 {
             println!("excluded: {} entries", c.excluded);
         }
@@ -725,7 +761,7 @@ mod tests {
             "-d", "hdisk1", "-Pall", "-z", "c", "-z", "N", "-z", "g", "-z", "X", "-z", "", "-z", "", "-z", "Y", "-B",
         ]);
         assert_eq!(a.targets, vec!["hdisk1"]);
-        assert_eq!(a.phases, "all");
+        assert_eq!(a.phases.as_deref(), Some("all"));
         assert_eq!(a.smit, vec!["c", "N", "g", "X", "", "", "Y"]);
         assert!(a.no_bootlist);
         let r = request(&a).unwrap();
