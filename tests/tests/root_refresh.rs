@@ -169,3 +169,101 @@ fn root_refresh_asleep_clone_stays_asleep() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("no altdisk record"), "{}", stderr(&o));
 }
+
+fn verify(args: &[&str]) -> (Option<i32>, serde_json::Value) {
+    let mut a = vec!["verify", "--json"];
+    a.extend_from_slice(args);
+    let o = altdisk("altdisk", &a);
+    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&o)));
+    (o.status.code(), v)
+}
+
+#[test]
+fn root_verify_finds_each_kind_and_says_equal_when_equal() {
+    require_root!();
+    let mut s = Scratch::new("verify");
+    let (_sdev, src) = source(&mut s, 512 * MIB);
+    let t = s.loopdev("t.img", 1024 * MIB);
+    let alt = s.path("alt");
+    clone(&src, &t, &alt);
+    // Awake: its mounts are bound read-only for the comparison.
+    let (code, v) = verify(&["--source", p(&src), p(&t)]);
+    assert_eq!(code, Some(0), "{v:#}");
+    assert_eq!(v["equal"], true);
+    assert_eq!(v["apiVersion"], "altdisk.io/v1");
+    assert!(v["files_hashed"].as_u64().unwrap() > 300, "{v:#}");
+    let expected: Vec<&str> = v["list"].as_array().unwrap().iter().map(|d| d["path"].as_str().unwrap()).collect();
+    assert!(expected.contains(&"/etc/fstab"), "fstab is an expected difference: {expected:?}");
+    assert!(v["list"].as_array().unwrap().iter().all(|d| d["expected"] == true));
+    // Asleep: mounted read-only at a private mount point, unmounted after.
+    sleep_at(&alt);
+    let (code, _) = verify(&["--source", p(&src), p(&t)]);
+    assert_eq!(code, Some(0));
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains("/run/altdisk/verify-"));
+    // A difference of every kind.
+    assert_ok(&altdisk("alt_rootvg_op", &["-W", "-d", p(&t), "--mount-at", p(&alt)]));
+    sh(&format!(
+        r#"
+cd '{a}'
+# sparseness: the clone's copy of a sparse file is filled in, same data and times
+t=$(stat -c %y srv/sparse); fallocate -l 200M srv/sparse; touch -d "$t" srv/sparse
+# links: a hard link of the clone becomes a separate file
+t=$(stat -c %y srv/hard2); cp -p srv/hard2 srv/hard2.tmp && mv srv/hard2.tmp srv/hard2; touch -d "$t" srv/hard2
+cd '{s}'
+echo new > srv/missing-in-clone
+rm srv/data/f20
+rm srv/data/f21 && mkdir srv/data/f21
+t=$(stat -c %y srv/data/f22); echo 'file 99' > srv/data/f22; touch -d "$t" srv/data/f22
+chown 5:5 srv/data/f23
+chmod 0711 srv/data/f24
+touch -d '2002-02-02' srv/data/f25
+setfattr -n user.new -v 1 srv/data/f26
+setfacl -m u:77:rw- srv/data/f27
+chattr +d srv/data/f28
+"#,
+        a = alt.display(),
+        s = src.display()
+    ))
+    .unwrap();
+    sleep_at(&alt);
+    let (code, v) = verify(&["--source", p(&src), p(&t)]);
+    assert_eq!(code, Some(7), "{v:#}");
+    assert_eq!(v["equal"], false);
+    let kinds = v["differences"].as_object().unwrap();
+    for k in [
+        "missing",
+        "extra",
+        "type",
+        "content",
+        "owner",
+        "mode",
+        "times",
+        "xattrs",
+        "acls",
+        "flags",
+        "links",
+        "sparseness",
+    ] {
+        assert!(kinds.contains_key(k), "{k} not found: {v:#}");
+    }
+    let at = |path: &str, kind: &str| {
+        v["list"].as_array().unwrap().iter().any(|d| d["path"] == path && d["kind"] == kind && d["expected"] == false)
+    };
+    assert!(at("/srv/missing-in-clone", "missing") && at("/srv/data/f20", "extra") && at("/srv/data/f22", "content"));
+    assert!(at("/srv/sparse", "sparseness") && at("/srv/data/f28", "flags"));
+    // The text form says it too, and the exit status is documented as 7.
+    let o = altdisk("altdisk", &["verify", "--source", p(&src), p(&t)]);
+    assert_eq!(o.status.code(), Some(7));
+    assert!(stdout(&o).contains("DIFFERS  content    /srv/data/f22"), "{}", stdout(&o));
+    // A refresh makes it equal again.
+    assert_ok(&refresh(&src, &t, &alt, &[]));
+    let (code, v) = verify(&["--source", p(&src), p(&t)]);
+    assert_eq!(code, Some(0), "{v:#}");
+    // Two systems: the refreshed clone and a fresh one are equal.
+    let t2 = s.loopdev("t2.img", 1024 * MIB);
+    let alt2 = s.path("alt2");
+    clone(&src, &t2, &alt2);
+    let (code, v) = verify(&["--against", p(&t2), p(&t)]);
+    assert_eq!(code, Some(0), "{v:#}");
+    sleep_at(&alt2);
+}

@@ -252,6 +252,7 @@ impl Run {
             job.info(format!("{} sockets skipped (they belong to running programs)", total.sockets_skipped));
         }
         self.copy = total;
+        self.env.synced = Some(record::now_secs());
 
         job.check()?;
         job.set_phase(Phase::FixingIdentities);
@@ -335,6 +336,7 @@ fn initial_env(plan: &Plan) -> BootEnv {
         trial: false,
         step: Some(step::PARTITIONING.into()),
         note: None,
+        synced: None,
     }
 }
 

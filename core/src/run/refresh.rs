@@ -200,6 +200,8 @@ impl Run {
         self.env.phases_done.clear();
         self.save(Some(step::REFRESHING))?;
         let exclude = Arc::new(exclude);
+        // A clone made before altdisk kept this time: every entry is compared closely once.
+        let since = Some(self.env.synced.unwrap_or(i64::MIN));
         let keep: Arc<Vec<String>> = Arc::new(units::own_paths().iter().map(|p| format!(".{p}")).collect());
         for sf in &src.filesystems {
             job.add_totals(sf.used_bytes, sf.used_inodes);
@@ -225,7 +227,7 @@ impl Run {
                 rel_prefix,
                 detect_changes: snap.is_none() && !sf.read_only,
                 skip: Arc::default(),
-                update: Some(Update { checksum }),
+                update: Some(Update { checksum, since }),
                 keep: keep.clone(),
             };
             let stats = copy::copy_tree(&from, &dst, &opts, job);
@@ -249,6 +251,7 @@ impl Run {
             total.rewritten, total.metadata_only, total.deleted, total.unchanged
         ));
         self.copy = total;
+        self.env.synced = Some(crate::discover::record::now_secs());
         job.check()?;
         job.set_phase(Phase::FixingIdentities);
         self.save(Some(step::IDENTITIES))?;

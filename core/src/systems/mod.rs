@@ -4,3 +4,4 @@
 pub mod awake;
 pub mod ops;
 pub mod trial;
+pub mod verify;

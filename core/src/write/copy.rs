@@ -80,6 +80,11 @@ pub(crate) fn copyable_flags() -> IFlags {
 pub struct Update {
     /// Decide whether a file's data changed by comparing its bytes, not its size and mtime.
     pub checksum: bool,
+    /// When the target was last brought in line (seconds since 1970): a target entry
+    /// whose inode changed later was touched since (in the awake clone, by phase 2 or 3), and
+    /// is compared closely, as one whose source inode changed after its copy was written.
+    /// None: only the source's changes are looked for.
+    pub since: Option<i64>,
 }
 
 #[derive(Debug, Clone)]
@@ -304,7 +309,8 @@ impl Drop for DirNode {
             match &self.before {
                 Some(before) => {
                     let now = statx_fd(&dfd).map_err(|e| ("reading its status".to_string(), e))?;
-                    let full = self.full || newer(&self.st, before);
+                    let since = s.opts.update.and_then(|u| u.since);
+                    let full = self.full || suspect(&self.st, before, since);
                     s.sync_meta(sfd.as_ref().map(|f| f.as_fd()), &dfd, &self.st, &now, full, true).map(|_| ())
                 }
                 None => s.finish_fd(sfd.as_ref().map(|f| f.as_fd()), &dfd, &self.st, true),
@@ -339,6 +345,18 @@ fn ctime(st: &Statx) -> (i64, u32) {
 /// The source's inode changed after the target's was last written.
 fn newer(src: &Statx, dst: &Statx) -> bool {
     ctime(src) > ctime(dst)
+}
+
+/// Whether the entry (target status `d`, source `s`) may differ in ways its size, mtime,
+/// owner and mode do not show: its source inode changed after the copy was written, or the
+/// copy was changed after the last sync.
+fn suspect(s: &Statx, d: &Statx, since: Option<i64>) -> bool {
+    newer(s, d) || since.is_some_and(|t| d.stx_ctime.tv_sec > t)
+}
+
+/// A copy that takes far more room than its source: the holes were filled in.
+fn filled(s: &Statx, d: &Statx) -> bool {
+    d.stx_blocks > s.stx_blocks + 64 && d.stx_blocks > s.stx_blocks * 2
 }
 
 /// Immutable or append-only: must be unlocked before it (or its entries) can change.
@@ -595,12 +613,8 @@ impl Shared {
                 }
                 before = Some(d);
             }
-            Some(d) => {
-                if !self.remove(dfd, name, &rel, &d) {
-                    return;
-                }
-            }
-            None => {}
+            Some(d) if !self.remove(dfd, name, &rel, &d) => return,
+            _ => {}
         }
         if before.is_none() {
             let made = if subvol && self.dst_btrfs {
@@ -738,12 +752,8 @@ impl Shared {
             Some(d) if file_type(d) == ft && d.stx_nlink == 1 => {
                 return self.update_entry(sfd, dfd, name, rel, st, d, buf)
             }
-            Some(d) => {
-                if !self.remove(dfd, name, rel, d) {
-                    return;
-                }
-            }
-            None => {}
+            Some(d) if !self.remove(dfd, name, rel, d) => return,
+            _ => {}
         }
         if let Some(f) = self.create_entry(sfd, dfd, name, rel, st, ft) {
             self.fill_entry(rel, st, f, buf);
@@ -769,14 +779,14 @@ impl Shared {
         d: &Statx,
         buf: &mut [u8],
     ) {
-        let full = newer(st, d);
+        let full = suspect(st, d, self.opts.update.and_then(|u| u.since));
         let meta_differs = (st.stx_uid, st.stx_gid) != (d.stx_uid, d.stx_gid)
             || (st.stx_mode & 0o7777) != (d.stx_mode & 0o7777)
             || mtime(st) != mtime(d);
         match file_type(st) {
             FileType::RegularFile => {
                 let checksum = self.opts.update.is_some_and(|u| u.checksum);
-                let mut data = st.stx_size != d.stx_size || mtime(st) != mtime(d);
+                let mut data = st.stx_size != d.stx_size || mtime(st) != mtime(d) || filled(st, d);
                 if !data && !checksum && !full && !meta_differs {
                     return self.unchanged(st.stx_size);
                 }
@@ -794,7 +804,8 @@ impl Shared {
                     Ok(f) => f,
                     Err(e) => return self.error(rel, "opening its copy", e),
                 };
-                if !data && checksum {
+                // A file whose inode changed may have new bytes behind an mtime set back.
+                if !data && (checksum || full) {
                     data = match same_bytes(&src, &dst, st.stx_size, buf) {
                         Ok(same) => !same,
                         Err(e) => return self.error(rel, "comparing its data", e),
@@ -1488,8 +1499,11 @@ fn xattr_names(list: &[u8]) -> impl Iterator<Item = &CStr> {
         .filter(|n| !n.is_empty() && !n.to_bytes().starts_with(b"trusted.SGI_ACL_"))
 }
 
+/// Extended attributes: (name, value), sorted by name.
+pub(crate) type Xattrs = Vec<(CString, Vec<u8>)>;
+
 /// Every xattr (name, value), sorted by name. Empty where the filesystem has none.
-pub(crate) fn read_xattrs(t: &XTarget<'_>) -> std::result::Result<Vec<(CString, Vec<u8>)>, (String, Errno)> {
+pub(crate) fn read_xattrs(t: &XTarget<'_>) -> std::result::Result<Xattrs, (String, Errno)> {
     let mut list = vec![0u8; 65536];
     let n = match t.list(&mut list[..]) {
         Ok(n) => n,
@@ -1851,16 +1865,28 @@ mod tests {
         // A second update finds nothing to do (directories apart, whose times it checks).
         let again = copy_tree(&src, &dst, &up, &Job::new()).unwrap();
         assert_eq!((again.rewritten, again.metadata_only, again.deleted), (0, 0, 0), "{again:?}");
-        // By content: a change that kept size and mtime is found only with checksum.
+        // A change behind an mtime set back: found by the source's inode change.
         let t = std::fs::metadata(src.join("keep")).unwrap().modified().unwrap();
         w("keep", b"SAME");
         std::fs::File::options().write(true).open(src.join("keep")).unwrap().set_modified(t).unwrap();
         copy_tree(&src, &dst, &up, &Job::new()).unwrap();
-        assert_eq!(std::fs::read(dst.join("keep")).unwrap(), b"same");
-        let sum = CopyOptions { update: Some(Update { checksum: true }), ..Default::default() };
+        assert_eq!(std::fs::read(dst.join("keep")).unwrap(), b"SAME");
+        // A change made to the copy, with its mtime set back: found only with checksum (or
+        // with the time of the last sync, which this test does not give).
+        std::fs::write(dst.join("keep"), b"Same").unwrap();
+        std::fs::File::options().write(true).open(dst.join("keep")).unwrap().set_modified(t).unwrap();
+        copy_tree(&src, &dst, &up, &Job::new()).unwrap();
+        assert_eq!(std::fs::read(dst.join("keep")).unwrap(), b"Same");
+        let sum = CopyOptions { update: Some(Update { checksum: true, since: None }), ..Default::default() };
         let s = copy_tree(&src, &dst, &sum, &Job::new()).unwrap();
         assert_eq!(std::fs::read(dst.join("keep")).unwrap(), b"SAME");
         assert_eq!(s.rewritten, 1, "{s:?}");
+        // With the time of the last sync, a change made to the copy since is found too.
+        std::fs::write(dst.join("keep"), b"Same").unwrap();
+        std::fs::File::options().write(true).open(dst.join("keep")).unwrap().set_modified(t).unwrap();
+        let since = CopyOptions { update: Some(Update { checksum: false, since: Some(0) }), ..Default::default() };
+        copy_tree(&src, &dst, &since, &Job::new()).unwrap();
+        assert_eq!(std::fs::read(dst.join("keep")).unwrap(), b"SAME");
         for d in [src, dst, fresh] {
             std::fs::remove_dir_all(d).unwrap();
         }

@@ -148,7 +148,7 @@ impl Climb {
                 // No difference: fewer threads doing as much leave the CPU to others; but
                 // now and then look up again, as the machine may have become free.
                 self.flat += 1;
-                self.dir = if self.n == 1 || self.flat % 6 == 0 { 1 } else { -1 };
+                self.dir = if self.n == 1 || self.flat.is_multiple_of(6) { 1 } else { -1 };
             }
         }
         self.prev = Some(rate);

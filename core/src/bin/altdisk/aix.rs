@@ -709,6 +709,53 @@ pub fn bootlist(a: BootlistArgs) -> Result<()> {
 }
 
 #[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The clone: a disk of it (sdb, /dev/..., hdiskN) or its name (altinst_rootvg).
+    #[arg(value_name = "SYSTEM|DISK")]
+    pub target: String,
+    /// Compare with the system mounted at DIR instead of the running one.
+    #[arg(long = "source", value_name = "DIR", conflicts_with = "against")]
+    pub source: Option<PathBuf>,
+    /// Compare with another system on disks (a disk of it, or its name).
+    #[arg(long, value_name = "SYSTEM|DISK")]
+    pub against: Option<String>,
+    /// Exclude list the clone was made with (full path): matching paths are not compared.
+    #[arg(short = 'e', value_name = "EXCLUDE")]
+    pub exclude: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Exit status of `altdisk verify` when the clone differs from its source.
+const DIFFERS: i32 = 7;
+
+pub fn verify(a: VerifyArgs) -> Result<()> {
+    use altdisk::systems::verify::{self as v, VerifyRequest};
+    let req = VerifyRequest {
+        target: a.target.clone(),
+        source_dir: a.source.clone(),
+        against: a.against.clone(),
+        exclude: a.exclude.clone(),
+        threads: 0,
+    };
+    let job = Job::new();
+    let progress = Progress::start(&job, false);
+    let r = v::verify(&req, &job);
+    progress.finish();
+    let r = r?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        print!("{}", v::render(&r));
+    }
+    if !r.equal {
+        std::process::exit(DIFFERS);
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
 pub struct BootHookArgs {
     /// names: rootvg/old_rootvg; commit: keep a healthy trial boot; first-boot: the -x script.
     pub what: String,

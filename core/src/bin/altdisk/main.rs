@@ -39,6 +39,8 @@ enum Command {
     Sleep(aix::SleepArgs),
     /// Show or set the firmware boot order (AIX bootlist).
     Bootlist(aix::BootlistArgs),
+    /// Compare a clone with its source, file by file: exit 0 when equal, 7 when it differs.
+    Verify(aix::VerifyArgs),
     /// Run at boot by altdisk's systemd units.
     #[command(hide = true)]
     BootHook(aix::BootHookArgs),
@@ -81,6 +83,7 @@ fn main() {
         Command::Op(a) => aix::op(a),
         Command::Sleep(a) => aix::sleep(a),
         Command::Bootlist(a) => aix::bootlist(a),
+        Command::Verify(a) => aix::verify(a),
         Command::BootHook(a) => aix::boot_hook(a),
         Command::InstallUnits(a) => aix::install_units(a),
         Command::UdevProbe { device } => {
