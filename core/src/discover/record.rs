@@ -101,9 +101,9 @@ pub struct BootEnv {
     /// Why the last run stopped, when it did not finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    /// When phase 1 (a copy or a refresh) last finished writing files, in seconds since
-    /// 1970: an entry of the clone changed after it was changed by someone else (a refresh
-    /// then compares it closely).
+    /// When phase 1 (a copy or a refresh) last finished writing files, in nanoseconds since
+    /// 1970: an entry of the clone whose inode changed later was changed by someone else (a
+    /// refresh then compares it closely).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced: Option<i64>,
 }
@@ -122,9 +122,9 @@ pub mod step {
     pub const BOOT_ORDER: &str = "writing the UEFI boot order";
 }
 
-/// Seconds since 1970.
-pub fn now_secs() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+/// Nanoseconds since 1970.
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 /// UTC time as RFC 3339, without pulling in a date crate.

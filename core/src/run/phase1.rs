@@ -252,7 +252,7 @@ impl Run {
             job.info(format!("{} sockets skipped (they belong to running programs)", total.sockets_skipped));
         }
         self.copy = total;
-        self.env.synced = Some(record::now_secs());
+        self.env.synced = Some(record::now_nanos());
 
         job.check()?;
         job.set_phase(Phase::FixingIdentities);

@@ -251,7 +251,7 @@ impl Run {
             total.rewritten, total.metadata_only, total.deleted, total.unchanged
         ));
         self.copy = total;
-        self.env.synced = Some(crate::discover::record::now_secs());
+        self.env.synced = Some(crate::discover::record::now_nanos());
         job.check()?;
         job.set_phase(Phase::FixingIdentities);
         self.save(Some(step::IDENTITIES))?;

@@ -80,7 +80,7 @@ pub(crate) fn copyable_flags() -> IFlags {
 pub struct Update {
     /// Decide whether a file's data changed by comparing its bytes, not its size and mtime.
     pub checksum: bool,
-    /// When the target was last brought in line (seconds since 1970): a target entry
+    /// When the target was last brought in line (nanoseconds since 1970): a target entry
     /// whose inode changed later was touched since (in the awake clone, by phase 2 or 3), and
     /// is compared closely, as one whose source inode changed after its copy was written.
     /// None: only the source's changes are looked for.
@@ -351,7 +351,11 @@ fn newer(src: &Statx, dst: &Statx) -> bool {
 /// owner and mode do not show: its source inode changed after the copy was written, or the
 /// copy was changed after the last sync.
 fn suspect(s: &Statx, d: &Statx, since: Option<i64>) -> bool {
-    newer(s, d) || since.is_some_and(|t| d.stx_ctime.tv_sec > t)
+    // Inode times come from a coarse clock that may lag the one `since` was read from by a
+    // tick: entries written in the last moments of the sync count as touched after it.
+    const TICK: i64 = 50_000_000;
+    let ctime = d.stx_ctime.tv_sec.saturating_mul(1_000_000_000).saturating_add(d.stx_ctime.tv_nsec as i64);
+    newer(s, d) || since.is_some_and(|t| ctime > t.saturating_sub(TICK))
 }
 
 /// A copy that takes far more room than its source: the holes were filled in.
