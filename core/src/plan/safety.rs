@@ -8,6 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::discover::blockdev::Disk;
+use crate::discover::identity;
 use crate::discover::mounts::{self, Mount};
 use crate::discover::roles::{self, Usage};
 use crate::discover::source::Source;
@@ -73,7 +74,8 @@ fn check_image(p: &Path, table: &[Mount], force: bool) -> Result<()> {
     let name = p.display().to_string();
     let Ok(md) = std::fs::metadata(p) else { return Ok(()) };
     // An image already attached as a loop device may be in use through it.
-    if let Some(dev) = loop_backing(p, md.dev(), md.ino()) {
+    if let Some(dev) = identity::loops_over(p).into_iter().next() {
+        let dev = dev.display();
         return Err(Error::refused(
             &name,
             format!("it is attached as {dev}"),
@@ -92,25 +94,4 @@ fn check_image(p: &Path, table: &[Mount], force: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// The loop device backed by the file with this device and inode, if any.
-fn loop_backing(file: &Path, dev: u64, ino: u64) -> Option<String> {
-    let rd = std::fs::read_dir("/sys/block").ok()?;
-    for e in rd.flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if !n.starts_with("loop") {
-            continue;
-        }
-        let Ok(bf) = std::fs::read_to_string(e.path().join("loop/backing_file")) else { continue };
-        let bf = bf.trim().trim_end_matches(" (deleted)");
-        if let Ok(m) = std::fs::metadata(bf) {
-            if m.dev() == dev && m.ino() == ino {
-                return Some(format!("/dev/{n}"));
-            }
-        } else if Path::new(bf) == file {
-            return Some(format!("/dev/{n}"));
-        }
-    }
-    None
 }

@@ -12,13 +12,13 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 
 use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
-use crate::discover::{blockdev, mounts, record};
+use crate::discover::{blockdev, identity, mounts, record};
 use crate::error::{IoContext, Result};
 use crate::write::{fs as tfs, lvm};
 
@@ -112,25 +112,6 @@ impl Drop for Journal {
     }
 }
 
-/// The loop devices whose backing file is `file`.
-fn loops_over(file: &Path) -> Vec<PathBuf> {
-    let Ok(md) = std::fs::metadata(file) else { return Vec::new() };
-    let Ok(rd) = std::fs::read_dir("/sys/block") else { return Vec::new() };
-    let mut out = Vec::new();
-    for e in rd.flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if !n.starts_with("loop") {
-            continue;
-        }
-        let Ok(bf) = std::fs::read_to_string(e.path().join("loop/backing_file")) else { continue };
-        let bf = bf.trim_end().trim_end_matches(" (deleted)");
-        if std::fs::metadata(bf).is_ok_and(|m| m.dev() == md.dev() && m.ino() == md.ino()) {
-            out.push(PathBuf::from(format!("/dev/{n}")));
-        }
-    }
-    out
-}
-
 /// Undo what the runs that died left behind, and say what was done (one line each).
 pub fn recover() -> Result<Vec<String>> {
     let Ok(rd) = std::fs::read_dir(dir()) else { return Ok(Vec::new()) };
@@ -164,7 +145,7 @@ fn undo(e: &Entry) -> Vec<String> {
     let mut loops: Vec<PathBuf> = e.loops.clone();
     for t in &e.targets {
         if std::fs::metadata(t).is_ok_and(|m| m.is_file()) {
-            for l in loops_over(t) {
+            for l in identity::loops_over(t) {
                 if !loops.contains(&l) {
                     loops.push(l);
                 }
@@ -208,7 +189,7 @@ fn undo(e: &Entry) -> Vec<String> {
     }
     for l in &loops {
         // Only a loop device still over one of the run's image files.
-        let still = e.targets.iter().any(|t| loops_over(t).contains(l));
+        let still = e.targets.iter().any(|t| identity::loops_over(t).contains(l));
         if still {
             match tfs::detach_loop(l) {
                 Ok(()) => done.push(format!("detached {}", l.display())),
