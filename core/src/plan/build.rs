@@ -6,6 +6,7 @@
 //! from a disk.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 
 use uuid::Uuid;
 
@@ -15,6 +16,7 @@ use super::{
     ImageTarget, Layout, LayoutFs, PartRole, Plan, PlanDisk, PlanFs, PlanOptions, PlanPart, PlanSwap, SourceRef,
     TargetIn,
 };
+use crate::discover::blockdev::Probe;
 use crate::discover::boot::BootSetup;
 use crate::discover::gpt::{LINUX_FS_TYPE, SWAP_TYPE};
 use crate::discover::source::{self, Source, SourceFs};
@@ -164,7 +166,7 @@ fn plan_filesystems(
             size: need,
             used,
             grow,
-            source: sf.map(source_ref),
+            source: sf.map(|f| source_ref(&f.device, &f.path, &f.fstype, &f.probe, &f.paths)),
             merged: merged.iter().map(|f| f.mountpoint.clone()).collect(),
             part: usize::MAX,
             lv: lf.lv.clone(),
@@ -232,16 +234,18 @@ fn fs_size(lf: &LayoutFs, from_source: bool, used: u64, inodes: u64, skip_space_
     })
 }
 
-fn source_ref(f: &SourceFs) -> SourceRef {
+/// The identities of a source device (`path`: where its files are read), which the clone's
+/// fstab and boot configuration replace.
+fn source_ref(device: &Path, path: &Path, fstype: &str, probe: &Probe, paths: &[String]) -> SourceRef {
     SourceRef {
-        device: f.device.clone(),
-        path: f.path.clone(),
-        fstype: f.fstype.clone(),
-        uuid: f.probe.uuid.clone(),
-        partuuid: f.probe.partuuid.clone(),
-        label: f.probe.label.clone(),
-        partlabel: f.probe.partlabel.clone(),
-        paths: f.paths.clone(),
+        device: device.to_path_buf(),
+        path: path.to_path_buf(),
+        fstype: fstype.into(),
+        uuid: probe.uuid.clone(),
+        partuuid: probe.partuuid.clone(),
+        label: probe.label.clone(),
+        partlabel: probe.partlabel.clone(),
+        paths: paths.to_vec(),
     }
 }
 
@@ -290,16 +294,7 @@ fn plan_swaps(src: &Source, layout: &Layout, demand: &mut Demand) -> Result<Vec<
             size: v,
             label: ls.label.clone(),
             uuid: Uuid::new_v4().to_string(),
-            source: s.map(|s| SourceRef {
-                device: s.device.clone(),
-                path: s.device.clone(),
-                fstype: "swap".into(),
-                uuid: s.probe.uuid.clone(),
-                partuuid: s.probe.partuuid.clone(),
-                label: s.probe.label.clone(),
-                partlabel: s.probe.partlabel.clone(),
-                paths: s.paths.clone(),
-            }),
+            source: s.map(|s| source_ref(&s.device, &s.device, "swap", &s.probe, &s.paths)),
             part: usize::MAX,
             lv: ls.lv.clone(),
         });

@@ -129,26 +129,24 @@ impl Disks {
         warnings: &mut Vec<String>,
     ) -> Result<f64> {
         let available: u64 = (0..self.cursor.len()).map(|d| self.room(d)).sum();
-        if items_need <= available {
-            return Ok(1.0);
+        let scale = scale_to_fit(items_need, available, skip, || Error::TooSmall {
+            what: if disks.len() == 1 {
+                format!("target {}", disks[0].name)
+            } else {
+                "the targets together".to_string()
+            },
+            needed: size::human(total_need),
+            available: size::human(disks.iter().map(|d| d.size).sum()),
+            todo: "add a disk (-d \"a b\"), use a larger one, shrink sizes with -i, or skip the check with -S".into(),
+        })?;
+        if items_need > available {
+            warnings.push(format!(
+                "-S: the targets hold {} of the {} planned; sizes are scaled down and the copy may run out of space",
+                size::human(available),
+                size::human(items_need)
+            ));
         }
-        if !skip {
-            let what =
-                if disks.len() == 1 { format!("target {}", disks[0].name) } else { "the targets together".to_string() };
-            return Err(Error::TooSmall {
-                what,
-                needed: size::human(total_need),
-                available: size::human(disks.iter().map(|d| d.size).sum()),
-                todo: "add a disk (-d \"a b\"), use a larger one, shrink sizes with -i, or skip the check with -S"
-                    .into(),
-            });
-        }
-        warnings.push(format!(
-            "-S: the targets hold {} of the {} planned; sizes are scaled down and the copy may run out of space",
-            size::human(available),
-            size::human(items_need)
-        ));
-        Ok(available as f64 / items_need as f64)
+        Ok(scale)
     }
 
     /// Place each item, in order, on the first disk with room for it (the ESP on the first
@@ -237,20 +235,12 @@ impl Disks {
             capacity += size::round_down(free - PV_OVERHEAD, EXTENT);
         }
         let want: u64 = lv_items.iter().map(|l| size::round_up(l.need, EXTENT)).sum();
-        let scale = if want > capacity {
-            if !skip {
-                return Err(Error::TooSmall {
-                    what: "the volume group on the targets".into(),
-                    needed: size::human(want),
-                    available: size::human(capacity),
-                    todo: "add a disk, use a larger one, shrink logical volumes with -i, or skip the check with -S"
-                        .into(),
-                });
-            }
-            capacity as f64 / want as f64
-        } else {
-            1.0
-        };
+        let scale = scale_to_fit(want, capacity, skip, || Error::TooSmall {
+            what: "the volume group on the targets".into(),
+            needed: size::human(want),
+            available: size::human(capacity),
+            todo: "add a disk, use a larger one, shrink logical volumes with -i, or skip the check with -S".into(),
+        })?;
         let mut lvs = Vec::new();
         let mut used = 0u64;
         for l in lv_items {
@@ -302,6 +292,18 @@ impl Disks {
             }
         }
         self.partitions
+    }
+}
+
+/// The factor sizes are scaled by for `want` to fit in `have`: 1 when it fits; the fraction
+/// that fits with -S (`skip`); otherwise the error `too_small` makes.
+fn scale_to_fit(want: u64, have: u64, skip: bool, too_small: impl FnOnce() -> Error) -> Result<f64> {
+    if want <= have {
+        Ok(1.0)
+    } else if skip {
+        Ok(have as f64 / want as f64)
+    } else {
+        Err(too_small())
     }
 }
 
