@@ -2,7 +2,7 @@
 //! image.data: which filesystems the clone has, their types, labels and sizes, and which swap.
 //! Here are its parsing, the default derived from the source, and the rules a layout must
 //! keep (types altdisk makes, label lengths, LVM names, the smallest useful sizes), which
-//! [`super::build`] applies.
+//! the plan applies when it is built.
 
 use std::collections::BTreeSet;
 
