@@ -10,7 +10,7 @@ use std::path::Path;
 
 use uuid::Uuid;
 
-use super::layout::{alt_label, check_fstype, check_lv_name, default_layout, label_max, min_size, needed};
+use super::layout::{alt_label, check_fstype, check_label, check_lv_name, default_layout, min_size, needed};
 use super::place::{self, Disks, Item, LvItem};
 use super::{
     ImageTarget, Layout, LayoutFs, PartRole, Plan, PlanDisk, PlanFs, PlanOptions, PlanPart, PlanSwap, SourceRef,
@@ -111,15 +111,7 @@ fn plan_filesystems(
         let sf = src.filesystems.iter().find(|f| f.mountpoint == lf.mountpoint);
         let esp = sf.map(source::is_esp).unwrap_or(false);
         check_fstype(lf, esp)?;
-        if let Some(l) = &lf.label {
-            if l.chars().count() > label_max(&lf.fstype) {
-                return Err(Error::usage(
-                    format!("label `{l}` for {}", lf.mountpoint),
-                    format!("{} labels hold at most {} characters", lf.fstype, label_max(&lf.fstype)),
-                    "shorten it in the layout file",
-                ));
-            }
-        }
+        check_label(lf)?;
         let merged = merged_into(src, &lf.mountpoint, listed);
         let used = sf.map(|f| f.used_bytes).unwrap_or(0) + merged.iter().map(|f| f.used_bytes).sum::<u64>();
         let inodes = sf.map(|f| f.used_inodes).unwrap_or(0) + merged.iter().map(|f| f.used_inodes).sum::<u64>();

@@ -199,6 +199,18 @@ pub(super) fn check_fstype(fs: &LayoutFs, esp: bool) -> Result<()> {
     ))
 }
 
+/// A label fits its filesystem type.
+pub(super) fn check_label(fs: &LayoutFs) -> Result<()> {
+    match &fs.label {
+        Some(l) if l.chars().count() > label_max(&fs.fstype) => Err(Error::usage(
+            format!("label `{l}` for {}", fs.mountpoint),
+            format!("{} labels hold at most {} characters", fs.fstype, label_max(&fs.fstype)),
+            "shorten it in the layout file",
+        )),
+        _ => Ok(()),
+    }
+}
+
 /// LVM's rules for names, and AIX's: the clone's volumes keep the source's names.
 pub(super) fn check_lv_name(n: &str) -> Result<()> {
     let ok = !n.is_empty()
