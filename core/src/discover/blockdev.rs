@@ -9,7 +9,6 @@
 
 use std::path::{Path, PathBuf};
 
-
 pub use crate::discover::disk::{Disk, Partition, Probe};
 
 use crate::cmd::Cmd;

@@ -36,6 +36,29 @@ pub struct Holder {
 }
 
 impl Holder {
+    /// This process, by its command line (the program by its name), for the refusal another
+    /// run gets: "altdiskd (a D-Bus job)" for the service.
+    pub fn this_run() -> Holder {
+        let args: Vec<String> = std::env::args().collect();
+        let me = if args.first().is_some_and(|a| a.ends_with("altdiskd")) {
+            "altdiskd (a D-Bus job)".to_string()
+        } else {
+            args.iter()
+                .map(|a| {
+                    let p = Path::new(a);
+                    // The program by its name, not the path it was run from.
+                    if a == &args[0] {
+                        p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| a.clone())
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        Holder::me(me)
+    }
+
     /// This process, doing `what`.
     pub fn me(what: impl Into<String>) -> Holder {
         Holder { pid: std::process::id(), what: what.into(), since: crate::discover::record::now_rfc3339() }

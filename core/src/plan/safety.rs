@@ -95,3 +95,53 @@ fn check_image(p: &Path, table: &[Mount], force: bool) -> Result<()> {
     }
     Ok(())
 }
+
+/// The mount point must be an absolute path to an empty directory (or nothing yet) with
+/// nothing mounted on or below it.
+pub fn check_mount_at(dir: &Path) -> Result<()> {
+    if !dir.is_absolute() {
+        return Err(Error::usage(
+            format!("mount point {}", dir.display()),
+            "it is not an absolute path",
+            "give a full path (--mount-at /alt_inst)",
+        ));
+    }
+    if dir == Path::new("/") {
+        return Err(Error::usage("mount point /", "it is the running system's root", "choose an empty directory"));
+    }
+    match std::fs::symlink_metadata(dir) {
+        Ok(md) if md.file_type().is_symlink() => {
+            return Err(Error::usage(
+                format!("mount point {}", dir.display()),
+                "it is a symbolic link",
+                "give the directory it points to, or another empty directory",
+            ))
+        }
+        Ok(md) if !md.is_dir() => {
+            return Err(Error::usage(
+                format!("mount point {}", dir.display()),
+                "it exists and is not a directory",
+                "choose an empty directory (--mount-at DIR)",
+            ))
+        }
+        _ => {}
+    }
+    let table = mounts::read()?;
+    if mounts::mount_at(&table, dir).is_some() || !mounts::below(&table, dir).is_empty() {
+        return Err(Error::refused(
+            dir.display().to_string(),
+            "something is already mounted there (an alternate system is awake)",
+            "put it to sleep with `alt_rootvg_op -S` (or unmount it) first",
+        ));
+    }
+    if let Ok(mut rd) = std::fs::read_dir(dir) {
+        if rd.next().is_some() {
+            return Err(Error::refused(
+                dir.display().to_string(),
+                "the directory is not empty",
+                "empty or remove it, or choose another with --mount-at",
+            ));
+        }
+    }
+    Ok(())
+}

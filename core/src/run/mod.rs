@@ -74,7 +74,7 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
         }
     }
     let name = format!("{} on {}", sys.env.name, sys.disk_names());
-    let me = prepare::holder();
+    let me = crate::plan::lock::Holder::this_run();
     let locks = sys.disks.iter().map(|d| TargetLock::acquire(&d.path, &me)).collect::<Result<Vec<_>>>()?;
     if !sys.env.phases_done.contains(&1) {
         return Err(Error::refused(
@@ -145,6 +145,7 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
         fstab_changes: 0,
         journal,
         _locks: locks,
+        _source: None,
         adopted: true,
         started: std::time::Instant::now(),
         boot_entry: None,

@@ -4,6 +4,7 @@
 
 mod aix;
 mod progress;
+mod rescue;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -39,6 +40,14 @@ enum Command {
     Sleep(aix::SleepArgs),
     /// Show or set the firmware boot order (AIX bootlist).
     Bootlist(aix::BootlistArgs),
+    /// Every system on the disks: running, made by altdisk, or another Linux root.
+    Find(rescue::FindArgs),
+    /// Make the system on DISK the one that boots (UEFI), from now on or --once.
+    Restore(rescue::RestoreArgs),
+    /// Boot the system on DISK now (UEFI BootNext and a reboot, or kexec).
+    BootNow(rescue::BootNowArgs),
+    /// Re-run phase 3 (initramfs, boot loader, boot entry) on the system on DISK.
+    Repair(rescue::RepairArgs),
     /// Run at boot by altdisk's systemd units.
     #[command(hide = true)]
     BootHook(aix::BootHookArgs),
@@ -81,6 +90,10 @@ fn main() {
         Command::Op(a) => aix::op(a),
         Command::Sleep(a) => aix::sleep(a),
         Command::Bootlist(a) => aix::bootlist(a),
+        Command::Find(a) => rescue::find(a),
+        Command::Restore(a) => rescue::restore(a),
+        Command::BootNow(a) => rescue::boot_now(a),
+        Command::Repair(a) => rescue::repair(a),
         Command::BootHook(a) => aix::boot_hook(a),
         Command::InstallUnits(a) => aix::install_units(a),
         Command::UdevProbe { device } => {
