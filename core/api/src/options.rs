@@ -17,6 +17,8 @@ pub mod keys {
     pub const TARGETS: &str = "targets";
     /// `s` a mounted system to clone instead of the running one (offline clone).
     pub const SOURCE: &str = "source";
+    /// `s` 1.2: a disk holding a system that is not running, to clone (the offline disk swap).
+    pub const SOURCE_DISK: &str = "source_disk";
     /// `s` [-P] 1, 2, 3, 12, 23 or all.
     pub const PHASES: &str = "phases";
     /// `s` [-e] full path of an exclude list.
@@ -64,6 +66,7 @@ pub mod keys {
     pub const ALL: &[&str] = &[
         TARGETS,
         SOURCE,
+        SOURCE_DISK,
         PHASES,
         EXCLUDE,
         LAYOUT,
@@ -243,6 +246,8 @@ pub struct CloneOptions {
     pub targets: Vec<String>,
     /// A mounted system to clone instead of the running one.
     pub source: Option<String>,
+    /// A disk holding a system that is not running, to clone (offline disk swap).
+    pub source_disk: Option<String>,
     /// [-P]
     pub phases: Phases,
     /// [-e] full path of an exclude list.
@@ -371,6 +376,7 @@ impl CloneOptions {
         let o = CloneOptions {
             targets: r.strings(TARGETS)?,
             source: r.string(SOURCE)?,
+            source_disk: r.string(SOURCE_DISK)?,
             phases,
             exclude: r.string(EXCLUDE)?,
             layout: r.string(LAYOUT)?,
@@ -410,6 +416,7 @@ impl CloneOptions {
         let mut w = Writer::default();
         w.strings(TARGETS, &self.targets);
         w.string(SOURCE, &self.source);
+        w.string(SOURCE_DISK, &self.source_disk);
         w.string(PHASES, &Some(self.phases.as_str().into()));
         w.string(EXCLUDE, &self.exclude);
         w.string(LAYOUT, &self.layout);
@@ -497,6 +504,7 @@ mod tests {
         CloneOptions {
             targets: vec!["sdb".into(), "/var/tmp/x.img".into()],
             source: Some("/mnt/sys".into()),
+            source_disk: Some("vdc".into()),
             phases: Phases::P12,
             exclude: Some("/etc/exclude.rootvg".into()),
             layout: Some("[[swap]]\nsize = \"1G\"\n".into()),

@@ -5,4 +5,5 @@
 pub mod bootlist;
 pub mod bootloader;
 pub mod efi;
+pub mod entry;
 pub mod units;

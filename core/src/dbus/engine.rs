@@ -4,26 +4,24 @@
 //! and systems without root. Engine methods block; the service runs them off its executor.
 //!
 //! Also here: [`DevKey`], how the service tells that two names mean one device (the Busy
-//! check): block devices by device number, files by (st_dev, st_ino) and canonical path, and
-//! a loop device as its backing file too.
+//! check): on this machine by [`crate::discover::identity`] (which the target locks use too),
+//! in a simulation by the simulated disk's name.
 
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use altdisk_api::{BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, PlanDetails, SystemInfo};
 
+pub use crate::discover::identity::collide;
+use crate::discover::identity::{self, DevId};
 use crate::error::Result;
 use crate::job::Job;
 
-/// One identity of a device; two targets collide when any of their keys are equal.
+/// One identity of a device a job may write; two targets collide when any of their keys are
+/// equal.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum DevKey {
-    /// A block device, by its device number (st_rdev).
-    Block(u64),
-    /// A file, by (st_dev, st_ino).
-    File(u64, u64),
-    /// A file by its canonical path (also before it exists).
-    Path(PathBuf),
+    /// A disk, loop device or image file of this machine.
+    Dev(DevId),
     /// A simulated disk, by name.
     Sim(String),
 }
@@ -31,49 +29,7 @@ pub enum DevKey {
 /// The keys of whatever `path` names: a disk, a loop device (and its backing file), an image
 /// file (existing or not yet).
 pub fn keys_of(path: &Path) -> Vec<DevKey> {
-    let mut v = Vec::new();
-    match std::fs::metadata(path) {
-        Ok(md) if md.file_type().is_block_device() => {
-            v.push(DevKey::Block(md.rdev()));
-            if let Some(file) = loop_backing_file(md.rdev()) {
-                v.extend(file_keys(&file));
-            }
-        }
-        Ok(_) => v.extend(file_keys(path)),
-        Err(_) => {
-            // Not there yet (an image file to create): its canonical directory and name.
-            let parent = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-            if let (Ok(dir), Some(name)) = (std::fs::canonicalize(parent), path.file_name()) {
-                v.push(DevKey::Path(dir.join(name)));
-            } else {
-                v.push(DevKey::Path(path.to_path_buf()));
-            }
-        }
-    }
-    v
-}
-
-fn file_keys(path: &Path) -> Vec<DevKey> {
-    let mut v = Vec::new();
-    if let Ok(md) = std::fs::metadata(path) {
-        v.push(DevKey::File(md.dev(), md.ino()));
-    }
-    v.push(DevKey::Path(std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf())));
-    v
-}
-
-/// The backing file of the loop device with this device number, if it is one.
-fn loop_backing_file(rdev: u64) -> Option<PathBuf> {
-    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
-    let sys = PathBuf::from(format!("/sys/dev/block/{major}:{minor}/loop/backing_file"));
-    let text = std::fs::read_to_string(sys).ok()?;
-    let f = text.trim_end_matches('\n').trim_end_matches(" (deleted)");
-    (!f.is_empty()).then(|| PathBuf::from(f))
-}
-
-/// Whether any key of `a` is among `b`.
-pub fn collide(a: &[DevKey], b: &[DevKey]) -> bool {
-    a.iter().any(|k| b.contains(k))
+    identity::ids(path).into_iter().map(DevKey::Dev).collect()
 }
 
 /// What a finished job leaves behind.
@@ -132,26 +88,4 @@ pub trait Engine: Send + Sync + 'static {
     fn recover(&self) -> Result<Vec<String>>;
     /// A cheap value that changes when the disks change (polled for DisksChanged).
     fn fingerprint(&self) -> u64;
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_file_is_the_same_by_any_path() {
-        let dir = std::env::temp_dir().join(format!("altdisk-keys-{}", std::process::id()));
-        std::fs::create_dir_all(dir.join("sub")).unwrap();
-        let f = dir.join("x.img");
-        // Before it exists: by path, so a second job naming it another way collides too.
-        let before = keys_of(&f);
-        assert!(collide(&before, &keys_of(&dir.join("sub/../x.img"))));
-        std::fs::write(&f, b"x").unwrap();
-        std::os::unix::fs::symlink(&f, dir.join("link.img")).unwrap();
-        let k = keys_of(&f);
-        assert!(collide(&k, &keys_of(&dir.join("link.img"))));
-        assert!(collide(&k, &before), "created meanwhile: the path still matches");
-        assert!(!collide(&k, &keys_of(&dir.join("y.img"))));
-        std::fs::remove_dir_all(&dir).unwrap();
-    }
 }

@@ -55,6 +55,7 @@ pub fn request(o: &CloneOptions, mount_at: PathBuf) -> Result<CloneRequest> {
     Ok(CloneRequest {
         targets: o.targets.clone(),
         source_dir: o.source.as_ref().map(PathBuf::from),
+        source_disk: o.source_disk.clone(),
         phases: Phases::parse(o.phases.as_str())?,
         layout: o.layout.as_deref().map(|t| Layout::parse(t, "given over D-Bus")).transpose()?,
         exclude: o.exclude.as_ref().map(PathBuf::from),

@@ -29,6 +29,7 @@ use serde::{Deserialize, Serialize};
 
 use super::engine::{DevKey, Engine, Outcome, Work};
 use crate::discover::contents::{self, PartContent};
+use crate::discover::identity::DevId;
 use crate::error::{Error, Result};
 use crate::job::{Job, Phase};
 use crate::size::{self, GIB, MIB};
@@ -1669,7 +1670,7 @@ impl Engine for SimEngine {
             .iter()
             .map(|t| {
                 if t.starts_with('/') && !t.starts_with("/dev/") {
-                    Ok((t.clone(), vec![DevKey::Path(PathBuf::from(t))]))
+                    Ok((t.clone(), vec![DevKey::Dev(DevId::Path(PathBuf::from(t)))]))
                 } else {
                     w.disk(t).map(|d| (t.clone(), vec![DevKey::Sim(d.name.clone())]))
                 }

@@ -9,7 +9,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::discover::blockdev::{Disk, Partition, Probe};
+use crate::discover::disk::{Disk, Partition, Probe};
 use crate::error::{Error, Result};
 
 fn udev_err(e: std::io::Error) -> Error {
@@ -27,12 +27,13 @@ fn attr_u64(d: &udev::Device, name: &str) -> u64 {
 /// Undo udev's `\xNN` escapes (ID_FS_LABEL_ENC, ID_PART_ENTRY_NAME).
 pub fn decode(s: &str) -> String {
     let b = s.as_bytes();
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
         if b[i] == b'\\' && i + 3 < b.len() && b[i + 1] == b'x' {
-            if let Ok(v) = u8::from_str_radix(&s[i + 2..i + 4], 16) {
-                out.push(v);
+            if let (Some(h), Some(l)) = (hex(b[i + 2]), hex(b[i + 3])) {
+                out.push(h * 16 + l);
                 i += 4;
                 continue;
             }
@@ -224,5 +225,7 @@ mod tests {
         assert_eq!(decode("plain"), "plain");
         assert_eq!(decode("bad\\xZZ"), "bad\\xZZ");
         assert_eq!(decode("end\\x2"), "end\\x2");
+        // A multi-byte character after the escape is kept, not cut in half.
+        assert_eq!(decode("\\xé9"), "\\xé9");
     }
 }

@@ -2,10 +2,11 @@
 //! (two commands, a command and the service, two service jobs) never write one disk or image
 //! file at the same time.
 //!
-//! A target is locked under every name that reaches the same blocks: a block device by its
-//! device number; an image file by its filesystem and inode and by its canonical path (for a
-//! file not made yet); a loop device also by the file behind it. So `-d /var/tmp/a.img` in one
-//! run and `-d /dev/loop3` (over that file) in another collide, whatever `--force` says.
+//! A target is locked under every name that reaches the same blocks, as
+//! [`crate::discover::identity`] finds them: a block device by its device number; an image
+//! file by its filesystem and inode and by its canonical path (for a file not made yet); a
+//! loop device also by the file behind it. So `-d /var/tmp/a.img` in one run and
+//! `-d /dev/loop3` (over that file) in another collide, whatever `--force` says.
 //!
 //! The locks are `flock`s on files under `/run/altdisk/locks`: the kernel drops them when the
 //! holder exits, however it exits (a killed run holds nothing), and each file names its last
@@ -13,13 +14,13 @@
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
-use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
+use crate::discover::identity::{self, DevId};
 use crate::error::{Error, IoContext, Result};
 
 /// Where the lock files live (a tmpfs: nothing survives a reboot, nor needs to).
@@ -35,6 +36,29 @@ pub struct Holder {
 }
 
 impl Holder {
+    /// This process, by its command line (the program by its name), for the refusal another
+    /// run gets: "altdiskd (a D-Bus job)" for the service.
+    pub fn this_run() -> Holder {
+        let args: Vec<String> = std::env::args().collect();
+        let me = if args.first().is_some_and(|a| a.ends_with("altdiskd")) {
+            "altdiskd (a D-Bus job)".to_string()
+        } else {
+            args.iter()
+                .map(|a| {
+                    let p = Path::new(a);
+                    // The program by its name, not the path it was run from.
+                    if a == &args[0] {
+                        p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| a.clone())
+                    } else {
+                        a.clone()
+                    }
+                })
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        Holder::me(me)
+    }
+
     /// This process, doing `what`.
     pub fn me(what: impl Into<String>) -> Holder {
         Holder { pid: std::process::id(), what: what.into(), since: crate::discover::record::now_rfc3339() }
@@ -57,61 +81,27 @@ fn dir() -> PathBuf {
     std::env::var_os("ALTDISK_LOCK_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from(LOCK_DIR))
 }
 
-/// The canonical path of `p`, also when its last component does not exist yet.
-fn canonical(p: &Path) -> PathBuf {
-    if let Ok(c) = std::fs::canonicalize(p) {
-        return c;
-    }
-    match (p.parent(), p.file_name()) {
-        (Some(parent), Some(name)) => {
-            let parent = if parent.as_os_str().is_empty() { Path::new(".") } else { parent };
-            std::fs::canonicalize(parent).map(|c| c.join(name)).unwrap_or_else(|_| p.to_path_buf())
-        }
-        _ => p.to_path_buf(),
-    }
-}
-
-/// The file behind a loop device, if `rdev` is one with a backing file.
-fn loop_backing(rdev: u64) -> Option<PathBuf> {
-    let (major, minor) = (nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev));
-    let sys = PathBuf::from(format!("/sys/dev/block/{major}:{minor}/loop/backing_file"));
-    let s = std::fs::read_to_string(sys).ok()?;
-    Some(PathBuf::from(s.trim_end().trim_end_matches(" (deleted)")))
-}
-
-/// The lock names of a target: every name that reaches its blocks.
+/// The lock names of a target: one for every name that reaches its blocks.
 pub fn keys(target: &Path) -> Vec<String> {
-    let mut keys = Vec::new();
-    let file_keys = |p: &Path, keys: &mut Vec<String>| {
-        let c = canonical(p);
-        keys.push(format!("path-{:016x}", fnv1a(c.as_os_str().as_encoded_bytes())));
-        if let Ok(md) = std::fs::metadata(&c) {
-            if md.is_file() {
-                keys.push(format!("file-{}-{}", md.dev(), md.ino()));
-            }
-        }
-    };
-    match std::fs::metadata(target) {
-        Ok(md) if md.file_type().is_block_device() => {
-            let rdev = md.rdev();
-            keys.push(format!("dev-{}-{}", nix::sys::stat::major(rdev), nix::sys::stat::minor(rdev)));
-            if let Some(f) = loop_backing(rdev) {
-                file_keys(&f, &mut keys);
-            }
-        }
-        _ => file_keys(target, &mut keys),
-    }
+    let mut keys: Vec<String> = identity::ids(target).iter().map(lock_name).collect();
     keys.sort();
     keys.dedup();
     keys
+}
+
+/// The lock file of one identity of a target.
+fn lock_name(id: &DevId) -> String {
+    match id {
+        DevId::Block(rdev) => format!("dev-{}-{}", nix::sys::stat::major(*rdev), nix::sys::stat::minor(*rdev)),
+        DevId::File(dev, ino) => format!("file-{dev}-{ino}"),
+        DevId::Path(p) => format!("path-{:016x}", fnv1a(p.as_os_str().as_encoded_bytes())),
+    }
 }
 
 fn open_key(key: &str) -> Result<File> {
     let d = dir();
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&d).ctx("making the lock directory", &d)?;
     // Made earlier with a looser mode (an older altdisk): root's alone.
-    std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).ctx("securing", &d)?;
-    // Made earlier by an older altdisk with a looser mode: root's alone.
     std::fs::set_permissions(&d, std::os::unix::fs::PermissionsExt::from_mode(0o700)).ctx("securing", &d)?;
     let p = d.join(key);
     OpenOptions::new()

@@ -8,6 +8,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use crate::discover::blockdev::Disk;
+use crate::discover::identity;
 use crate::discover::mounts::{self, Mount};
 use crate::discover::roles::{self, Usage};
 use crate::discover::source::Source;
@@ -73,7 +74,8 @@ fn check_image(p: &Path, table: &[Mount], force: bool) -> Result<()> {
     let name = p.display().to_string();
     let Ok(md) = std::fs::metadata(p) else { return Ok(()) };
     // An image already attached as a loop device may be in use through it.
-    if let Some(dev) = loop_backing(p, md.dev(), md.ino()) {
+    if let Some(dev) = identity::loops_over(p).into_iter().next() {
+        let dev = dev.display();
         return Err(Error::refused(
             &name,
             format!("it is attached as {dev}"),
@@ -94,23 +96,52 @@ fn check_image(p: &Path, table: &[Mount], force: bool) -> Result<()> {
     Ok(())
 }
 
-/// The loop device backed by the file with this device and inode, if any.
-fn loop_backing(file: &Path, dev: u64, ino: u64) -> Option<String> {
-    let rd = std::fs::read_dir("/sys/block").ok()?;
-    for e in rd.flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if !n.starts_with("loop") {
-            continue;
+/// The mount point must be an absolute path to an empty directory (or nothing yet) with
+/// nothing mounted on or below it.
+pub fn check_mount_at(dir: &Path) -> Result<()> {
+    if !dir.is_absolute() {
+        return Err(Error::usage(
+            format!("mount point {}", dir.display()),
+            "it is not an absolute path",
+            "give a full path (--mount-at /alt_inst)",
+        ));
+    }
+    if dir == Path::new("/") {
+        return Err(Error::usage("mount point /", "it is the running system's root", "choose an empty directory"));
+    }
+    match std::fs::symlink_metadata(dir) {
+        Ok(md) if md.file_type().is_symlink() => {
+            return Err(Error::usage(
+                format!("mount point {}", dir.display()),
+                "it is a symbolic link",
+                "give the directory it points to, or another empty directory",
+            ))
         }
-        let Ok(bf) = std::fs::read_to_string(e.path().join("loop/backing_file")) else { continue };
-        let bf = bf.trim().trim_end_matches(" (deleted)");
-        if let Ok(m) = std::fs::metadata(bf) {
-            if m.dev() == dev && m.ino() == ino {
-                return Some(format!("/dev/{n}"));
-            }
-        } else if Path::new(bf) == file {
-            return Some(format!("/dev/{n}"));
+        Ok(md) if !md.is_dir() => {
+            return Err(Error::usage(
+                format!("mount point {}", dir.display()),
+                "it exists and is not a directory",
+                "choose an empty directory (--mount-at DIR)",
+            ))
+        }
+        _ => {}
+    }
+    let table = mounts::read()?;
+    if mounts::mount_at(&table, dir).is_some() || !mounts::below(&table, dir).is_empty() {
+        return Err(Error::refused(
+            dir.display().to_string(),
+            "something is already mounted there (an alternate system is awake)",
+            "put it to sleep with `alt_rootvg_op -S` (or unmount it) first",
+        ));
+    }
+    if let Ok(mut rd) = std::fs::read_dir(dir) {
+        if rd.next().is_some() {
+            return Err(Error::refused(
+                dir.display().to_string(),
+                "the directory is not empty",
+                "empty or remove it, or choose another with --mount-at",
+            ));
         }
     }
-    None
+    Ok(())
 }

@@ -5,8 +5,7 @@
 use std::path::PathBuf;
 
 use crate::boot::efi;
-use crate::discover::blockdev::Disk;
-use crate::discover::boot::{BootSetup, Firmware};
+use crate::discover::boot::Firmware;
 use crate::discover::record::{step, State};
 use crate::error::{Error, Result};
 use crate::job::{Job, Phase};
@@ -99,7 +98,7 @@ impl Run {
         let hd = efi::HardDrive::of_partition(&disk.path, part)?;
         self.save(Some(step::BOOT_ENTRY))?;
         let name = self.env.name.clone();
-        let n = place_boot_entry(&setup, &name, &disk, hd, self.bootlist, job, |n| {
+        let n = crate::boot::entry::place_boot_entry(&setup, &name, &disk, hd, self.bootlist, job, |n| {
             self.env.boot_entry = Some(n);
             self.env.trial = self.bootlist == BootlistMode::Trial;
             self.save(Some(step::BOOT_ORDER))
@@ -146,50 +145,4 @@ impl Run {
             }
         }
     }
-}
-
-/// Make a boot entry for the system whose ESP is `hd` on `disk` and place it as `mode` says.
-/// `made` runs between writing the entry and changing the order (the caller records the
-/// entry's number there), so a cut between the two never leaves the order naming an entry
-/// nobody recorded. Returns the entry's number; None on BIOS.
-pub(crate) fn place_boot_entry(
-    setup: &BootSetup,
-    name: &str,
-    disk: &Disk,
-    hd: efi::HardDrive,
-    mode: BootlistMode,
-    job: &Job,
-    made: impl FnOnce(u16) -> Result<()>,
-) -> Result<Option<u16>> {
-    if setup.firmware == Firmware::Bios {
-        job.info(format!("BIOS machine: the boot order belongs to the firmware setup; {} now carries GRUB", disk.name));
-        return Ok(None);
-    }
-    let file = setup.efi_file().expect("UEFI loaders have a file");
-    let option = efi::LoadOption::new(&format!("{name} on {}", disk.name), hd.clone(), &file);
-    let m = efi::BootManager { vars: efi::Efivarfs::system()? };
-    for n in m.remove_strays(&option.description, &hd)? {
-        job.info(format!("removed {}: a stray entry of an earlier, interrupted run", efi::boot_name(n)));
-    }
-    let n = m.add(&option)?;
-    made(n)?;
-    match mode {
-        BootlistMode::First => {
-            m.put_first(&[n])?;
-            crate::job::test_pause_at("boot order written");
-            job.info(format!("{} ({}) is first in the UEFI boot order", efi::boot_name(n), option.description));
-        }
-        BootlistMode::Trial => {
-            m.set_next(Some(n))?;
-            job.info(format!(
-                "{} ({}) boots next, once; it stays when the clone comes up healthy",
-                efi::boot_name(n),
-                option.description
-            ));
-        }
-        BootlistMode::Leave => {
-            job.info(format!("{} ({}) made; the boot order is left alone (-B)", efi::boot_name(n), option.description))
-        }
-    }
-    Ok(Some(n))
 }

@@ -117,7 +117,7 @@ fn open_existing(
         }
     }
     let name = format!("{} on {}", sys.env.name, sys.disk_names());
-    let me = prepare::holder();
+    let me = crate::plan::lock::Holder::this_run();
     let locks = sys.disks.iter().map(|d| TargetLock::acquire(&d.path, &me)).collect::<Result<Vec<_>>>()?;
     check(&sys, &name)?;
     if ops::is_running(&sys)? {
@@ -178,6 +178,7 @@ fn open_existing(
         fstab_changes: 0,
         journal,
         _locks: locks,
+        _source: None,
         adopted: true,
         started: std::time::Instant::now(),
         boot_entry: None,

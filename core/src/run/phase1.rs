@@ -37,9 +37,12 @@ pub(super) struct Phase1 {
 
 /// Set up the run of a new clone (nothing written yet).
 pub(super) fn start(prep: Prepared) -> Result<(Run, Phase1)> {
-    let Prepared { plan, targets, exclude, locks, .. } = prep;
-    let journal =
-        journal::Journal::begin(&prepare::holder().what, prepare::record_paths(&targets), Some(plan.mount_at.clone()))?;
+    let Prepared { plan, targets, exclude, locks, source_mount, .. } = prep;
+    let journal = journal::Journal::begin(
+        &crate::plan::lock::Holder::this_run().what,
+        prepare::record_paths(&targets),
+        Some(plan.mount_at.clone()),
+    )?;
     let esp_part = plan.boot.as_ref().and_then(|b| b.esp.as_ref()).and_then(|esp| {
         let f = plan.filesystems.iter().find(|f| &f.mountpoint == esp)?;
         let p = plan.partitions.get(f.part)?;
@@ -50,7 +53,7 @@ pub(super) fn start(prep: Prepared) -> Result<(Run, Phase1)> {
     } else {
         String::new()
     };
-    let run = Run {
+    let mut run = Run {
         mount_at: plan.mount_at.clone(),
         phases: plan.phases.clone(),
         customize: plan.customize.clone(),
@@ -72,6 +75,7 @@ pub(super) fn start(prep: Prepared) -> Result<(Run, Phase1)> {
         fstab_changes: 0,
         journal,
         _locks: locks,
+        _source: source_mount,
         adopted: false,
         started: std::time::Instant::now(),
         boot_entry: None,
@@ -80,6 +84,9 @@ pub(super) fn start(prep: Prepared) -> Result<(Run, Phase1)> {
         keep_entry: false,
         stay_awake: None,
     };
+    if let Some(root) = run._source.as_ref().map(|s| s.root.clone()) {
+        run.journal.update(|j| j.source_mount = Some(root))?;
+    }
     Ok((run, Phase1 { plan, targets, exclude }))
 }
 
@@ -88,7 +95,7 @@ impl Run {
         let Phase1 { plan, targets, exclude } = p;
         job.check()?;
         job.set_phase(Phase::Partitioning);
-        let me = prepare::holder();
+        let me = crate::plan::lock::Holder::this_run();
         for (i, (t, d)) in targets.iter().zip(&plan.targets).enumerate() {
             job.check()?;
             let parts: Vec<partition::PartSpec> = plan

@@ -6,6 +6,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
+use crate::discover::blockdev::Probe;
 use crate::discover::blockdev::{self, Named};
 use crate::discover::boot::{self as bootinfo, Firmware, Loader};
 use crate::discover::{mounts, source};
@@ -13,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::plan::lock::{Holder, TargetLock};
 use crate::plan::safety::{self, Target};
 use crate::plan::{self, Plan, PlanOptions, TargetIn};
+use crate::systems::mount::SystemMount;
 use crate::write::exclude::ExcludeList;
 use crate::write::fs as tfs;
 
@@ -28,6 +30,9 @@ pub struct Prepared {
     pub(super) targets: Vec<Target>,
     pub(super) exclude: ExcludeList,
     pub(super) locks: Vec<TargetLock>,
+    /// The system being cloned, when it is not running (`--source-disk`): mounted read-only
+    /// for the run, unmounted when the run ends.
+    pub(super) source_mount: Option<SystemMount>,
 }
 
 /// Tools phase 1 runs.
@@ -46,28 +51,6 @@ fn required_tools(plan: &Plan) -> Vec<&'static str> {
         v.extend(["pvcreate", "vgcreate", "lvcreate", "vgchange", "vgs"]);
     }
     v
-}
-
-/// What holds the locks of this run, for the refusal another run gets.
-pub(crate) fn holder() -> Holder {
-    let args: Vec<String> = std::env::args().collect();
-    let me = if args.first().is_some_and(|a| a.ends_with("altdiskd")) {
-        "altdiskd (a D-Bus job)".to_string()
-    } else {
-        args.iter()
-            .map(|a| {
-                let p = Path::new(a);
-                // The program by its name, not the path it was run from.
-                if a == &args[0] {
-                    p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| a.clone())
-                } else {
-                    a.clone()
-                }
-            })
-            .collect::<Vec<_>>()
-            .join(" ")
-    };
-    Holder::me(me)
 }
 
 /// Clean up after runs that died, then discover, resolve, lock, check and plan. Writes
@@ -89,8 +72,13 @@ pub fn plan(req: &CloneRequest) -> Result<Prepared> {
             "run them with alt_disk_copy -P23 -d DISK, which finds the clone on the disk",
         ));
     }
-    check_mount_at(&req.mount_at)?;
+    crate::plan::safety::check_mount_at(&req.mount_at)?;
     req.customize.validate()?;
+    let source_mount = match &req.source_disk {
+        Some(d) => Some(mount_source_disk(d, req.source_dir.is_some())?),
+        None => None,
+    };
+    let source_dir = source_mount.as_ref().map(|m| m.root.clone()).or_else(|| req.source_dir.clone());
     let exclude = match &req.exclude {
         Some(p) => {
             if !p.is_absolute() {
@@ -105,7 +93,7 @@ pub fn plan(req: &CloneRequest) -> Result<Prepared> {
         None => ExcludeList::empty(),
     };
     let disks = blockdev::list()?;
-    let mut src = source::discover(req.source_dir.as_deref(), &disks)?;
+    let mut src = source::discover(source_dir.as_deref(), &disks)?;
     // The bootability checks (AIX -g skips them): how the source boots decides the layout.
     let mut warnings = Vec::new();
     let boot = if req.phases.has(3) {
@@ -144,7 +132,7 @@ pub fn plan(req: &CloneRequest) -> Result<Prepared> {
             "leave those options out",
         ));
     }
-    let me = holder();
+    let me = Holder::this_run();
     let mut seen_names = HashSet::new();
     let mut targets = Vec::new();
     let mut tin = Vec::new();
@@ -198,62 +186,41 @@ pub fn plan(req: &CloneRequest) -> Result<Prepared> {
     if let Some(vg) = &plan.vg {
         crate::write::lvm::check_free_name(&vg.name)?;
     }
-    Ok(Prepared { plan, notes: Vec::new(), targets, exclude, locks })
+    Ok(Prepared { plan, notes: Vec::new(), targets, exclude, locks, source_mount })
+}
+
+/// Mount the system on `disk` read-only where the run reads it (the offline clone).
+fn mount_source_disk(disk: &str, also_source_dir: bool) -> Result<SystemMount> {
+    if also_source_dir {
+        return Err(Error::usage(
+            "--source with --source-disk",
+            "they both name the system to clone",
+            "give one: --source-disk DISK clones the system on that disk",
+        ));
+    }
+    let f = crate::systems::find::on_disk(disk)?;
+    if f.kind == "running" {
+        return Err(Error::refused(
+            format!("{} on {}", f.name, f.disks.join(" ")),
+            "it is the running system",
+            "clone the running system without --source-disk",
+        ));
+    }
+    let fstype = Probe::read(&f.root)?.fstype.unwrap_or_default();
+    if crate::systems::mount::needs_recovery(&f.root, &fstype) {
+        return Err(Error::refused(
+            format!("the system on {disk} ({})", f.root.display()),
+            "its root filesystem was not unmounted cleanly (its journal waits to be replayed); read as it is, its latest changes would be missing",
+            format!("boot it once, or check it with e2fsck -f {} from here, then clone again", f.root.display()),
+        ));
+    }
+    let at = PathBuf::from(format!("/run/altdisk/source-{}", std::process::id()));
+    SystemMount::mount(&f.root, &at, true)
 }
 
 fn has_apt(root: &Path) -> bool {
     ["usr/bin/apt-get", "bin/apt-get"].iter().any(|p| root.join(p).exists())
         && ["usr/bin/dpkg", "bin/dpkg"].iter().any(|p| root.join(p).exists())
-}
-
-/// The mount point must be an absolute path to an empty directory (or nothing yet) with
-/// nothing mounted on or below it.
-pub(crate) fn check_mount_at(dir: &Path) -> Result<()> {
-    if !dir.is_absolute() {
-        return Err(Error::usage(
-            format!("mount point {}", dir.display()),
-            "it is not an absolute path",
-            "give a full path (--mount-at /alt_inst)",
-        ));
-    }
-    if dir == Path::new("/") {
-        return Err(Error::usage("mount point /", "it is the running system's root", "choose an empty directory"));
-    }
-    match std::fs::symlink_metadata(dir) {
-        Ok(md) if md.file_type().is_symlink() => {
-            return Err(Error::usage(
-                format!("mount point {}", dir.display()),
-                "it is a symbolic link",
-                "give the directory it points to, or another empty directory",
-            ))
-        }
-        Ok(md) if !md.is_dir() => {
-            return Err(Error::usage(
-                format!("mount point {}", dir.display()),
-                "it exists and is not a directory",
-                "choose an empty directory (--mount-at DIR)",
-            ))
-        }
-        _ => {}
-    }
-    let table = mounts::read()?;
-    if mounts::mount_at(&table, dir).is_some() || !mounts::below(&table, dir).is_empty() {
-        return Err(Error::refused(
-            dir.display().to_string(),
-            "something is already mounted there (an alternate system is awake)",
-            "put it to sleep with `alt_rootvg_op -S` (or unmount it) first",
-        ));
-    }
-    if let Ok(mut rd) = std::fs::read_dir(dir) {
-        if rd.next().is_some() {
-            return Err(Error::refused(
-                dir.display().to_string(),
-                "the directory is not empty",
-                "empty or remove it, or choose another with --mount-at",
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// An image file grows as the clone is written: the filesystem it lives on must have room

@@ -14,6 +14,9 @@ use crate::write::copy::CopyStats;
 pub struct CloneRequest {
     pub targets: Vec<String>,
     pub source_dir: Option<PathBuf>,
+    /// Clone the system on this disk (not running), mounted read-only for the run: the
+    /// offline disk swap of the rescue image.
+    pub source_disk: Option<String>,
     pub phases: Phases,
     pub layout: Option<Layout>,
     pub exclude: Option<PathBuf>,
@@ -35,6 +38,7 @@ impl Default for CloneRequest {
         CloneRequest {
             targets: Vec::new(),
             source_dir: None,
+            source_disk: None,
             phases: Phases::All,
             layout: None,
             exclude: None,

@@ -88,6 +88,8 @@ pub(super) struct Run {
     pub(super) fstab_changes: usize,
     pub(super) journal: journal::Journal,
     pub(super) _locks: Vec<TargetLock>,
+    /// The system being cloned when it is not running, mounted read-only for this run.
+    pub(super) _source: Option<crate::systems::mount::SystemMount>,
     /// The clone was awake at the mount point before this run (a resume).
     pub(super) adopted: bool,
     pub(super) started: std::time::Instant,

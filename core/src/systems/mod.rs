@@ -2,6 +2,9 @@
 //! (mount) and sleep them, rename and remove them.
 
 pub mod awake;
+pub mod find;
+pub mod mount;
 pub mod ops;
+pub mod restore;
 pub mod trial;
 pub mod verify;

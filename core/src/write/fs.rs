@@ -82,7 +82,20 @@ pub struct Mounted {
 
 impl Mounted {
     pub fn mount(dev: &Path, target: &Path, fstype: &str, options: Option<&str>) -> Result<Mounted> {
-        nix::mount::mount(Some(dev), target, Some(fstype), MsFlags::empty(), options)
+        Mounted::mount_with(dev, target, fstype, options, false)
+    }
+
+    /// Mount, read-only when asked (the kernel's flag, not an option string).
+    pub fn mount_with(
+        dev: &Path,
+        target: &Path,
+        fstype: &str,
+        options: Option<&str>,
+        read_only: bool,
+    ) -> Result<Mounted> {
+        let flags = if read_only { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+        let options = options.filter(|o| !o.is_empty());
+        nix::mount::mount(Some(dev), target, Some(fstype), flags, options)
             .ctx(&format!("mounting {} ({fstype})", dev.display()), target)?;
         Ok(Mounted { target: target.to_path_buf(), active: true })
     }

@@ -12,13 +12,13 @@
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::os::unix::fs::DirBuilderExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
 
 use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
-use crate::discover::{blockdev, mounts, record};
+use crate::discover::{blockdev, identity, mounts, record};
 use crate::error::{IoContext, Result};
 use crate::write::{fs as tfs, lvm};
 
@@ -47,6 +47,9 @@ pub struct Entry {
     pub vg: Option<String>,
     /// The step it was at.
     pub step: Option<String>,
+    /// Where it mounted the (not running) system it clones, read-only.
+    #[serde(default)]
+    pub source_mount: Option<PathBuf>,
 }
 
 /// The journal of the running run; removed when dropped.
@@ -112,29 +115,35 @@ impl Drop for Journal {
     }
 }
 
-/// The loop devices whose backing file is `file`.
-fn loops_over(file: &Path) -> Vec<PathBuf> {
-    let Ok(md) = std::fs::metadata(file) else { return Vec::new() };
-    let Ok(rd) = std::fs::read_dir("/sys/block") else { return Vec::new() };
-    let mut out = Vec::new();
-    for e in rd.flatten() {
-        let n = e.file_name().to_string_lossy().into_owned();
-        if !n.starts_with("loop") {
-            continue;
-        }
-        let Ok(bf) = std::fs::read_to_string(e.path().join("loop/backing_file")) else { continue };
-        let bf = bf.trim_end().trim_end_matches(" (deleted)");
-        if std::fs::metadata(bf).is_ok_and(|m| m.dev() == md.dev() && m.ino() == md.ino()) {
-            out.push(PathBuf::from(format!("/dev/{n}")));
+/// Read-only mounts of systems looked at or cloned offline (`/run/altdisk/look-PID`,
+/// `/run/altdisk/source-PID`) by processes that are gone.
+fn dead_looks() -> Vec<String> {
+    let Ok(table) = mounts::read() else { return Vec::new() };
+    let mut gone: Vec<&mounts::Mount> = table
+        .iter()
+        .filter(|m| {
+            let Ok(rest) = m.target.strip_prefix("/run/altdisk") else { return false };
+            let first =
+                rest.components().next().map(|c| c.as_os_str().to_string_lossy().into_owned()).unwrap_or_default();
+            let pid = first.strip_prefix("look-").or_else(|| first.strip_prefix("source-"));
+            pid.and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+        })
+        .collect();
+    gone.sort_by_key(|m| std::cmp::Reverse(m.target.components().count()));
+    let mut notes = Vec::new();
+    for m in gone {
+        if tfs::unmount(&m.target).is_ok() {
+            notes.push(format!("unmounted {}, left mounted read-only by a process that is gone", m.target.display()));
         }
     }
-    out
+    notes
 }
 
 /// Undo what the runs that died left behind, and say what was done (one line each).
 pub fn recover() -> Result<Vec<String>> {
-    let Ok(rd) = std::fs::read_dir(dir()) else { return Ok(Vec::new()) };
-    let mut notes = Vec::new();
+    let mut notes = dead_looks();
+    let Ok(rd) = std::fs::read_dir(dir()) else { return Ok(notes) };
     for e in rd.flatten() {
         let path = e.path();
         if path.extension().is_none_or(|x| x != "json") {
@@ -164,7 +173,7 @@ fn undo(e: &Entry) -> Vec<String> {
     let mut loops: Vec<PathBuf> = e.loops.clone();
     for t in &e.targets {
         if std::fs::metadata(t).is_ok_and(|m| m.is_file()) {
-            for l in loops_over(t) {
+            for l in identity::loops_over(t) {
                 if !loops.contains(&l) {
                     loops.push(l);
                 }
@@ -182,7 +191,8 @@ fn undo(e: &Entry) -> Vec<String> {
             .is_some_and(|vg| m.source.contains(&format!("/{vg}-")) || m.source.contains(&format!("/{vg}/")))
     };
     if let Ok(table) = mounts::read() {
-        let mut mine: Vec<&mounts::Mount> = table.iter().filter(|m| ours(m)).collect();
+        let from_source = |m: &mounts::Mount| e.source_mount.as_ref().is_some_and(|s| m.target.starts_with(s));
+        let mut mine: Vec<&mounts::Mount> = table.iter().filter(|m| ours(m) || from_source(m)).collect();
         mine.sort_by_key(|m| std::cmp::Reverse(m.target.components().count()));
         for m in mine {
             match tfs::unmount(&m.target) {
@@ -208,7 +218,7 @@ fn undo(e: &Entry) -> Vec<String> {
     }
     for l in &loops {
         // Only a loop device still over one of the run's image files.
-        let still = e.targets.iter().any(|t| loops_over(t).contains(l));
+        let still = e.targets.iter().any(|t| identity::loops_over(t).contains(l));
         if still {
             match tfs::detach_loop(l) {
                 Ok(()) => done.push(format!("detached {}", l.display())),

@@ -95,6 +95,10 @@ pub struct CopyArgs {
     /// Clone the system mounted at DIR (offline clone) instead of the running one.
     #[arg(long = "source", value_name = "DIR")]
     pub source: Option<PathBuf>,
+    /// Clone the system on DISK, which is not running (mounted read-only for the run): the
+    /// offline disk swap.
+    #[arg(long = "source-disk", value_name = "DISK", conflicts_with = "source")]
+    pub source_disk: Option<String>,
     /// Write targets that hold a partition table or filesystem signature.
     #[arg(long)]
     pub force: bool,
@@ -229,6 +233,7 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
     Ok(CloneRequest {
         targets,
         source_dir: a.source.clone(),
+        source_disk: a.source_disk.clone(),
         phases,
         layout,
         exclude: a.exclude.clone(),

@@ -4,6 +4,7 @@
 
 mod aix;
 mod progress;
+mod rescue;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -41,6 +42,14 @@ enum Command {
     Bootlist(aix::BootlistArgs),
     /// Compare a clone with its source, file by file: exit 0 when equal, 7 when it differs.
     Verify(aix::VerifyArgs),
+    /// Every system on the disks: running, made by altdisk, or another Linux root.
+    Find(rescue::FindArgs),
+    /// Make the system on DISK the one that boots (UEFI), from now on or --once.
+    Restore(rescue::RestoreArgs),
+    /// Boot the system on DISK now (UEFI BootNext and a reboot, or kexec).
+    BootNow(rescue::BootNowArgs),
+    /// Re-run phase 3 (initramfs, boot loader, boot entry) on the system on DISK.
+    Repair(rescue::RepairArgs),
     /// Run at boot by altdisk's systemd units.
     #[command(hide = true)]
     BootHook(aix::BootHookArgs),
@@ -84,6 +93,10 @@ fn main() {
         Command::Sleep(a) => aix::sleep(a),
         Command::Bootlist(a) => aix::bootlist(a),
         Command::Verify(a) => aix::verify(a),
+        Command::Find(a) => rescue::find(a),
+        Command::Restore(a) => rescue::restore(a),
+        Command::BootNow(a) => rescue::boot_now(a),
+        Command::Repair(a) => rescue::repair(a),
         Command::BootHook(a) => aix::boot_hook(a),
         Command::InstallUnits(a) => aix::install_units(a),
         Command::UdevProbe { device } => {
