@@ -186,11 +186,11 @@ impl Run {
         for f in &plan.filesystems {
             job.check()?;
             let dev = dev_of(f.part, &f.lv);
-            tfs::mkfs(&dev, &f.fstype, &f.uuid, f.label.as_deref())?;
+            tfs::mkfs(&dev, &f.fstype, &f.uuid, f.label.as_deref(), f.inodes)?;
             job.info(format!("made {} {} on {}", f.fstype, f.mountpoint, dev.display()));
         }
         for s in &plan.swaps {
-            tfs::mkfs(&dev_of(s.part, &s.lv), "swap", &s.uuid, s.label.as_deref())?;
+            tfs::mkfs(&dev_of(s.part, &s.lv), "swap", &s.uuid, s.label.as_deref(), None)?;
         }
         job.check()?;
         std::fs::create_dir_all(&plan.mount_at).ctx("creating the mount point", &plan.mount_at)?;
