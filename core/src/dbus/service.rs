@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use altdisk_api::{
     self as api, actions, BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, JobInfo, PlanDetails,
-    SystemInfo, JOBS_PATH, MANAGER_PATH,
+    SystemInfo, VerifyOptions, JOBS_PATH, MANAGER_PATH,
 };
 use zbus::message::{Flags, Header};
 use zbus::object_server::{InterfaceRef, SignalEmitter};
@@ -259,139 +259,33 @@ impl Manager {
     ) -> Result<OwnedObjectPath> {
         self.authorize(conn, &hdr, actions::CLONE).await?;
         let o = self::options(options)?;
-        let shared = self.shared.clone();
         let o2 = o.clone();
         let keys = self.call(move |e| e.target_keys(&o2)).await?;
-        let n = shared.next_job.fetch_add(1, Ordering::SeqCst);
-        {
-            let mut busy = shared.busy.lock().unwrap_or_else(|p| p.into_inner());
-            for (name, k) in &keys {
-                if let Some((other, _)) = busy.iter().find(|(_, b)| collide(k, b)) {
-                    return Err(DbusError::Busy(format!(
-                        "{name} is being written by job {JOBS_PATH}/{other}; wait for it to finish, or follow it (ListJobs)"
-                    )));
-                }
-            }
-            busy.push((n, keys.iter().flat_map(|(_, k)| k.clone()).collect()));
-        }
-        let mount_at = shared.config.mount_root.join(format!("job{n}"));
-        let simulated = shared.engine.simulated();
-        if !simulated {
-            let _ = std::fs::create_dir_all(&mount_at);
-        }
-        let at = mount_at.clone();
         let o2 = o.clone();
-        let work = match self.call(move |e| e.prepare(&o2, &at)).await {
-            Ok(w) => w,
-            Err(e) => {
-                shared.release(n);
-                if !simulated {
-                    let _ = std::fs::remove_dir(&mount_at);
-                }
-                return Err(e);
-            }
-        };
-        let (owner, owner_uid) = caller(conn, &hdr).await;
-        let path =
-            OwnedObjectPath::try_from(format!("{JOBS_PATH}/{n}")).map_err(|e| DbusError::Failed(e.to_string()))?;
-        let job = Job::new();
-        let started = crate::discover::record::now_rfc3339();
-        let obj = JobObject {
-            job: job.clone(),
-            engine: shared.engine.clone(),
-            phase: "validating".into(),
-            state: "running".into(),
-            bytes_done: 0,
-            bytes_total: 0,
-            files_done: 0,
-            files_total: 0,
-            rate: 0,
-            targets: o.targets.clone(),
-            error: String::new(),
-            current_path: String::new(),
-            steps: o.steps().iter().map(|s| s.as_str().to_string()).collect(),
-            kind: work.kind().into(),
-            owner_uid,
-            started: started.clone(),
-            mounted_at: String::new(),
-            log: Vec::new(),
-        };
-        if let Err(e) = server.at(&path, obj).await {
-            shared.release(n);
-            return Err(e.into());
-        }
-        shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            n,
-            JobEntry { path: path.clone(), kind: work.kind(), targets: o.targets.clone(), owner_uid, owner, started },
-        );
-        jobs_changed(server).await;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
-        job.on_event(move |e| {
-            if let Event::Log { level, message } = e {
-                let l = match level {
-                    Level::Info => api::level::INFO,
-                    Level::Warning => api::level::WARNING,
-                };
-                let _ = tx.send((l.to_string(), message.clone()));
-            }
-        });
-        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
-        let worker_job = job.clone();
-        std::thread::spawn(move || {
-            let _ = done_tx.send(work.run(&worker_job));
-        });
-        let iface = server.interface::<_, JobObject>(&path).await?;
-        let server = server.clone();
-        let job_path = path.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            let result = loop {
-                tokio::select! {
-                    Some((level, msg)) = rx.recv() => log(&iface, level, msg).await,
-                    _ = tick.tick() => mirror(&iface).await,
-                    r = &mut done_rx => break r,
-                }
-            };
-            while let Ok((level, msg)) = rx.try_recv() {
-                log(&iface, level, msg).await;
-            }
-            mirror(&iface).await;
-            let (ok, err, state, outcome) = match result {
-                Ok(Ok(out)) => (true, String::new(), api::JobState::Succeeded, out),
-                Ok(Err(crate::Error::Cancelled)) => {
-                    (false, crate::Error::Cancelled.to_string(), api::JobState::Cancelled, Outcome::default())
-                }
-                Ok(Err(e)) => (false, e.to_string(), api::JobState::Failed, Outcome::default()),
-                Err(_) => (
-                    false,
-                    "the worker stopped without a result".to_string(),
-                    api::JobState::Failed,
-                    Outcome::default(),
-                ),
-            };
-            {
-                let mut j = iface.get_mut().await;
-                let e = iface.signal_emitter();
-                j.state = state.as_str().into();
-                j.error = err.clone();
-                j.mounted_at = outcome.mounted_at.map(|p| p.display().to_string()).unwrap_or_default();
-                let _ = j.mounted_at_changed(e).await;
-                let _ = j.error_changed(e).await;
-                let _ = j.state_changed(e).await;
-            }
-            let _ = JobObject::finished(iface.signal_emitter(), ok, &err).await;
-            shared.release(n);
-            if !simulated {
-                // Empty unless the clone stays mounted there.
-                let _ = std::fs::remove_dir(&mount_at);
-            }
-            // Late clients may still read the result; then the object goes.
-            tokio::time::sleep(shared.config.job_grace).await;
-            shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&n);
-            let _ = server.remove::<JobObject, _>(&job_path).await;
-            jobs_changed(&server).await;
-        });
-        Ok(path)
+        let steps = o.steps().iter().map(|s| s.as_str().to_string()).collect();
+        self.start_job(keys, o.targets.clone(), steps, move |e, at| e.prepare(&o2, at), &hdr, conn, server).await
+    }
+
+    /// Compare the clone on `target` with its source (the running system, `source`, or the
+    /// system `against`): a job whose `Report` holds what was found. Nothing is written.
+    async fn verify(
+        &self,
+        target: String,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
+    ) -> Result<OwnedObjectPath> {
+        self.authorize(conn, &hdr, actions::MANAGE).await?;
+        let o = VerifyOptions::from_dict(options).map_err(|e| DbusError::InvalidArgs(e.to_string()))?;
+        let t = target.clone();
+        let keys = self.call(move |e| e.verify_keys(&t)).await?;
+        let steps = [api::JobPhase::Validating, api::JobPhase::Copying, api::JobPhase::Done]
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect();
+        let t = target.clone();
+        self.start_job(keys, vec![target], steps, move |e, _| e.prepare_verify(&t, &o), &hdr, conn, server).await
     }
 
     /// Mount the alternate system on `disk` (never the running one); returns where.
@@ -576,6 +470,158 @@ impl Manager {
 }
 
 /// The caller's unique name and Unix user id.
+impl Manager {
+    /// Start a job on the devices `keys` (refused with Busy when another job holds one of
+    /// them): `prepare` checks it and makes the work, which then runs on a thread of its own
+    /// while a job object on the bus reports on it.
+    #[allow(clippy::too_many_arguments)]
+    async fn start_job(
+        &self,
+        keys: Vec<(String, Vec<DevKey>)>,
+        targets: Vec<String>,
+        steps: Vec<String>,
+        prepare: impl FnOnce(&dyn Engine, &std::path::Path) -> crate::Result<Box<dyn super::engine::Work>> + Send + 'static,
+        hdr: &Header<'_>,
+        conn: &Connection,
+        server: &ObjectServer,
+    ) -> Result<OwnedObjectPath> {
+        let shared = self.shared.clone();
+        let n = shared.next_job.fetch_add(1, Ordering::SeqCst);
+        {
+            let mut busy = shared.busy.lock().unwrap_or_else(|p| p.into_inner());
+            for (name, k) in &keys {
+                if let Some((other, _)) = busy.iter().find(|(_, b)| collide(k, b)) {
+                    return Err(DbusError::Busy(format!(
+                        "{name} is being written by job {JOBS_PATH}/{other}; wait for it to finish, or follow it (ListJobs)"
+                    )));
+                }
+            }
+            busy.push((n, keys.iter().flat_map(|(_, k)| k.clone()).collect()));
+        }
+        let mount_at = shared.config.mount_root.join(format!("job{n}"));
+        let simulated = shared.engine.simulated();
+        if !simulated {
+            let _ = std::fs::create_dir_all(&mount_at);
+        }
+        let at = mount_at.clone();
+        let work = match self.call(move |e| prepare(e, &at)).await {
+            Ok(w) => w,
+            Err(e) => {
+                shared.release(n);
+                if !simulated {
+                    let _ = std::fs::remove_dir(&mount_at);
+                }
+                return Err(e);
+            }
+        };
+        let (owner, owner_uid) = caller(conn, hdr).await;
+        let path =
+            OwnedObjectPath::try_from(format!("{JOBS_PATH}/{n}")).map_err(|e| DbusError::Failed(e.to_string()))?;
+        let job = Job::new();
+        let started = crate::discover::record::now_rfc3339();
+        let obj = JobObject {
+            job: job.clone(),
+            engine: shared.engine.clone(),
+            phase: "validating".into(),
+            state: "running".into(),
+            bytes_done: 0,
+            bytes_total: 0,
+            files_done: 0,
+            files_total: 0,
+            rate: 0,
+            targets: targets.clone(),
+            error: String::new(),
+            current_path: String::new(),
+            steps,
+            kind: work.kind().into(),
+            owner_uid,
+            started: started.clone(),
+            mounted_at: String::new(),
+            log: Vec::new(),
+            report: String::new(),
+        };
+        if let Err(e) = server.at(&path, obj).await {
+            shared.release(n);
+            return Err(e.into());
+        }
+        shared
+            .jobs
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(n, JobEntry { path: path.clone(), kind: work.kind(), targets, owner_uid, owner, started });
+        jobs_changed(server).await;
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+        job.on_event(move |e| {
+            if let Event::Log { level, message } = e {
+                let l = match level {
+                    Level::Info => api::level::INFO,
+                    Level::Warning => api::level::WARNING,
+                };
+                let _ = tx.send((l.to_string(), message.clone()));
+            }
+        });
+        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+        let worker_job = job.clone();
+        std::thread::spawn(move || {
+            let _ = done_tx.send(work.run(&worker_job));
+        });
+        let iface = server.interface::<_, JobObject>(&path).await?;
+        let server = server.clone();
+        let job_path = path.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(200));
+            let result = loop {
+                tokio::select! {
+                    Some((level, msg)) = rx.recv() => log(&iface, level, msg).await,
+                    _ = tick.tick() => mirror(&iface).await,
+                    r = &mut done_rx => break r,
+                }
+            };
+            while let Ok((level, msg)) = rx.try_recv() {
+                log(&iface, level, msg).await;
+            }
+            mirror(&iface).await;
+            let (ok, err, state, outcome) = match result {
+                Ok(Ok(out)) => (true, String::new(), api::JobState::Succeeded, out),
+                Ok(Err(crate::Error::Cancelled)) => {
+                    (false, crate::Error::Cancelled.to_string(), api::JobState::Cancelled, Outcome::default())
+                }
+                Ok(Err(e)) => (false, e.to_string(), api::JobState::Failed, Outcome::default()),
+                Err(_) => (
+                    false,
+                    "the worker stopped without a result".to_string(),
+                    api::JobState::Failed,
+                    Outcome::default(),
+                ),
+            };
+            {
+                let mut j = iface.get_mut().await;
+                let e = iface.signal_emitter();
+                j.state = state.as_str().into();
+                j.error = err.clone();
+                j.mounted_at = outcome.mounted_at.map(|p| p.display().to_string()).unwrap_or_default();
+                j.report = outcome.report.unwrap_or_default();
+                let _ = j.mounted_at_changed(e).await;
+                let _ = j.report_changed(e).await;
+                let _ = j.error_changed(e).await;
+                let _ = j.state_changed(e).await;
+            }
+            let _ = JobObject::finished(iface.signal_emitter(), ok, &err).await;
+            shared.release(n);
+            if !simulated {
+                // Empty unless the clone stays mounted there.
+                let _ = std::fs::remove_dir(&mount_at);
+            }
+            // Late clients may still read the result; then the object goes.
+            tokio::time::sleep(shared.config.job_grace).await;
+            shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&n);
+            let _ = server.remove::<JobObject, _>(&job_path).await;
+            jobs_changed(&server).await;
+        });
+        Ok(path)
+    }
+}
+
 async fn caller(conn: &Connection, hdr: &Header<'_>) -> (String, u32) {
     let Some(sender) = hdr.sender() else { return (String::new(), u32::MAX) };
     let uid = match zbus::fdo::DBusProxy::new(conn).await {
@@ -642,6 +688,7 @@ pub struct JobObject {
     started: String,
     mounted_at: String,
     log: Vec<(String, String)>,
+    report: String,
 }
 
 #[zbus::interface(name = "org.altdisk.AltDisk1.Job")]
@@ -815,6 +862,18 @@ impl JobObject {
     ) -> zbus::fdo::Result<String> {
         may_read(&*self.engine, conn, hdr).await?;
         Ok(self.mounted_at.clone())
+    }
+
+    /// What the job found, as JSON, once it has finished: a clone's or refresh's report, or
+    /// verify's (`equal`, the differences by kind and the list); empty before.
+    #[zbus(property)]
+    async fn report(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.report.clone())
     }
 }
 

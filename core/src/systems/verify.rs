@@ -224,8 +224,23 @@ fn view(sys: &System) -> Result<View> {
                 .ctx("making the bind read-only", &at)?;
             }
             None => {
-                nix::mount::mount(Some(&dev), &at, Some(f.fstype.as_str()), MsFlags::MS_RDONLY, None::<&str>)
-                    .ctx(&format!("mounting {} ({}) read-only", dev.display(), f.fstype), &at)?;
+                if crate::systems::mount::needs_recovery(&dev, &f.fstype) {
+                    return Err(Error::refused(
+                        format!("{} of {} ({})", f.mountpoint, sys.env.name, dev.display()),
+                        "it was not unmounted cleanly (its journal waits to be replayed): read as it is, its newest changes would be missing",
+                        "wake it and put it to sleep again (alt_rootvg_op -W, then -S), then verify",
+                    ));
+                }
+                // Read-only, and no journal replayed: not a byte of the clone changes.
+                let opts = crate::systems::mount::read_only_options(&f.fstype);
+                nix::mount::mount(
+                    Some(&dev),
+                    &at,
+                    Some(f.fstype.as_str()),
+                    MsFlags::MS_RDONLY,
+                    (!opts.is_empty()).then_some(opts),
+                )
+                .ctx(&format!("mounting {} ({}) read-only", dev.display(), f.fstype), &at)?;
                 v.mounts.push(Mounted::adopt(&at));
             }
         }
