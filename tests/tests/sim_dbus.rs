@@ -244,7 +244,7 @@ async fn sim_verify_and_refresh_through_the_proxies() {
     assert_eq!(report["apiVersion"], "altdisk.io/v1");
     // Bad options name the key.
     let mut d = altdisk_api::VerifyOptions::default().to_dict();
-    d.insert("targets".into(), zbus::zvariant::Value::from("sdb").try_into().unwrap());
+    d.insert("targets".into(), zbus::Variant::from("sdb").try_into().unwrap());
     let e = m.verify("sdb", d).await.unwrap_err();
     assert!(err_name(&e).ends_with("InvalidArgs"), "{e}");
     // Refresh: a job of kind refresh, through copying and identities; same system after.
