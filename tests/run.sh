@@ -9,7 +9,7 @@ cd "$repo"
 if [[ $(id -u) == 0 ]]; then
 	# altdisk's own packages, and the fixture tools: ACLs, xattrs, capabilities, LVM
 	# signatures, the benchmark's fixture, udevadm, a private D-Bus.
-	"$repo/core/install.sh" --deps acl attr libcap2-bin lvm2 rsync mmdebstrap time python3 shellcheck udev dbus-daemon
+	"$repo/core/install.sh" --deps acl attr libcap2-bin lvm2 rsync partclone mmdebstrap time python3 shellcheck udev dbus-daemon
 	# The VM tier: QEMU, OVMF and the image-building tools.
 	"$repo/tests/vm/install-deps.sh"
 else
@@ -31,7 +31,7 @@ if [[ $(id -u) == 0 ]]; then
 	echo "== benchmark script (quick fixture, one run; figures are not judged)"
 	cargo build --locked --release -q -p altdisk
 	shellcheck tests/bench/bench.sh core/install.sh tests/run.sh
-	tests/bench/bench.sh --quick --runs 1
+	tests/bench/bench.sh --quick --runs 1 --busy --refresh
 fi
 # docs/reliability.md from the figures the fault tests measured.
 bash tests/reliability-doc.sh
