@@ -484,6 +484,8 @@ struct Walk<'a> {
     gate: Gate,
     queue: Mutex<(Vec<Task>, usize)>,
     wake: Condvar,
+    /// Parked workers wait here (see the copy engine).
+    park: Condvar,
     abort: AtomicBool,
     fatal: Mutex<Option<Error>>,
     found: Mutex<Findings>,
@@ -527,6 +529,7 @@ impl<'a> Walk<'a> {
             gate: Gate::new(threads),
             queue: Mutex::new((vec![Task::Dir(PathBuf::new())], 0)),
             wake: Condvar::new(),
+            park: Condvar::new(),
             abort: AtomicBool::new(false),
             fatal: Mutex::new(None),
             found: Mutex::new(Findings::default()),
@@ -538,7 +541,12 @@ impl<'a> Walk<'a> {
     fn run(&self) {
         std::thread::scope(|s| {
             let workers: Vec<_> = (0..self.gate.max).map(|i| s.spawn(move || self.worker(i))).collect();
-            s.spawn(|| self.gate.control(|| self.wake.notify_all()));
+            s.spawn(|| {
+                self.gate.control(|| {
+                    self.wake.notify_all();
+                    self.park.notify_all();
+                })
+            });
             for w in workers {
                 let _ = w.join();
             }
@@ -558,21 +566,21 @@ impl<'a> Walk<'a> {
                     if q.1 == 0 && q.0.is_empty() {
                         break None;
                     }
-                    if self.gate.may_work(me) {
+                    let cv = if self.gate.may_work(me) {
                         if let Some(t) = q.0.pop() {
                             q.1 += 1;
                             break Some(t);
                         }
-                    }
-                    q = self
-                        .wake
-                        .wait_timeout(q, std::time::Duration::from_millis(100))
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                        &self.wake
+                    } else {
+                        &self.park
+                    };
+                    q = cv.wait_timeout(q, std::time::Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
                 }
             };
             let Some(task) = task else {
                 self.wake.notify_all();
+                self.park.notify_all();
                 return;
             };
             if self.job.is_cancelled() {
@@ -588,6 +596,7 @@ impl<'a> Walk<'a> {
             q.1 -= 1;
             if q.1 == 0 && q.0.is_empty() {
                 self.wake.notify_all();
+                self.park.notify_all();
             }
         }
     }

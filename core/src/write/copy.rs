@@ -263,7 +263,10 @@ struct Shared {
 /// form a cycle with it.
 struct Pool {
     queue: Mutex<Queue>,
+    /// Workers the gate lets work wait here for a task.
     wake: Condvar,
+    /// Parked workers wait here, so a task's wake-up never goes to one that may not take it.
+    park: Condvar,
 }
 
 struct Queue {
@@ -450,21 +453,21 @@ impl Shared {
                         break None;
                     }
                     // A parked worker takes nothing until the gate lets it.
-                    if self.gate.may_work(me) {
+                    let cv = if self.gate.may_work(me) {
                         if let Some(t) = q.tasks.pop() {
                             q.active += 1;
                             break Some(t);
                         }
-                    }
-                    q = pool
-                        .wake
-                        .wait_timeout(q, std::time::Duration::from_millis(100))
-                        .unwrap_or_else(|p| p.into_inner())
-                        .0;
+                        &pool.wake
+                    } else {
+                        &pool.park
+                    };
+                    q = cv.wait_timeout(q, std::time::Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
                 }
             };
             let Some(task) = task else {
                 pool.wake.notify_all();
+                pool.park.notify_all();
                 return;
             };
             if self.job.is_cancelled() {
@@ -489,6 +492,7 @@ impl Shared {
             q.active -= 1;
             if q.active == 0 && q.tasks.is_empty() {
                 pool.wake.notify_all();
+                pool.park.notify_all();
             }
         }
     }
@@ -1638,7 +1642,8 @@ pub fn copy_tree(src: &Path, dst: &Path, opts: &CopyOptions, job: &Job) -> Resul
         c: Counters::default(),
         cfr_works: AtomicBool::new(true),
     });
-    let pool = Pool { queue: Mutex::new(Queue { tasks: Vec::new(), active: 0 }), wake: Condvar::new() };
+    let pool =
+        Pool { queue: Mutex::new(Queue { tasks: Vec::new(), active: 0 }), wake: Condvar::new(), park: Condvar::new() };
     {
         let root =
             Arc::new(DirNode { shared: shared.clone(), rel: PathBuf::new(), st: root_st, before, full, _parent: None });
@@ -1650,7 +1655,12 @@ pub fn copy_tree(src: &Path, dst: &Path, opts: &CopyOptions, job: &Job) -> Resul
                     s.spawn(move || shared.worker(pool, i))
                 })
                 .collect();
-            s.spawn(|| shared.gate.control(|| pool.wake.notify_all()));
+            s.spawn(|| {
+                shared.gate.control(|| {
+                    pool.wake.notify_all();
+                    pool.park.notify_all();
+                })
+            });
             for w in workers {
                 let _ = w.join();
             }

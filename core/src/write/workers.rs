@@ -50,7 +50,7 @@ impl Gate {
         let (max, start, adaptive) = match fixed {
             Some(n) => (n, n, false),
             // Cold reads are latency-bound: up to several requests in flight per core.
-            None => ((cpus * 4).clamp(4, 32), cpus.clamp(1, 32), true),
+            None => ((cpus * 4).clamp(4, 32), (cpus * 2).clamp(2, 32), true),
         };
         Gate {
             max,
