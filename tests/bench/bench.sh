@@ -474,8 +474,11 @@ INFO_FILE=$FIXTURE_DIR/fixture.info
 MARKER=$FIXTURE_DIR/COMPLETE
 
 tree_stats() { # DIR -> "entries files dirs symlinks other links_sum linked_paths"
-	# etc/altdisk is the record altdisk adds to its clone; it is not part of the copy.
-	find "$1" -mindepth 1 \( -name lost+found -o -path "$1/etc/altdisk" \) -prune -o -printf '%y %n\n' | awk '
+	# What altdisk adds to its clone is not part of the copy: its record, its own copy of
+	# altdisk and the boot units that call it (core/src/boot/units.rs, own_paths).
+	find "$1" -mindepth 1 \( -name lost+found -o -path "$1/etc/altdisk" -o -path "$1/usr/local/lib/altdisk" \
+		-o -path "$1/etc/systemd/system/altdisk-*.service" \
+		-o -path "$1/etc/systemd/system/multi-user.target.wants/altdisk-*.service" \) -prune -o -printf '%y %n\n' | awk '
 		{ n++; t[$1]++; if ($1 != "d" && $2 > 1) { ls += $2; lp++ } }
 		END { printf "%d %d %d %d %d %d %d\n", n, t["f"], t["d"], t["l"],
 		      n - t["f"] - t["d"] - t["l"], ls, lp }'

@@ -11,9 +11,11 @@
 //! How: hill climbing. Every interval the controller measures the work done (entries plus
 //! bytes in 32 KiB units), compares it with the interval before, and moves the number of
 //! allowed workers: on in the same direction when the last move helped by more than the
-//! noise margin, back when it hurt, and one down when it made no difference (fewer threads
-//! that do as much are better: they leave the CPU to others). `ALTDISK_COPY_THREADS=N` fixes
-//! the number instead.
+//! noise margin, back when it hurt. When it made no difference, the machine's idle CPU time
+//! in that interval (`/proc/stat`) breaks the tie: with a CPU to spare the copy waits on the
+//! disks, and more requests in flight cost nothing, so one up; with none, fewer threads that
+//! do as much leave the CPU to others, so one down. `ALTDISK_COPY_THREADS=N` fixes the number
+//! instead.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -97,6 +99,7 @@ impl Gate {
         }
         let mut climb = Climb::new(self.allowed.load(Ordering::Relaxed), self.max);
         let mut last = (Instant::now(), self.work.load(Ordering::Relaxed));
+        let mut cpu = cpu_times();
         while !self.done.load(Ordering::SeqCst) {
             // Sleep in small steps so the end of the walk is not kept waiting.
             let until = last.0 + INTERVAL;
@@ -109,7 +112,10 @@ impl Gate {
             let now = (Instant::now(), self.work.load(Ordering::Relaxed));
             let rate = (now.1 - last.1) as f64 / (now.0 - last.0).as_secs_f64();
             last = now;
-            let n = climb.step(rate);
+            let c = cpu_times();
+            let spare = spare_cpus(cpu, c);
+            cpu = c;
+            let n = climb.step(rate, spare);
             if n != self.allowed.load(Ordering::Relaxed) {
                 tracing::debug!("copy workers: {n} (rate {rate:.0} units/s)");
                 self.set(n);
@@ -117,6 +123,24 @@ impl Gate {
             }
         }
     }
+}
+
+/// (idle, total) jiffies of all CPUs since boot; idle counts I/O wait (a CPU waiting on a
+/// disk is free to run something).
+fn cpu_times() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = text.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = line.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+    let total: u64 = v.iter().take(8).sum();
+    let idle = v.get(3)? + v.get(4).copied().unwrap_or(0);
+    Some((idle, total))
+}
+
+/// How many CPUs were idle between two readings (None: unknown).
+fn spare_cpus(a: Option<(u64, u64)>, b: Option<(u64, u64)>) -> Option<f64> {
+    let ((i0, t0), (i1, t1)) = (a?, b?);
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) as f64;
+    (t1 > t0).then(|| (i1.saturating_sub(i0)) as f64 / (t1 - t0) as f64 * cpus)
 }
 
 /// The hill climber, apart from time so it can be tested.
@@ -135,8 +159,9 @@ impl Climb {
         Climb { n: start.clamp(1, max), max, dir: 1, prev: None, flat: 0 }
     }
 
-    /// The next number of workers, given the throughput measured with the current one.
-    fn step(&mut self, rate: f64) -> usize {
+    /// The next number of workers, given the throughput measured with the current one and
+    /// how many CPUs stood idle meanwhile.
+    fn step(&mut self, rate: f64, spare: Option<f64>) -> usize {
         if let Some(p) = self.prev {
             if rate > p * (1.0 + MARGIN) {
                 // The last move helped: go on.
@@ -145,10 +170,13 @@ impl Climb {
                 self.dir = -self.dir;
                 self.flat = 0;
             } else {
-                // No difference: fewer threads doing as much leave the CPU to others; but
-                // now and then look up again, as the machine may have become free.
+                // No difference: with a CPU to spare, the copy waits on the disks and more
+                // requests in flight cost nothing; without, fewer threads doing as much leave
+                // the CPU to others (now and then looking up again, as the machine may have
+                // become free).
                 self.flat += 1;
-                self.dir = if self.n == 1 || self.flat.is_multiple_of(6) { 1 } else { -1 };
+                let idle = spare.is_some_and(|s| s >= 0.5);
+                self.dir = if idle || self.n == 1 || self.flat.is_multiple_of(6) { 1 } else { -1 };
             }
         }
         self.prev = Some(rate);
@@ -179,7 +207,7 @@ mod tests {
             let mut seen = Vec::new();
             let mut n = 2;
             for _ in 0..60 {
-                n = c.step(machine(n, best));
+                n = c.step(machine(n, best), Some(0.0));
                 seen.push(n);
             }
             // After settling it stays within one step of the best number.
@@ -195,9 +223,16 @@ mod tests {
         let mut c = Climb::new(8, 32);
         let mut n = 8;
         for _ in 0..40 {
-            n = c.step(500.0);
+            n = c.step(500.0, Some(0.1));
         }
         assert!(n <= 2, "{n}");
+        // A machine waiting on its disks with CPUs to spare: threads cost nothing, more stay.
+        let mut c = Climb::new(2, 32);
+        let mut n = 2;
+        for _ in 0..40 {
+            n = c.step(500.0, Some(1.5));
+        }
+        assert!(n >= 16, "{n}");
     }
 
     #[test]
