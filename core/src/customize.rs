@@ -270,7 +270,11 @@ fn check_install_flags(flags: &[String]) -> Result<()> {
             expect_value = false;
             continue;
         }
-        if !f.starts_with('-') {
+        // installp letters come bare (acgX) or, as in installp's own syntax, after one dash
+        // (-acgX); apt-get takes its short options one at a time (-q, -y, -oKey=Value).
+        let short = f.strip_prefix('-').filter(|r| !r.starts_with('-'));
+        let clustered = short.is_some_and(|r| r.len() > 1 && !r.starts_with('o') && r.chars().any(|c| c != 'q'));
+        if !f.starts_with('-') || clustered {
             return Err(Error::usage(
                 format!("-I \"{}\"", flags.join(" ")),
                 format!("`{f}` is not an apt-get option (AIX installp flags such as acgXY have no apt meaning)"),
@@ -1626,6 +1630,10 @@ mod tests {
         assert_eq!(c.package_names().unwrap(), vec!["foo=1.0", "bar:amd64", "foo", "bar", "baz"]);
         c.install_flags = Customize::split_flags("acgXY");
         assert!(c.validate().unwrap_err().to_string().contains("installp"));
+        c.install_flags = Customize::split_flags("-acgX");
+        assert!(c.validate().unwrap_err().to_string().contains("installp"));
+        c.install_flags = Customize::split_flags("-qq -y -oAPT::Get::Foo=1");
+        c.validate().unwrap();
         c.install_flags = Customize::split_flags("-o");
         assert!(c.validate().unwrap_err().to_string().contains("needs a value"));
 
