@@ -277,7 +277,9 @@ fn check_install_flags(flags: &[String]) -> Result<()> {
         if !f.starts_with('-') || clustered {
             return Err(Error::usage(
                 format!("-I \"{}\"", flags.join(" ")),
-                format!("`{f}` is not an apt-get option (AIX installp flags such as acgXY have no apt meaning)"),
+                format!(
+                    "`{f}` is not an apt-get option (AIX installp flags such as acgXY or -acgX have no apt meaning)"
+                ),
                 "give apt-get options, e.g. -I \"--no-install-recommends -o Dpkg::Options::=--force-confnew\"",
             ));
         }

@@ -908,6 +908,26 @@ mod tests {
     }
 
     #[test]
+    fn targets_with_blanks_keep_command_line_order() {
+        use clap::CommandFactory;
+        let dir = std::env::temp_dir().join(format!("altdisk test {}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = dir.join("web 1.img");
+        std::fs::write(&img, b"").unwrap();
+        let img = img.to_str().unwrap();
+        let new = dir.join("new 2.img");
+        let new = new.to_str().unwrap();
+        let m =
+            T::command().try_get_matches_from(["x", "-d", "sdb", "--target", new, "-d", img, "-d", "sdc sdd"]).unwrap();
+        let r = request(&CopyArgs::from_matches(&m).unwrap()).unwrap();
+        assert_eq!(r.targets, vec!["sdb", new, img, "sdc", "sdd"]);
+        // Split, a path with a blank that does not exist is refused, naming --target.
+        let e = request(&parse(&["-d", new])).unwrap_err();
+        assert!(matches!(e, Error::Usage { .. }) && e.to_string().contains("--target"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn nim_and_wpar_are_accepted() {
         let r = request(&parse(&["-d", "sdb", "-n", "-u", "-g"])).unwrap();
         assert!(r.skip_boot_checks);
