@@ -108,7 +108,7 @@ copyright() {
 	f=$stage/usr/share/doc/$pkg/copyright
 	mkdir -p "$(dirname "$f")"
 	crates=$(cargo tree --locked -q -e normal -p "$crate" --prefix none --format '{p}: {l}' |
-		grep -v -e '(proc-macro)' -e '(\*)' -e "^$crate v" -e '^altdisk v' | sort -u |
+		{ grep -v -e '(proc-macro)' -e '(\*)' -e "^$crate v" -e '^altdisk v' || true; } | sort -u |
 		sed 's/^/  /; s/ (\/[^)]*)//')
 	source=$(sed -n '/^\[workspace\.package\]/,/^\[/s/^repository *= *"\(.*\)"/\1/p' Cargo.toml)
 	# The years of the repository's history (the year of the build outside git).
@@ -233,9 +233,12 @@ if ((gui)); then
 			put 0644 "$f" "usr/share/icons/hicolor/${f#gui/dist/icons/hicolor/}"
 		done < <(find gui/dist/icons/hicolor -type f -print0)
 	fi
-	for m in docs/man/altdisk-gui*.1; do
-		[[ -e $m ]] && put_man "$m"
-	done
+	# Its man page: generated with the GUI (docs/man) when it has one, else the short one here.
+	if [[ -e docs/man/altdisk-gui.1 ]]; then
+		put_man docs/man/altdisk-gui.1
+	else
+		put_man "$here/debian/altdisk-gui.1"
+	fi
 	[[ -f $here/debian/altdisk-gui.lintian-overrides ]] && grep -qv -e '^#' -e '^$' "$here/debian/altdisk-gui.lintian-overrides" &&
 		put 0644 "$here/debian/altdisk-gui.lintian-overrides" usr/share/lintian/overrides/altdisk-gui
 	changelog altdisk-gui

@@ -25,9 +25,9 @@ echo "== build"
 cargo build --locked --workspace -q
 
 echo "== packages (image-build/build-debs.sh, lintian)"
-# The VM tier installs this package (vm_grub_package_...); the cli tier compares versions.
-ALTDISK_DEB=$(image-build/build-debs.sh | grep '/altdisk_[^/]*\.deb$')
-export ALTDISK_DEB
+# The VM tier installs these packages (vm_grub_package_...); the cli tier compares versions.
+ALTDISK_DEBS=$(image-build/build-debs.sh | grep '\.deb$' | paste -sd' ')
+export ALTDISK_DEBS
 
 echo "== tests"
 cargo test --locked --workspace -q "$@" 2>&1 | tee /tmp/altdisk-test.log

@@ -1,6 +1,6 @@
-//! altdisk's Debian package in the VM tier: the .deb built from this tree by
-//! `image-build/build-debs.sh` (or `$ALTDISK_DEB`), installed into a guest with apt from
-//! that file alone (`-nic none`: what it depends on is in the production image), and the
+//! altdisk's Debian packages in the VM tier: the .debs built from this tree by
+//! `image-build/build-debs.sh` (or `$ALTDISK_DEBS`), installed into a guest with apt from
+//! those files alone (`-nic none`: what it depends on is in the production image), and the
 //! checks that `apt purge` takes away everything the package put there.
 
 use std::path::PathBuf;
@@ -23,13 +23,14 @@ const SNAPSHOT: &str = "find / -xdev \\( -path /proc -o -path /sys -o -path /dev
      -o -path /var/tmp -o -path /var/log -o -path /var/cache -o -path /var/lib/apt -o -path /var/lib/dpkg \
      -o -path /var/lib/systemd -o -path /root -o -path /lost+found \\) -prune -o -print | LC_ALL=C sort";
 
-/// The altdisk package of this tree: `$ALTDISK_DEB`, or built once per test process by
+/// The packages of this tree (altdisk, and altdisk-gui once the GUI is in the workspace):
+/// `$ALTDISK_DEBS` (paths separated by blanks), or built once per test process by
 /// image-build/build-debs.sh (a release build; lintian is left to tests/run.sh).
-pub fn deb() -> Result<PathBuf> {
-    static DEB: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
-    DEB.get_or_init(|| {
-        if let Some(p) = std::env::var_os("ALTDISK_DEB") {
-            return Ok(PathBuf::from(p));
+pub fn debs() -> Result<Vec<PathBuf>> {
+    static DEBS: OnceLock<std::result::Result<Vec<PathBuf>, String>> = OnceLock::new();
+    DEBS.get_or_init(|| {
+        if let Ok(list) = std::env::var("ALTDISK_DEBS") {
+            return Ok(list.split_whitespace().map(PathBuf::from).collect());
         }
         let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../image-build/build-debs.sh");
         let out = Command::new("bash")
@@ -42,14 +43,23 @@ pub fn deb() -> Result<PathBuf> {
         if !out.status.success() {
             return Err(format!("{} failed ({}); its messages are above", script.display(), out.status));
         }
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(PathBuf::from)
-            .find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with("altdisk_")))
-            .ok_or_else(|| format!("{} printed no altdisk_*.deb", script.display()))
+        Ok(String::from_utf8_lossy(&out.stdout).lines().filter(|l| l.ends_with(".deb")).map(PathBuf::from).collect())
     })
     .clone()
     .map_err(|e| anyhow!(e))
+    .and_then(|v: Vec<PathBuf>| {
+        if v.iter().any(|p| package_name(p) == "altdisk") {
+            Ok(v)
+        } else {
+            bail!("no altdisk_*.deb among the packages {v:?}")
+        }
+    })
+}
+
+/// The package name of a .deb file: NAME_VERSION_ARCH.deb.
+pub fn package_name(deb: &std::path::Path) -> String {
+    let f = deb.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    f.split('_').next().unwrap_or_default().to_string()
 }
 
 /// The package's version as dpkg-deb reads it from the file.
@@ -58,37 +68,45 @@ pub fn version(deb: &std::path::Path) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
 }
 
-/// Install the package into the running guest with apt, from the file alone, after taking
+/// Install the packages into the running guest with apt, from the files alone, after taking
 /// the list of files the purge check compares with. Returns apt's output.
-pub fn install(m: &mut Machine, deb: &std::path::Path) -> Result<String> {
-    m.put_files(&[deb.to_path_buf()], GUEST_DIR)?;
+pub fn install(m: &mut Machine, debs: &[PathBuf]) -> Result<String> {
+    m.put_files(debs, GUEST_DIR)?;
     m.sh(&format!("{SNAPSHOT} >{GUEST_DIR}/before.list"))?;
-    let name = deb.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let files: Vec<String> =
+        debs.iter().map(|d| format!("{GUEST_DIR}/{}", d.file_name().unwrap().to_string_lossy())).collect();
+    let names: Vec<String> = debs.iter().map(|d| package_name(d)).collect();
     let (rc, out) = m.run(
         &format!(
-            "DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Use-Pty=0 {GUEST_DIR}/{name} 2>&1 &&
-             dpkg-query -L altdisk >{GUEST_DIR}/files.list"
+            "DEBIAN_FRONTEND=noninteractive apt-get install -y -o Dpkg::Use-Pty=0 {} 2>&1 &&
+             dpkg-query -L {} >{GUEST_DIR}/files.list &&
+             echo '{}' >{GUEST_DIR}/packages",
+            files.join(" "),
+            names.join(" "),
+            names.join(" ")
         ),
         Duration::from_secs(600),
     )?;
     if rc != 0 {
-        bail!("apt-get install of {name} failed (exit {rc}):\n{out}");
+        bail!("apt-get install of {} failed (exit {rc}):\n{out}", files.join(" "));
     }
     Ok(out)
 }
 
-/// `apt-get purge altdisk`, then what must be gone: every file the package installed, the
-/// boot units' enable links and deb-systemd-helper's state, and any path the root
-/// filesystem did not have before the installation (none may appear, none may vanish).
+/// `apt-get purge` of the packages installed, then what must be gone: every file they
+/// installed, the boot units' enable links and deb-systemd-helper's state, and any path the
+/// root filesystem did not have before the installation (none may appear, none may vanish).
 /// Returns the problems found (empty: clean).
 pub fn purge_and_check(m: &mut Machine) -> Result<Vec<String>> {
-    let out = m.sh("DEBIAN_FRONTEND=noninteractive apt-get purge -y -o Dpkg::Use-Pty=0 altdisk 2>&1")?;
+    let out = m.sh(&format!(
+        "DEBIAN_FRONTEND=noninteractive apt-get purge -y -o Dpkg::Use-Pty=0 $(cat {GUEST_DIR}/packages) 2>&1"
+    ))?;
     let mut problems = Vec::new();
-    if !out.contains("Purging configuration files for altdisk") && !out.contains("Removing altdisk") {
-        problems.push(format!("apt-get purge did not remove altdisk:\n{out}"));
+    if !out.contains("Purging configuration files for altdisk") {
+        problems.push(format!("apt-get purge did not purge altdisk:\n{out}"));
     }
     let left = m.sh(&format!(
-        "dpkg-query -W altdisk 2>/dev/null && echo 'dpkg still knows altdisk'
+        "for p in $(cat {GUEST_DIR}/packages); do dpkg-query -W $p 2>/dev/null && echo \"dpkg still knows $p\"; done
          while IFS= read -r p; do
              [ -d \"$p\" ] && [ ! -L \"$p\" ] && continue   # directories shared with other packages
              if [ -e \"$p\" ] || [ -L \"$p\" ]; then echo \"left: $p\"; fi

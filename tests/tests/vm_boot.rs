@@ -71,15 +71,16 @@ fn production(kind: Kind, name: &str, how: Install) -> Machine {
     m
 }
 
-/// The package installs with apt from the file alone; `altdisk lspv` works; altdiskd is
+/// The packages install with apt from the files alone; `altdisk lspv` works; altdiskd is
 /// started by D-Bus activation on the first call of an unprivileged user, who may read and
 /// may not clone.
 fn package_installs_and_serves(m: &mut Machine) {
-    let deb = pkg::deb().expect("the altdisk package (image-build/build-debs.sh)");
-    let version = pkg::version(&deb).unwrap();
+    let debs = pkg::debs().expect("the packages (image-build/build-debs.sh)");
+    let deb = debs.iter().find(|d| pkg::package_name(d) == "altdisk").unwrap();
+    let version = pkg::version(deb).unwrap();
     let started = std::time::Instant::now();
-    pkg::install(m, &deb).unwrap();
-    eprintln!("vm: installed {} in {:.0?}", deb.display(), started.elapsed());
+    pkg::install(m, &debs).unwrap();
+    eprintln!("vm: installed {debs:?} in {:.0?}", started.elapsed());
     assert_eq!(m.sh("command -v alt_disk_copy").unwrap().trim(), "/usr/sbin/alt_disk_copy");
     assert_eq!(m.sh("altdisk --version").unwrap().trim(), format!("altdisk {version}"));
     assert_eq!(m.sh("dpkg-query -W -f '${Version}' altdisk").unwrap().trim(), version);
