@@ -25,6 +25,8 @@ die() {
 	echo "build-debs: error: $*" >&2
 	exit 1
 }
+# Any other failing command stops the build, and says which.
+trap 'die "line $LINENO failed: $BASH_COMMAND"' ERR
 
 build=1 run_lintian=1
 for a in "$@"; do
@@ -112,7 +114,7 @@ copyright() {
 		sed 's/^/  /; s/ (\/[^)]*)//')
 	source=$(sed -n '/^\[workspace\.package\]/,/^\[/s/^repository *= *"\(.*\)"/\1/p' Cargo.toml)
 	# The years of the repository's history (the year of the build outside git).
-	years=$(git -C "$repo" log --reverse --format=%ad --date=format:%Y 2>/dev/null | sed -n '1p;$p' | uniq | paste -sd-)
+	years=$({ git -C "$repo" log --reverse --format=%ad --date=format:%Y 2>/dev/null || true; } | sed -n '1p;$p' | uniq | paste -sd-)
 	awk -v crates="$crates" -v source="$source" -v maint="$maintainer" -v years="${years:-$(date -u +%Y)}" '
 		$0 == "@CRATES@" { print crates; next }
 		{ gsub("@SOURCE@", source); gsub("@MAINTAINER@", maint); gsub("@YEARS@", years); print }' \
