@@ -1,6 +1,7 @@
 #!/bin/bash
-# Run every test tier that this machine supports: unit tests, root tests on loop devices
-# (when run as root), lint and format checks, and a quick run of the benchmark script.
+# Run every test tier that this machine supports: unit tests, the CLI tests, root tests on
+# loop devices (when run as root), lint and format checks, the Debian package (built and
+# checked by lintian), and a quick run of the benchmark script.
 # Installs the system packages the tests need first. Usage: tests/run.sh [cargo test args]
 set -euo pipefail
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -9,7 +10,7 @@ cd "$repo"
 if [[ $(id -u) == 0 ]]; then
 	# altdisk's own packages, and the fixture tools: ACLs, xattrs, capabilities, LVM
 	# signatures, the benchmark's fixture, udevadm, a private D-Bus.
-	"$repo/core/install.sh" --deps acl attr libcap2-bin lvm2 rsync mmdebstrap time python3 shellcheck udev dbus-daemon
+	"$repo/core/install.sh" --deps acl attr libcap2-bin lvm2 rsync mmdebstrap time python3 shellcheck udev dbus-daemon lintian
 	# The VM tier: QEMU, OVMF and the image-building tools.
 	"$repo/tests/vm/install-deps.sh"
 else
@@ -23,6 +24,11 @@ cargo clippy --locked --workspace --all-targets -q -- -D warnings
 echo "== build"
 cargo build --locked --workspace -q
 
+echo "== packages (image-build/build-debs.sh, lintian)"
+# The VM tier installs these packages (vm_grub_package_...); the cli tier compares versions.
+ALTDISK_DEBS=$(image-build/build-debs.sh | grep '\.deb$' | paste -sd' ')
+export ALTDISK_DEBS
+
 echo "== tests"
 cargo test --locked --workspace -q "$@" 2>&1 | tee /tmp/altdisk-test.log
 grep -q "test result: FAILED" /tmp/altdisk-test.log && exit 1
@@ -30,7 +36,8 @@ grep -q "test result: FAILED" /tmp/altdisk-test.log && exit 1
 if [[ $(id -u) == 0 ]]; then
 	echo "== benchmark script (quick fixture, one run; figures are not judged)"
 	cargo build --locked --release -q -p altdisk
-	shellcheck tests/bench/bench.sh core/install.sh tests/run.sh
+	shellcheck tests/bench/bench.sh core/install.sh tests/run.sh image-build/build-debs.sh \
+		image-build/debian/altdisk.postinst image-build/debian/altdisk.prerm image-build/debian/altdisk.postrm
 	tests/bench/bench.sh --quick --runs 1
 fi
 # docs/reliability.md from the figures the fault tests measured.

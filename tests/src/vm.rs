@@ -773,6 +773,44 @@ impl Machine {
     }
 }
 
+impl Machine {
+    /// Copy host files into the guest directory `guest_dir` (made if missing; mode 0644),
+    /// through the read-only 9p share `host`, mounted for the copy only. The VM must be
+    /// running.
+    pub fn put_files(&mut self, files: &[PathBuf], guest_dir: &str) -> Result<()> {
+        if self.vm.is_none() {
+            bail!("Machine::put_files: the VM is not running");
+        }
+        let mut names = Vec::new();
+        for f in files {
+            let name =
+                f.file_name().and_then(|n| n.to_str()).ok_or_else(|| anyhow!("bad file name {}", f.display()))?;
+            if name.contains('\'') {
+                bail!("Machine::put_files: a quote in {name}");
+            }
+            fs::copy(f, self.share.join(name)).with_context(|| format!("copying {}", f.display()))?;
+            names.push(format!("'{name}'"));
+        }
+        let r = self.run(
+            &format!(
+                "set -e
+                 modprobe -q 9pnet_virtio; modprobe -q 9p
+                 mkdir -p /run/altdisk-host '{guest_dir}'
+                 mountpoint -q /run/altdisk-host || mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 host /run/altdisk-host
+                 cd /run/altdisk-host; install -m 0644 -t '{guest_dir}' {}
+                 cd /; umount /run/altdisk-host; rmdir /run/altdisk-host; sync",
+                names.join(" ")
+            ),
+            Duration::from_secs(600),
+        );
+        for f in files {
+            let _ = fs::remove_file(self.share.join(f.file_name().unwrap()));
+        }
+        r.and_then(|(rc, out)| if rc == 0 { Ok(()) } else { Err(anyhow!("exit {rc}: {out}")) })
+            .with_context(|| format!("copying files into the guest's {guest_dir}"))
+    }
+}
+
 impl Drop for Machine {
     /// Kills QEMU and removes the directory (kept, and named, when ALTDISK_KEEP_VM=1).
     /// When a test panics, the end of the console log is printed first.
