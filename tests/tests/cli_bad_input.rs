@@ -200,6 +200,17 @@ fn cli_bad_command_lines_fail_in_one_line_and_write_nothing() {
         CASES.len(),
         failures.join("\n")
     );
+    // A figure for docs/reliability.md (tests/reliability-doc.sh).
+    let figures = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reliability");
+    if std::fs::create_dir_all(&figures).is_ok() {
+        let _ = std::fs::write(
+            figures.join("bad-command-lines.md"),
+            format!(
+                "- {} bad command lines under altdisk, alt_disk_copy, alt_rootvg_op and bootlist: each failed in one line with its exit status, nothing written.\n",
+                CASES.len()
+            ),
+        );
+    }
 }
 
 #[test]
