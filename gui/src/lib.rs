@@ -1,0 +1,40 @@
+//! altdisk-gui: the desktop front-end of altdisk. It shows the disks and the systems on
+//! them, clones a system onto free disks, follows the copy, manages the alternate systems
+//! and the UEFI boot list, all through the altdiskd D-Bus service (`altdisk-api`): it never
+//! links the engine and never needs root; polkit asks for a password when a change needs one.
+//!
+//! The library holds the whole app so tests drive its `update` and `view` headless (iced's
+//! simulator) against `altdiskd --sim`; `main.rs` only parses the command line and opens
+//! the window.
+
+pub mod app;
+pub mod client;
+pub mod format;
+pub mod screen;
+pub mod ui;
+
+pub use app::{App, Banner, Config, Message};
+pub use client::Bus;
+pub use screen::Tab;
+
+/// The application id: the desktop entry, the AppStream id, the Wayland app id.
+pub const APP_ID: &str = "org.altdisk.Gui";
+
+/// Open the window and run until it is closed.
+pub fn run(config: Config, size: Option<(f32, f32)>) -> iced::Result {
+    let (w, h) = size.unwrap_or((1120.0, 780.0));
+    iced::application(move || App::new(config.clone()), App::update, App::view)
+        .title(App::title)
+        .theme(App::theme)
+        .subscription(App::subscription)
+        .window(iced::window::Settings {
+            size: iced::Size::new(w, h),
+            min_size: Some(iced::Size::new(800.0, 600.0)),
+            platform_specific: iced::window::settings::PlatformSpecific {
+                application_id: APP_ID.to_string(),
+                ..Default::default()
+            },
+            ..Default::default()
+        })
+        .run()
+}

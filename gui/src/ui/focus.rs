@@ -1,0 +1,314 @@
+//! Keyboard focus for anything clickable. iced 0.14's buttons, checkboxes and radios take no
+//! keyboard focus; this wrapper makes its content a focusable widget (it answers iced's
+//! focus operations, so `focus_next`/`focus_previous` move through buttons and text inputs
+//! alike), draws a ring around it while focused, and sends its message on Enter or Space.
+//! The app turns Tab and Shift+Tab into those operations; this keeps keyboard-only use
+//! working without a separate focus model per screen.
+
+use iced::advanced::layout::{self, Layout};
+use iced::advanced::renderer::{self, Quad};
+use iced::advanced::widget::operation::{self, Operation};
+use iced::advanced::widget::tree::{self, Tree};
+use iced::advanced::widget::{self, Widget};
+use iced::advanced::{mouse, overlay, Clipboard, Shell};
+use iced::keyboard::{self, key};
+use iced::{Border, Color, Element, Event, Length, Rectangle, Size, Theme, Vector};
+
+/// Wraps `content`; Enter or Space while focused sends `on_activate` (when there is one).
+pub fn focusable<'a, Message: Clone + 'a>(
+    id: impl Into<widget::Id>,
+    content: impl Into<Element<'a, Message>>,
+    on_activate: Option<Message>,
+) -> Element<'a, Message> {
+    Element::new(Focusable { id: id.into(), content: content.into(), on_activate, radius: super::RADIUS })
+}
+
+struct Focusable<'a, Message> {
+    id: widget::Id,
+    content: Element<'a, Message>,
+    on_activate: Option<Message>,
+    radius: f32,
+}
+
+#[derive(Debug, Default, Clone, Copy)]
+struct State {
+    focused: bool,
+}
+
+impl operation::Focusable for State {
+    fn is_focused(&self) -> bool {
+        self.focused
+    }
+
+    fn focus(&mut self) {
+        self.focused = true;
+    }
+
+    fn unfocus(&mut self) {
+        self.focused = false;
+    }
+}
+
+impl<Message: Clone> Widget<Message, Theme, iced::Renderer> for Focusable<'_, Message> {
+    fn tag(&self) -> tree::Tag {
+        tree::Tag::of::<State>()
+    }
+
+    fn state(&self) -> tree::State {
+        tree::State::new(State::default())
+    }
+
+    fn children(&self) -> Vec<Tree> {
+        vec![Tree::new(&self.content)]
+    }
+
+    fn diff(&self, tree: &mut Tree) {
+        tree.diff_children(std::slice::from_ref(&self.content));
+    }
+
+    fn size(&self) -> Size<Length> {
+        self.content.as_widget().size()
+    }
+
+    fn size_hint(&self) -> Size<Length> {
+        self.content.as_widget().size_hint()
+    }
+
+    fn layout(&mut self, tree: &mut Tree, renderer: &iced::Renderer, limits: &layout::Limits) -> layout::Node {
+        self.content.as_widget_mut().layout(&mut tree.children[0], renderer, limits)
+    }
+
+    fn operate(
+        &mut self,
+        tree: &mut Tree,
+        layout: Layout<'_>,
+        renderer: &iced::Renderer,
+        operation: &mut dyn Operation,
+    ) {
+        let state = tree.state.downcast_mut::<State>();
+        // The id also lets tests find and click it (iced_test's `selector::id`).
+        operation.focusable(Some(&self.id), layout.bounds(), state);
+        operation.traverse(&mut |operation| {
+            self.content.as_widget_mut().operate(&mut tree.children[0], layout, renderer, operation);
+        });
+    }
+
+    fn update(
+        &mut self,
+        tree: &mut Tree,
+        event: &Event,
+        layout: Layout<'_>,
+        cursor: mouse::Cursor,
+        renderer: &iced::Renderer,
+        clipboard: &mut dyn Clipboard,
+        shell: &mut Shell<'_, Message>,
+        viewport: &Rectangle,
+    ) {
+        self.content.as_widget_mut().update(
+            &mut tree.children[0],
+            event,
+            layout,
+            cursor,
+            renderer,
+            clipboard,
+            shell,
+            viewport,
+        );
+        if shell.is_event_captured() {
+            return;
+        }
+        let state = tree.state.downcast_mut::<State>();
+        match event {
+            Event::Keyboard(keyboard::Event::KeyPressed { key, modifiers, .. }) if state.focused => {
+                let activate = matches!(key, keyboard::Key::Named(key::Named::Enter | key::Named::Space));
+                if activate && !modifiers.control() && !modifiers.alt() {
+                    if let Some(m) = &self.on_activate {
+                        shell.publish(m.clone());
+                    }
+                    shell.capture_event();
+                }
+            }
+            Event::Mouse(mouse::Event::ButtonPressed(mouse::Button::Left)) => {
+                // A click moves the keyboard focus here too, as a desktop toolkit does.
+                let over = cursor.is_over(layout.bounds());
+                if over != state.focused {
+                    state.focused = over;
+                    shell.request_redraw();
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn mouse_interaction(
+        &self,
+        tree: &Tree,
+        layout: Layout<'_>,
+        cursor: mouse::Cursor,
+        viewport: &Rectangle,
+        renderer: &iced::Renderer,
+    ) -> mouse::Interaction {
+        self.content.as_widget().mouse_interaction(&tree.children[0], layout, cursor, viewport, renderer)
+    }
+
+    fn draw(
+        &self,
+        tree: &Tree,
+        renderer: &mut iced::Renderer,
+        theme: &Theme,
+        style: &renderer::Style,
+        layout: Layout<'_>,
+        cursor: mouse::Cursor,
+        viewport: &Rectangle,
+    ) {
+        self.content.as_widget().draw(&tree.children[0], renderer, theme, style, layout, cursor, viewport);
+        if tree.state.downcast_ref::<State>().focused {
+            use iced::advanced::Renderer as _;
+            let b = layout.bounds().expand(3.0);
+            renderer.fill_quad(
+                Quad {
+                    bounds: b,
+                    border: Border {
+                        color: super::colors(theme).focus,
+                        width: 2.0,
+                        radius: (self.radius + 3.0).into(),
+                    },
+                    ..Quad::default()
+                },
+                Color::TRANSPARENT,
+            );
+        }
+    }
+
+    fn overlay<'b>(
+        &'b mut self,
+        tree: &'b mut Tree,
+        layout: Layout<'b>,
+        renderer: &iced::Renderer,
+        viewport: &Rectangle,
+        translation: Vector,
+    ) -> Option<overlay::Element<'b, Message, Theme, iced::Renderer>> {
+        self.content.as_widget_mut().overlay(&mut tree.children[0], layout, renderer, viewport, translation)
+    }
+}
+
+/// The window's root: Tab and Shift+Tab move the keyboard focus through every focusable
+/// widget inside (text inputs and [`focusable`] ones alike), in the order they are drawn.
+/// Done here rather than through a Subscription so it needs no round trip and works the
+/// same in iced's headless simulator (the keyboard-only tests use it).
+pub fn keyboard_root<'a, Message: 'a>(content: impl Into<Element<'a, Message>>) -> Element<'a, Message> {
+    Element::new(KeyboardRoot { content: content.into() })
+}
+
+struct KeyboardRoot<'a, Message> {
+    content: Element<'a, Message>,
+}
+
+impl<Message> Widget<Message, Theme, iced::Renderer> for KeyboardRoot<'_, Message> {
+    fn children(&self) -> Vec<Tree> {
+        vec![Tree::new(&self.content)]
+    }
+
+    fn diff(&self, tree: &mut Tree) {
+        tree.diff_children(std::slice::from_ref(&self.content));
+    }
+
+    fn size(&self) -> Size<Length> {
+        self.content.as_widget().size()
+    }
+
+    fn layout(&mut self, tree: &mut Tree, renderer: &iced::Renderer, limits: &layout::Limits) -> layout::Node {
+        self.content.as_widget_mut().layout(&mut tree.children[0], renderer, limits)
+    }
+
+    fn operate(
+        &mut self,
+        tree: &mut Tree,
+        layout: Layout<'_>,
+        renderer: &iced::Renderer,
+        operation: &mut dyn Operation,
+    ) {
+        self.content.as_widget_mut().operate(&mut tree.children[0], layout, renderer, operation);
+    }
+
+    fn update(
+        &mut self,
+        tree: &mut Tree,
+        event: &Event,
+        layout: Layout<'_>,
+        cursor: mouse::Cursor,
+        renderer: &iced::Renderer,
+        clipboard: &mut dyn Clipboard,
+        shell: &mut Shell<'_, Message>,
+        viewport: &Rectangle,
+    ) {
+        self.content.as_widget_mut().update(
+            &mut tree.children[0],
+            event,
+            layout,
+            cursor,
+            renderer,
+            clipboard,
+            shell,
+            viewport,
+        );
+        if shell.is_event_captured() {
+            return;
+        }
+        let Event::Keyboard(keyboard::Event::KeyPressed {
+            key: keyboard::Key::Named(key::Named::Tab), modifiers, ..
+        }) = event
+        else {
+            return;
+        };
+        let mut op: Box<dyn Operation> = if modifiers.shift() {
+            Box::new(operation::focusable::focus_previous::<()>())
+        } else {
+            Box::new(operation::focusable::focus_next::<()>())
+        };
+        loop {
+            self.content.as_widget_mut().operate(&mut tree.children[0], layout, renderer, op.as_mut());
+            match op.finish() {
+                operation::Outcome::Chain(next) => op = next,
+                _ => break,
+            }
+        }
+        shell.capture_event();
+        shell.request_redraw();
+    }
+
+    fn mouse_interaction(
+        &self,
+        tree: &Tree,
+        layout: Layout<'_>,
+        cursor: mouse::Cursor,
+        viewport: &Rectangle,
+        renderer: &iced::Renderer,
+    ) -> mouse::Interaction {
+        self.content.as_widget().mouse_interaction(&tree.children[0], layout, cursor, viewport, renderer)
+    }
+
+    fn draw(
+        &self,
+        tree: &Tree,
+        renderer: &mut iced::Renderer,
+        theme: &Theme,
+        style: &renderer::Style,
+        layout: Layout<'_>,
+        cursor: mouse::Cursor,
+        viewport: &Rectangle,
+    ) {
+        self.content.as_widget().draw(&tree.children[0], renderer, theme, style, layout, cursor, viewport);
+    }
+
+    fn overlay<'b>(
+        &'b mut self,
+        tree: &'b mut Tree,
+        layout: Layout<'b>,
+        renderer: &iced::Renderer,
+        viewport: &Rectangle,
+        translation: Vector,
+    ) -> Option<overlay::Element<'b, Message, Theme, iced::Renderer>> {
+        self.content.as_widget_mut().overlay(&mut tree.children[0], layout, renderer, viewport, translation)
+    }
+}
