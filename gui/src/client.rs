@@ -86,24 +86,20 @@ impl std::fmt::Display for ApiError {
 
 impl From<zbus::Error> for ApiError {
     fn from(e: zbus::Error) -> ApiError {
-        if let zbus::Error::MethodError(name, msg, _) = &e {
-            let text = msg.clone().unwrap_or_default();
-            match name.as_str() {
-                "org.freedesktop.DBus.Error.ServiceUnknown"
-                | "org.freedesktop.DBus.Error.NameHasNoOwner"
-                | "org.freedesktop.DBus.Error.NoReply"
-                | "org.freedesktop.DBus.Error.Spawn.ServiceNotFound"
-                | "org.freedesktop.DBus.Error.Spawn.ChildExited" => {
-                    return ApiError::new(ErrorKind::NotRunning, text);
-                }
-                "org.freedesktop.DBus.Error.AccessDenied" => {
-                    return ApiError::new(ErrorKind::AccessDenied, format!("the bus refused the call: {text}"));
-                }
-                "org.freedesktop.DBus.Error.UnknownObject" | "org.freedesktop.DBus.Error.UnknownMethod" => {
-                    return ApiError::new(ErrorKind::NotFound, text);
-                }
-                _ => {}
-            }
+        use zbus::fdo::Error as Fdo;
+        // The bus's own errors (org.freedesktop.DBus.Error.*) come as FDO errors.
+        if let zbus::Error::FDO(f) = &e {
+            return match &**f {
+                Fdo::ServiceUnknown(m)
+                | Fdo::NameHasNoOwner(m)
+                | Fdo::NoReply(m)
+                | Fdo::Disconnected(m)
+                | Fdo::SpawnServiceNotFound(m)
+                | Fdo::SpawnChildExited(m) => ApiError::new(ErrorKind::NotRunning, m.clone()),
+                Fdo::AccessDenied(m) => ApiError::new(ErrorKind::AccessDenied, format!("the bus refused the call: {m}")),
+                Fdo::UnknownObject(m) | Fdo::UnknownMethod(m) => ApiError::new(ErrorKind::NotFound, m.clone()),
+                other => ApiError::new(ErrorKind::Refused, other.to_string()),
+            };
         }
         if matches!(e, zbus::Error::InputOutput(_)) {
             return ApiError::new(ErrorKind::NotRunning, format!("the connection to the service broke: {e}"));

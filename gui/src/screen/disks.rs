@@ -151,9 +151,18 @@ pub fn role_sentence(d: &DiskDetail) -> String {
         }
         t
     };
+    let when = |s: &altdisk_api::SystemRef| {
+        let bits: Vec<String> =
+            [s.source_host.clone(), format::date(&s.created)].into_iter().filter(|b| !b.is_empty()).collect();
+        if bits.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", bits.join(", "))
+        }
+    };
     match d.kind.as_str() {
         kind::RUNNING => "The running system (rootvg) is on this disk: it is never a target.".into(),
-        kind::FORMER => format!("{}: the system this one was cloned from{}.", d.system.name, made(&d.system)),
+        kind::FORMER => format!("{}: the system the running one was cloned from{}.", d.system.name, when(&d.system)),
         kind::ALTERNATE => {
             let state = if d.system.state.is_empty() { d.detail.clone() } else { d.system.state.clone() };
             format!("Alternate system {} ({state}){}.", d.system.name, made(&d.system))

@@ -14,13 +14,23 @@ use iced::advanced::{mouse, overlay, Clipboard, Shell};
 use iced::keyboard::{self, key};
 use iced::{Border, Color, Element, Event, Length, Rectangle, Size, Theme, Vector};
 
-/// Wraps `content`; Enter or Space while focused sends `on_activate` (when there is one).
+/// Wraps `content`; Enter or Space while focused sends `on_activate`. Without a message
+/// (a disabled button) it takes no focus, as desktop toolkits skip disabled controls, but
+/// keeps its id so tests find it.
 pub fn focusable<'a, Message: Clone + 'a>(
     id: impl Into<widget::Id>,
     content: impl Into<Element<'a, Message>>,
     on_activate: Option<Message>,
 ) -> Element<'a, Message> {
-    Element::new(Focusable { id: id.into(), content: content.into(), on_activate, radius: super::RADIUS })
+    match on_activate {
+        Some(m) => Element::new(Focusable {
+            id: id.into(),
+            content: content.into(),
+            on_activate: Some(m),
+            radius: super::RADIUS,
+        }),
+        None => iced::widget::container(content).id(id).into(),
+    }
 }
 
 struct Focusable<'a, Message> {
