@@ -96,7 +96,9 @@ impl From<zbus::Error> for ApiError {
                 | Fdo::Disconnected(m)
                 | Fdo::SpawnServiceNotFound(m)
                 | Fdo::SpawnChildExited(m) => ApiError::new(ErrorKind::NotRunning, m.clone()),
-                Fdo::AccessDenied(m) => ApiError::new(ErrorKind::AccessDenied, format!("the bus refused the call: {m}")),
+                Fdo::AccessDenied(m) => {
+                    ApiError::new(ErrorKind::AccessDenied, format!("the bus refused the call: {m}"))
+                }
                 Fdo::UnknownObject(m) | Fdo::UnknownMethod(m) => ApiError::new(ErrorKind::NotFound, m.clone()),
                 other => ApiError::new(ErrorKind::Refused, other.to_string()),
             };
@@ -491,7 +493,10 @@ async fn follow_job(client: &Client, path: &str, out: &mut Sender<JobEvent>) -> 
     }
     let p = path.to_string();
     loop {
+        // Biased: what came before the end (the last progress, the last log lines) is taken
+        // before the end itself.
         let event = tokio::select! {
+            biased;
             c = changes.next() => {
                 let Some(c) = c else { break };
                 let Ok(args) = c.args() else { continue };
@@ -516,6 +521,10 @@ async fn follow_job(client: &Client, path: &str, out: &mut Sender<JobEvent>) -> 
                 let Ok(a) = f.args() else { continue };
                 let e = JobEvent::Finished(p.clone(), a.success, a.error.to_string());
                 out.send(e).await.ok();
+                // The final figures and log, as the service has them now.
+                if let Ok(s) = client.job_snapshot(path).await {
+                    out.send(JobEvent::Snapshot(s)).await.ok();
+                }
                 return Ok(());
             }
             o = owners.next() => {

@@ -74,6 +74,16 @@ pub fn disk_name(d: &DiskDetail) -> String {
     }
 }
 
+/// A disk in a few words, for buttons: "SanDisk Extreme (sdd)", or its path without a model.
+pub fn disk_short(d: &DiskDetail) -> String {
+    let model = d.model.trim();
+    if model.is_empty() {
+        d.path.clone()
+    } else {
+        format!("{model} ({})", d.name)
+    }
+}
+
 /// The disk's identity for a confirmation: model, serial and name, so the right one is
 /// picked even when two are alike.
 pub fn disk_identity(d: &DiskDetail) -> String {
@@ -173,9 +183,11 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(disk_name(&d), "WDC WDS500G2B0A, 466 GiB (sdb)");
+        assert_eq!(disk_short(&d), "WDC WDS500G2B0A (sdb)");
         assert_eq!(disk_identity(&d), "WDC WDS500G2B0A, serial 19106A801234, 466 GiB (sdb, hdisk2)");
         let loopdev = DiskDetail { path: "/dev/loop3".into(), loop_device: true, size: 1 << 30, ..Default::default() };
         assert_eq!(disk_name(&loopdev), "/dev/loop3 (1 GiB)");
+        assert_eq!(disk_short(&loopdev), "/dev/loop3");
         assert_eq!(bus(&loopdev), "loop device");
     }
 }

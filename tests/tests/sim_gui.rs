@@ -107,7 +107,8 @@ fn sim_gui_disk_cards_and_a_disk_plugged_in_and_out() {
         "{text}\n[[disk]]\nname = \"sdg\"\nmodel = \"Kingston DataTraveler 3.0\"\nserial = \"E0D55EA573F1\"\nsize = \"29G\"\nbus = \"usb\"\nremovable = true\n"
     );
     rewrite(&dir, &plugged);
-    let t = d.until("the plugged disk's card", Duration::from_secs(5), |a| a.data().disks.iter().any(|x| x.name == "sdg"));
+    let t =
+        d.until("the plugged disk's card", Duration::from_secs(5), |a| a.data().disks.iter().any(|x| x.name == "sdg"));
     assert!(t < Duration::from_secs(2), "the plugged disk took {t:?} to appear");
     assert!(d.shows("Kingston DataTraveler 3.0") && d.has("clone-to-sdg"));
     rewrite(&dir, &text);
@@ -172,7 +173,9 @@ fn sim_gui_clone_wizard_names_what_it_erases_then_follows_the_clone() {
     d.click("confirm-start");
     d.until("the job on the progress screen", LONG, |a| a.tab() == Tab::Progress && a.progress().job().is_some());
     let first = d.app.progress().job().unwrap().bytes_done;
-    d.until("the copy to move", LONG, |a| a.progress().job().is_some_and(|j| j.bytes_done > first && j.phase == "copying"));
+    d.until("the copy to move", LONG, |a| {
+        a.progress().job().is_some_and(|j| j.bytes_done > first && j.phase == "copying")
+    });
     assert!(d.shows("Cloning to SanDisk Extreme (sdd)"), "{:?}", d.texts());
     assert!(d.shows(" files"), "files are counted: {:?}", d.texts());
     d.until("the clone to finish", LONG, |a| job_state_of(a) == "succeeded");
@@ -230,7 +233,11 @@ fn sim_gui_cancel_asks_first_then_stops_the_clone() {
     d.click("cancel-confirm");
     d.until("the job to stop", LONG, |a| job_state_of(a) == "cancelled");
     assert!(d.app.banner().is_none(), "a cancel the user asked for is no error: {:?}", d.app.banner());
-    assert!(d.shows("Clone to sdd cancelled") || d.shows("Clone to SanDisk Extreme (sdd) cancelled"), "{:?}", d.texts());
+    assert!(
+        d.shows("Clone to sdd cancelled") || d.shows("Clone to SanDisk Extreme (sdd) cancelled"),
+        "{:?}",
+        d.texts()
+    );
     d.until("sdd marked incomplete", LONG, |a| {
         a.data().disks.iter().any(|x| x.name == "sdd" && x.system.state == "incomplete")
     });

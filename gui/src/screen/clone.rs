@@ -186,7 +186,7 @@ impl Wizard {
         let names: Vec<String> = gone
             .iter()
             .map(|n| match self.chosen_cards.get(n) {
-                Some(d) => format!("{} ({})", d.model.trim(), n),
+                Some(d) => format::disk_short(d),
                 None => n.clone(),
             })
             .collect();
@@ -487,7 +487,8 @@ impl Wizard {
             };
             sources = sources.push(source_choice(format!("source-{}", s.name), label, desc, on, choice));
         }
-        let dir_on = matches!(&self.source, Source::Directory(d) if !data.systems.iter().any(|s| &s.awake_at == d));
+        let dir_on = matches!(&self.source, Source::Directory(d)
+            if d.is_empty() || !data.systems.iter().any(|s| &s.awake_at == d));
         sources = sources.push(source_choice(
             "source-dir",
             "A system mounted at a directory".to_string(),
@@ -842,7 +843,7 @@ impl Wizard {
         for t in &plan.targets {
             let card = data.disks.iter().find(|d| d.path == t.path || d.name == t.name);
             let (ident, short) = match card {
-                Some(d) => (format::disk_identity(d), format!("{} ({})", d.model.trim(), d.name)),
+                Some(d) => (format::disk_identity(d), format::disk_short(d)),
                 None if t.image => (format!("image file {}", t.path), t.path.clone()),
                 None => (format!("{} {} ({})", t.model, t.serial, t.name), t.name.clone()),
             };
@@ -952,7 +953,10 @@ fn source_choice<'a>(
     let msg = Message::Source(choice);
     let pick = msg.clone();
     let radio = iced::widget::radio(label.into(), true, on.then_some(true), move |_| pick).text_size(ui::TEXT_M);
-    ui::focusable(id, row![radio, ui::muted(desc)].spacing(ui::SPACE_M).align_y(Alignment::Center), Some(msg))
+    // The whole line picks it, its description too.
+    let line = iced::widget::mouse_area(row![radio, ui::muted(desc)].spacing(ui::SPACE_M).align_y(Alignment::Center))
+        .on_press(msg.clone());
+    ui::focusable(id, line, Some(msg))
 }
 
 fn target_card(d: &DiskDetail, chosen: bool, order: Option<usize>) -> Element<'_, Message> {

@@ -25,6 +25,8 @@ pub struct Progress {
     cancelling: bool,
     /// Why the job cannot be followed any more (its last state stays).
     lost: Option<String>,
+    /// Its end was handed to the app (once, however it was learnt).
+    ended: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -116,7 +118,7 @@ impl Progress {
                 trim(&mut s.log);
                 self.job = Some(s);
                 self.lost = None;
-                if done {
+                if done && !std::mem::replace(&mut self.ended, true) {
                     return Action::Finished(failed.map(|m| ApiError::new(ErrorKind::JobFailed, failed_text(&m))));
                 }
             }
@@ -151,6 +153,9 @@ impl Progress {
                     }
                 }
                 let cancelled = self.job.as_ref().is_some_and(|j| j.state == "cancelled");
+                if std::mem::replace(&mut self.ended, true) {
+                    return Action::None;
+                }
                 return Action::Finished(
                     (!ok && !cancelled).then(|| ApiError::new(ErrorKind::JobFailed, failed_text(&error))),
                 );
@@ -198,8 +203,8 @@ impl Progress {
             .targets
             .iter()
             .map(|t| match data.disks.iter().find(|d| &d.name == t || &d.path == t) {
-                Some(d) if !d.model.trim().is_empty() => format!("{} ({t})", d.model.trim()),
-                _ => t.clone(),
+                Some(d) => format::disk_short(d),
+                None => t.clone(),
             })
             .collect();
         let (state_text, tone) = match job.state.as_str() {
@@ -268,10 +273,12 @@ impl Progress {
         }
 
         // The bar.
-        let fraction = if job.bytes_total > 0 {
-            job.bytes_done as f32 / job.bytes_total as f32
-        } else if job.state == "succeeded" {
+        // The total is an estimate made before the copy (used space); a finished clone is
+        // all there whatever the figures say.
+        let fraction = if job.state == "succeeded" {
             1.0
+        } else if job.bytes_total > 0 {
+            (job.bytes_done as f32 / job.bytes_total as f32).min(1.0)
         } else {
             0.0
         };
@@ -289,25 +296,29 @@ impl Progress {
             }
         });
         let mut left_text = String::new();
-        let mut detail = format!("{} of {} files", job.files_done, job.files_total);
+        let mut detail = if job.state == "succeeded" {
+            format!("{} files", job.files_done)
+        } else {
+            format!("{} of {} files", job.files_done, job.files_total)
+        };
         if job.state == "running" && job.rate > 0 {
             detail.push_str(&format!(" · {}", format::rate(job.rate)));
             if let Some(left) = format::time_left(job.bytes_done, job.bytes_total, job.rate) {
                 left_text = format!("about {left} left");
             }
         }
+        let headline = if job.state == "succeeded" {
+            format!("{} copied", format::bytes(job.bytes_done))
+        } else {
+            format!(
+                "{} of {} · {}",
+                format::bytes(job.bytes_done),
+                format::bytes(job.bytes_total),
+                format::percent(job.bytes_done.min(job.bytes_total), job.bytes_total)
+            )
+        };
         let figures = column![
-            ui::spread(
-                text(format!(
-                    "{} of {} · {}",
-                    format::bytes(job.bytes_done),
-                    format::bytes(job.bytes_total),
-                    format::percent(job.bytes_done, job.bytes_total)
-                ))
-                .size(ui::TEXT_L)
-                .font(ui::SEMIBOLD),
-                ui::body(left_text),
-            ),
+            ui::spread(text(headline).size(ui::TEXT_L).font(ui::SEMIBOLD), ui::body(left_text),),
             ui::muted(detail),
         ]
         .spacing(2);

@@ -19,7 +19,7 @@ use iced_test::selector::{self, Candidate};
 use iced_test::Simulator;
 
 /// The simulated window: big enough that nothing a test clicks is scrolled out of sight.
-pub const SIZE: (f32, f32) = (1280.0, 3000.0);
+pub const SIZE: (f32, f32) = (1280.0, 6000.0);
 
 pub struct Driver {
     pub app: App,
@@ -145,7 +145,8 @@ impl Driver {
         let id = id.into();
         let messages: Vec<Message> = {
             let mut ui = self.simulator();
-            ui.click(id.clone()).unwrap_or_else(|e| panic!("clicking {id:?}: {e:?}; the window shows {:?}", self.texts()));
+            ui.click(id.clone())
+                .unwrap_or_else(|e| panic!("clicking {id:?}: {e:?}; the window shows {:?}", self.texts()));
             ui.into_messages().collect()
         };
         let n = messages.len();
