@@ -55,6 +55,8 @@ pub struct App {
     follow_theme: bool,
     /// `--target`: chosen once the disks are known.
     target: Option<String>,
+    /// `--open` named the screen: a running job does not take its place.
+    opened_at: bool,
     disks: disks::Disks,
     clone: clone::Wizard,
     progress: progress::Progress,
@@ -98,6 +100,7 @@ impl App {
             dark: dark.unwrap_or(false),
             follow_theme: dark.is_none(),
             target: config.target.clone(),
+            opened_at: config.open.is_some(),
             disks: disks::Disks,
             clone: clone::Wizard::default(),
             progress: progress::Progress::default(),
@@ -245,7 +248,7 @@ impl App {
                 if self.progress.following().is_none() {
                     if let Some(j) = self.data.jobs.iter().find(|j| j.state == "running") {
                         self.progress.follow(j.path.to_string());
-                        if first {
+                        if first && !self.opened_at {
                             self.tab = Tab::Progress;
                         }
                     }
@@ -568,17 +571,14 @@ impl App {
         let running = self.data.jobs.iter().filter(|j| j.state == "running").count();
         for (i, tab) in Tab::ALL.iter().enumerate() {
             let on = *tab == self.tab;
-            let mut label =
-                row![text(tab.label()).size(ui::TEXT_M).font(if on { ui::SEMIBOLD } else { iced::Font::DEFAULT })]
-                    .spacing(ui::SPACE_S)
-                    .align_y(Alignment::Center);
+            let mut label = row![text(tab.label()).size(ui::TEXT_M)].spacing(ui::SPACE_S).align_y(Alignment::Center);
             if *tab == Tab::Progress && running > 0 {
                 label = label.push(ui::badge(format!("{running}"), Tone::Primary));
             }
             label = label.push(Space::new().width(Length::Fill)).push(ui::muted(format!("Alt+{}", i + 1)));
             let b = iced::widget::button(label)
                 .width(Length::Fill)
-                .padding([7, 10])
+                .padding([7, 8])
                 .on_press(Message::Show(*tab))
                 .style(move |t: &Theme, status| {
                     let c = ui::colors(t);

@@ -575,11 +575,35 @@ impl Wizard {
             },
         ]
         .spacing(ui::SPACE_S);
+        // What is chosen, said at the top: the list below may be long.
+        let chosen: Element<'a, Message> = if self.targets.is_empty() && !self.image {
+            ui::dim("Nothing chosen yet.")
+        } else {
+            let mut names: Vec<String> = self
+                .targets
+                .iter()
+                .map(|t| {
+                    let d = data.disks.iter().find(|d| &d.name == t);
+                    let erased = d.is_some_and(|d| !d.usable && d.erasable);
+                    let name = d.map(format::disk_short).unwrap_or_else(|| t.clone());
+                    if erased {
+                        format!("{name}, erased")
+                    } else {
+                        name
+                    }
+                })
+                .collect();
+            if self.image {
+                names.push(format!("image file {}", self.image_path.trim()));
+            }
+            text(format!("Chosen: {}", names.join("; "))).size(ui::TEXT_M).font(ui::SEMIBOLD).into()
+        };
         let mut col = column![
             ui::heading("What to clone"),
             sources,
             ui::heading("Where to"),
             ui::muted("Choose one disk, or several to spread the clone over them (the first holds the boot files)."),
+            chosen,
         ]
         .spacing(ui::SPACE_M);
         if n_usable > 0 {

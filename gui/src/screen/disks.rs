@@ -74,8 +74,7 @@ impl Disks {
         let page = column![
             header,
             ui::heading("Systems"),
-            scrollable(systems)
-                .direction(scrollable::Direction::Horizontal(scrollable::Scrollbar::new().width(4).scroller_width(4))),
+            systems.wrap().vertical_spacing(ui::SPACE_M),
             ui::heading("Disks"),
             cards,
         ]
@@ -89,10 +88,10 @@ impl Disks {
 fn system_tile(s: &SystemInfo) -> Element<'_, Message> {
     let (what, tone) = system_role(s);
     let mut col = column![
-        row![text(&s.name).size(ui::TEXT_L).font(ui::BOLD), ui::badge(what, tone)]
+        text(&s.name).size(ui::TEXT_L).font(ui::BOLD),
+        row![ui::badge(what, tone), ui::muted(format!("on {}", s.disks.join(", ")))]
             .spacing(ui::SPACE_S)
             .align_y(Alignment::Center),
-        ui::muted(format!("on {}", s.disks.join(", "))),
     ]
     .spacing(ui::SPACE_XS);
     if !s.running && !s.state_text.is_empty() {

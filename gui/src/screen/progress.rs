@@ -160,12 +160,10 @@ impl Progress {
                     (!ok && !cancelled).then(|| ApiError::new(ErrorKind::JobFailed, failed_text(&error))),
                 );
             }
-            JobEvent::Lost(p, e) if mine(&p) => {
-                // A finished job leaving the bus after its grace period is not news.
-                if !self.job.as_ref().is_some_and(JobSnapshot::finished) {
-                    self.lost = Some(e.message.clone());
-                    return Action::Error(e);
-                }
+            // A finished job leaving the bus after its grace period is not news.
+            JobEvent::Lost(p, e) if mine(&p) && !self.job.as_ref().is_some_and(JobSnapshot::finished) => {
+                self.lost = Some(e.message.clone());
+                return Action::Error(e);
             }
             _ => {}
         }
@@ -295,7 +293,6 @@ impl Progress {
                 border: iced::Border { radius: 7.0.into(), ..iced::Border::default() },
             }
         });
-        let mut left_text = String::new();
         let mut detail = if job.state == "succeeded" {
             format!("{} files", job.files_done)
         } else {
@@ -304,7 +301,7 @@ impl Progress {
         if job.state == "running" && job.rate > 0 {
             detail.push_str(&format!(" · {}", format::rate(job.rate)));
             if let Some(left) = format::time_left(job.bytes_done, job.bytes_total, job.rate) {
-                left_text = format!("about {left} left");
+                detail.push_str(&format!(" · about {left} left"));
             }
         }
         let headline = if job.state == "succeeded" {
@@ -317,11 +314,7 @@ impl Progress {
                 format::percent(job.bytes_done.min(job.bytes_total), job.bytes_total)
             )
         };
-        let figures = column![
-            ui::spread(text(headline).size(ui::TEXT_L).font(ui::SEMIBOLD), ui::body(left_text),),
-            ui::muted(detail),
-        ]
-        .spacing(2);
+        let figures = column![text(headline).size(ui::TEXT_L).font(ui::SEMIBOLD), ui::muted(detail)].spacing(2);
         let current_path = if job.current_path.is_empty() {
             ui::muted(current.map(|c| capitalise(c.describe())).unwrap_or_default())
         } else {

@@ -35,7 +35,7 @@ pub const RADIUS: f32 = 8.0;
 /// Height of a partition bar.
 pub const BAR_HEIGHT: f32 = 26.0;
 /// Width of the navigation column.
-pub const SIDEBAR_WIDTH: f32 = 232.0;
+pub const SIDEBAR_WIDTH: f32 = 244.0;
 
 pub const BOLD: Font = Font { weight: font::Weight::Bold, ..Font::DEFAULT };
 /// Emphasis short of a title. Bold, as most system sans fonts (DejaVu, Noto) have no
