@@ -19,8 +19,10 @@ use crate::ui::{self, system_theme, Kind, Tone};
 #[derive(Debug, Clone)]
 pub struct Config {
     pub bus: Bus,
-    /// Dark or light from the start (else the desktop's, once read).
+    /// Dark or light, fixed (else the desktop's, followed).
     pub dark: Option<bool>,
+    /// When following the desktop: what it said before the window opened.
+    pub initial_dark: bool,
     /// The screen to open at.
     pub open: Option<Tab>,
     /// A disk to clone to: the clone screen opens with it chosen.
@@ -30,7 +32,7 @@ pub struct Config {
 impl Config {
     /// Talk on `bus`, everything else as by default.
     pub fn new(bus: Bus) -> Config {
-        Config { bus, dark: None, open: None, target: None }
+        Config { bus, dark: None, initial_dark: false, open: None, target: None }
     }
 }
 
@@ -97,7 +99,7 @@ impl App {
             loaded: false,
             tab: config.open.unwrap_or_default(),
             banner: None,
-            dark: dark.unwrap_or(false),
+            dark: dark.unwrap_or(config.initial_dark),
             follow_theme: dark.is_none(),
             target: config.target.clone(),
             opened_at: config.open.is_some(),

@@ -75,7 +75,11 @@ fn main() {
         "bootlist" => Tab::BootList,
         _ => Tab::Disks,
     });
-    if let Err(e) = altdisk_gui::run(Config { bus, dark, open, target: a.target }, a.size) {
+    let initial_dark = match dark {
+        Some(d) => d,
+        None => altdisk_gui::ui::system_theme::read_now(std::time::Duration::from_millis(300)).unwrap_or(false),
+    };
+    if let Err(e) = altdisk_gui::run(Config { bus, dark, initial_dark, open, target: a.target }, a.size) {
         eprintln!("altdisk-gui: error: cannot open the window: {e}; is there a display (DISPLAY or WAYLAND_DISPLAY)?");
         std::process::exit(1);
     }

@@ -472,6 +472,18 @@ fn sim_gui_keyboard_only() {
     d.alt_key(named(Named::ArrowRight));
     assert_eq!(d.app.clone_wizard().step(), Step::Confirm);
     assert!(d.app.data().jobs.is_empty(), "a key started the clone");
+    // On a long page the focus scrolls into sight: Tab after Tab on the disks screen of a
+    // 1024x768 window, down to the last card's button far below the first screenful, each
+    // focused button is shown.
+    d.alt_key(iced::keyboard::Key::Character("1".into()));
+    let mut lowest = 0.0f32;
+    for n in 1..=11 {
+        let at = d.focus_after((1024.0, 768.0), &vec![tab.clone(); n]).expect("something has the focus");
+        assert!(at.height > 10.0 && at.y >= 0.0 && at.y + at.height <= 768.0, "Tab ×{n}: out of sight: {at:?}");
+        lowest = lowest.max(at.y);
+    }
+    assert!(lowest > 400.0, "the Tabs never went down the page");
+    d.alt_key(iced::keyboard::Key::Character("2".into()));
     // In a window just drawn, Tab reaches the first navigation button and Enter presses it.
     let sent = d.keys(&[named(Named::Tab), named(Named::Enter)]);
     assert!(!sent.is_empty());
@@ -491,4 +503,38 @@ fn sim_gui_first_frame_at_once() {
     d.until("the no-bus banner", LONG, |a| a.banner().is_some());
     assert_eq!(d.app.banner().unwrap().kind, ErrorKind::NoBus, "{:?}", d.app.banner());
     assert!(d.shows("cannot reach the bus at unix:path=/nonexistent/altdisk-test.sock"), "{:?}", d.texts());
+}
+
+#[test]
+fn sim_gui_clone_sources_an_alternate_woken_and_a_system_found_mounted() {
+    // Ubuntu on sdc mounted at /mnt/ubuntu (as in a rescue session), beside the sample's
+    // alternate system on sdb.
+    let dir = TempDir::new("gui-sources");
+    let text = sample("1G").replacen(
+        "  os = \"Ubuntu 22.04.4 LTS\"",
+        "  os = \"Ubuntu 22.04.4 LTS\"\n  mountpoint = \"/mnt/ubuntu\"",
+        1,
+    );
+    let (_rt, bus) = start(&dir, &text);
+    let mut d = Driver::new(&bus.address);
+    loaded(&mut d);
+    d.click("nav-clone");
+    // (A radio's own label is drawn, not exposed to the simulator: its description is.)
+    assert!(d.shows("found on sdc1: an offline clone"), "{:?}", d.texts());
+    d.click("source-found-0");
+    d.click("target-sdd");
+    d.click("next");
+    d.click("next");
+    d.until("the plan", LONG, |a| a.clone_wizard().step() == Step::Review);
+    assert_eq!(d.app.clone_wizard().plan().unwrap().source, "the system at /mnt/ubuntu");
+    // An alternate system asleep: chosen, it is woken and cloned from where it is mounted.
+    d.click("step-0");
+    d.click("source-altinst_rootvg");
+    d.until("sdb woken", LONG, |a| a.data().systems.iter().any(|s| s.disks == ["sdb"] && !s.awake_at.is_empty()));
+    let at = d.app.data().systems.iter().find(|s| s.disks == ["sdb"]).unwrap().awake_at.clone();
+    d.click("next");
+    d.click("next");
+    d.until("the plan", LONG, |a| a.clone_wizard().step() == Step::Review);
+    assert_eq!(d.app.clone_wizard().plan().unwrap().source, format!("the system at {at}"));
+    assert!(d.app.banner().is_none(), "{:?}", d.app.banner());
 }

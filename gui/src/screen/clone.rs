@@ -487,8 +487,21 @@ impl Wizard {
             };
             sources = sources.push(source_choice(format!("source-{}", s.name), label, desc, on, choice));
         }
+        // Systems found mounted somewhere (the rescue image's user mounted the installed one).
+        let found = found_systems(data);
+        for (i, (os, part, at)) in found.iter().enumerate() {
+            let on = matches!(&self.source, Source::Directory(d) if d == at);
+            sources = sources.push(source_choice(
+                format!("source-found-{i}"),
+                format!("{os} at {at}"),
+                format!("found on {part}: an offline clone"),
+                on,
+                Source::Directory(at.clone()),
+            ));
+        }
         let dir_on = matches!(&self.source, Source::Directory(d)
-            if d.is_empty() || !data.systems.iter().any(|s| &s.awake_at == d));
+            if d.is_empty()
+                || !(data.systems.iter().any(|s| &s.awake_at == d) || found.iter().any(|(_, _, at)| at == d)));
         sources = sources.push(source_choice(
             "source-dir",
             "A system mounted at a directory".to_string(),
@@ -941,6 +954,25 @@ pub fn not_usable_reason(d: &DiskDetail) -> String {
         _ if !d.detail.is_empty() => d.detail.clone(),
         _ => "it cannot be written".into(),
     }
+}
+
+/// Operating systems found on partitions mounted somewhere other than `/`: (what, the
+/// partition, where it is mounted). The running system and awake alternates are listed
+/// on their own.
+fn found_systems(data: &Snapshot) -> Vec<(String, String, String)> {
+    let awake: Vec<&str> = data.systems.iter().map(|s| s.awake_at.as_str()).filter(|a| !a.is_empty()).collect();
+    let mut out = Vec::new();
+    for d in data.disks.iter().filter(|d| d.kind != kind::RUNNING) {
+        for p in &d.partitions {
+            let at = p.mountpoint.as_str();
+            if !p.os.is_empty() && at.starts_with('/') && at != "/" && !awake.contains(&at) {
+                let part =
+                    if p.device.is_empty() { d.name.clone() } else { p.device.trim_start_matches("/dev/").to_string() };
+                out.push((p.os.clone(), part, at.to_string()));
+            }
+        }
+    }
+    out
 }
 
 fn running_description(data: &Snapshot) -> String {

@@ -283,6 +283,13 @@ impl<Message> Widget<Message, Theme, iced::Renderer> for KeyboardRoot<'_, Messag
                 _ => break,
             }
         }
+        // Then bring it into sight: a long page scrolls to what the keyboard reached.
+        let mut locate = Locate::default();
+        self.content.as_widget_mut().operate(&mut tree.children[0], layout, renderer, &mut locate);
+        if let Some((index, dy)) = locate.scroll() {
+            let mut by = ScrollBy { index, dy, seen: 0 };
+            self.content.as_widget_mut().operate(&mut tree.children[0], layout, renderer, &mut by);
+        }
         shell.capture_event();
         shell.request_redraw();
     }
@@ -320,5 +327,98 @@ impl<Message> Widget<Message, Theme, iced::Renderer> for KeyboardRoot<'_, Messag
         translation: Vector,
     ) -> Option<overlay::Element<'b, Message, Theme, iced::Renderer>> {
         self.content.as_widget_mut().overlay(&mut tree.children[0], layout, renderer, viewport, translation)
+    }
+}
+
+/// A scrollable met while walking the tree: its order, its depth, its viewport.
+#[derive(Debug, Clone, Copy)]
+struct Seen {
+    index: usize,
+    depth: usize,
+    bounds: Rectangle,
+    translation: Vector,
+}
+
+/// Finds the focused widget and the innermost scrollable holding it.
+#[derive(Debug, Default)]
+struct Locate {
+    depth: usize,
+    count: usize,
+    open: Vec<Seen>,
+    found: Option<(Rectangle, Option<Seen>)>,
+}
+
+impl Locate {
+    /// Which scrollable to move, and by how much, so the focused widget shows (with a margin).
+    fn scroll(&self) -> Option<(usize, f32)> {
+        const MARGIN: f32 = 16.0;
+        let (b, Some(s)) = self.found? else { return None };
+        let top = b.y - s.translation.y;
+        let bottom = top + b.height;
+        let (view_top, view_bottom) = (s.bounds.y, s.bounds.y + s.bounds.height);
+        if top < view_top {
+            Some((s.index, top - view_top - MARGIN))
+        } else if bottom > view_bottom {
+            Some((s.index, (bottom - view_bottom + MARGIN).min(top - view_top)))
+        } else {
+            None
+        }
+    }
+}
+
+impl Operation for Locate {
+    fn traverse(&mut self, operate: &mut dyn FnMut(&mut dyn Operation)) {
+        self.depth += 1;
+        operate(self);
+        self.depth -= 1;
+        // Left a scrollable's subtree: it no longer holds what comes next.
+        while self.open.last().is_some_and(|s| s.depth >= self.depth) {
+            self.open.pop();
+        }
+    }
+
+    fn scrollable(
+        &mut self,
+        _id: Option<&widget::Id>,
+        bounds: Rectangle,
+        _content_bounds: Rectangle,
+        translation: Vector,
+        _state: &mut dyn operation::Scrollable,
+    ) {
+        self.open.push(Seen { index: self.count, depth: self.depth, bounds, translation });
+        self.count += 1;
+    }
+
+    fn focusable(&mut self, _id: Option<&widget::Id>, bounds: Rectangle, state: &mut dyn operation::Focusable) {
+        if state.is_focused() && self.found.is_none() {
+            self.found = Some((bounds, self.open.last().copied()));
+        }
+    }
+}
+
+/// Scrolls the `index`th scrollable by `dy`.
+struct ScrollBy {
+    index: usize,
+    dy: f32,
+    seen: usize,
+}
+
+impl Operation for ScrollBy {
+    fn traverse(&mut self, operate: &mut dyn FnMut(&mut dyn Operation)) {
+        operate(self);
+    }
+
+    fn scrollable(
+        &mut self,
+        _id: Option<&widget::Id>,
+        bounds: Rectangle,
+        content_bounds: Rectangle,
+        _translation: Vector,
+        state: &mut dyn operation::Scrollable,
+    ) {
+        if self.seen == self.index {
+            state.scroll_by(operation::scrollable::AbsoluteOffset { x: 0.0, y: self.dy }, bounds, content_bounds);
+        }
+        self.seen += 1;
     }
 }

@@ -54,6 +54,23 @@ async fn read(conn: &zbus::Connection) -> Option<bool> {
     is_dark(&v)
 }
 
+/// The desktop's choice now, asked before the window opens so its first frame is drawn in
+/// the right colours; gives up after `limit` (no portal, a slow session bus).
+pub fn read_now(limit: std::time::Duration) -> Option<bool> {
+    if let Some(d) = from_env() {
+        return Some(d);
+    }
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    let asked = rt.block_on(async {
+        tokio::time::timeout(limit, async {
+            let conn = zbus::Connection::session().await.ok()?;
+            read(&conn).await
+        })
+        .await
+    });
+    Some(asked.ok().flatten().unwrap_or_else(gtk_theme_dark))
+}
+
 /// Dark or not, now and whenever the desktop changes it. Parks (sends nothing more) when
 /// there is no session bus or no portal: the theme then stays as it started.
 pub fn changes() -> impl Stream<Item = bool> {

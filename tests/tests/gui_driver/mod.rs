@@ -112,7 +112,7 @@ impl Driver {
     }
 
     fn simulator(&self) -> Simulator<'_, Message, iced::Theme, iced::Renderer> {
-        Simulator::with_size(iced::Settings::default(), SIZE, self.app.view())
+        Simulator::with_size(iced_test::core::Settings::default(), SIZE, self.app.view())
     }
 
     /// Every text the window shows now (labels, values, text in fields).
@@ -183,6 +183,17 @@ impl Driver {
             self.update(m);
         }
         messages
+    }
+
+    /// Press keys in a window of `size`; where the focused widget ends up on screen (its
+    /// visible part), if anything has the focus.
+    pub fn focus_after(&self, size: (f32, f32), keys: &[keyboard::Key]) -> Option<iced::Rectangle> {
+        let mut ui = Simulator::with_size(iced_test::core::Settings::default(), size, self.app.view());
+        for k in keys {
+            let _ = ui.tap_key(k.clone());
+        }
+        let found = ui.find(selector::is_focused()).ok()?;
+        Some(found.visible_bounds().unwrap_or_default())
     }
 
     /// A key with Alt held, as the window's keyboard subscription hands it to the app.
