@@ -66,17 +66,23 @@ service() {
 	exit 1
 }
 
-display=:$((90 + RANDOM % 100))
-screen() { # WIDTH HEIGHT: a fresh X screen of that size
+screen() { # WIDTH HEIGHT: a fresh X screen of that size, on a display number X picks free
 	if [[ -n ${xvfb_pid:-} ]]; then
 		kill "$xvfb_pid" 2>/dev/null || true
 		wait "$xvfb_pid" 2>/dev/null || true
 	fi
-	Xvfb "$display" -screen 0 "${1}x${2}x24" -nolisten tcp -ac 2>/dev/null &
+	: >"$work/display"
+	Xvfb -displayfd 3 -screen 0 "${1}x${2}x24" -nolisten tcp -ac -noreset 3>"$work/display" 2>>"$work/xvfb.log" &
 	xvfb_pid=$!
 	pids+=("$xvfb_pid")
-	for _ in $(seq 100); do DISPLAY=$display xdotool getdisplaygeometry >/dev/null 2>&1 && return; sleep 0.05; done
-	echo "screenshots.sh: Xvfb did not start on $display" >&2
+	for _ in $(seq 100); do
+		if [[ -s $work/display ]]; then
+			display=:$(tr -d '[:space:]' <"$work/display")
+			DISPLAY=$display xdotool getdisplaygeometry >/dev/null 2>&1 && return
+		fi
+		sleep 0.05
+	done
+	echo "screenshots.sh: Xvfb did not start" >&2
 	exit 1
 }
 
@@ -96,7 +102,7 @@ window() { # ARGS...: start the window; wait until it is drawn
 		w=$(DISPLAY=$display xdotool search --onlyvisible --name '^altdisk' 2>/dev/null | head -1) && [[ -n $w ]] && break
 		sleep 0.02
 	done
-	[[ -n $w ]] || { echo "screenshots.sh: the window did not open: $(cat "$work/gui.log")" >&2; exit 1; }
+	[[ -n $w ]] || { echo "screenshots.sh: the window did not open: $(cat "$work/gui.log"); X: $(tail -5 "$work/xvfb.log")" >&2; exit 1; }
 	echo "window up after $((($(date +%s%N) - t0) / 1000000)) ms"
 	DISPLAY=$display xdotool windowfocus --sync "$w"
 	sleep "${settle:-2}"

@@ -42,3 +42,21 @@ pub fn run(config: Config, size: Option<(f32, f32)>) -> iced::Result {
         })
         .run()
 }
+
+#[cfg(test)]
+mod tests {
+    /// The desktop entry, the icon and the metainfo agree with the app id and the binary.
+    #[test]
+    fn data_files_name_the_app() {
+        let desktop = include_str!("../data/org.altdisk.Gui.desktop");
+        let metainfo = include_str!("../data/org.altdisk.Gui.metainfo.xml");
+        let icon = include_str!("../data/org.altdisk.Gui.svg");
+        assert!(desktop.lines().any(|l| l == "Exec=altdisk-gui"), "{desktop}");
+        assert!(desktop.lines().any(|l| l == format!("Icon={}", super::APP_ID)));
+        assert!(desktop.lines().any(|l| l == format!("StartupWMClass={}", super::APP_ID)));
+        assert!(metainfo.contains(&format!("<id>{}</id>", super::APP_ID)));
+        assert!(metainfo.contains(&format!("<launchable type=\"desktop-id\">{}.desktop</launchable>", super::APP_ID)));
+        assert!(metainfo.contains("<binary>altdisk-gui</binary>"));
+        assert!(icon.starts_with("<svg") && icon.contains("viewBox=\"0 0 128 128\""));
+    }
+}
