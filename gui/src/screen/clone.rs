@@ -240,6 +240,7 @@ impl Wizard {
         let options = CloneOptions {
             targets,
             source,
+            source_disk: None,
             phases: self.phases,
             exclude: opt(&self.exclude),
             layout: None,
