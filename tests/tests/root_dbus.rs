@@ -432,7 +432,9 @@ async fn root_dbus_phase2_options_reach_the_clone() {
     assert!(job.steps().await.unwrap().contains(&"customizing".to_string()));
     let (ok, err) = altdisk_tests::bus::wait_finished(&job, finished, Duration::from_secs(300)).await;
     assert!(ok, "{err}");
-    let at = PathBuf::from(job.mounted_at().await.unwrap());
+    // Read afresh: the Finished signal may come to us before the cache saw MountedAt change.
+    let mounted_at = get_prop(&c, job.inner().path().as_str(), altdisk_api::JOB_IFACE, "MountedAt").await.unwrap();
+    let at = PathBuf::from(String::try_from(mounted_at).unwrap());
     assert_eq!(std::fs::read_to_string(at.join("etc/resolv.conf")).unwrap(), "nameserver 192.0.2.53\n");
     let by = std::fs::read_to_string(at.join("etc/customized-by")).unwrap();
     assert_eq!(by.trim(), t.file_name().unwrap().to_str().unwrap(), "the script ran with ALT_ROOT and ALT_DISKS");
