@@ -3,10 +3,12 @@
 //! every kind of file the clone must keep, and a tree comparison that reports each
 //! difference in metadata or content.
 //!
-//! Tiers (see tests/README.md): `root_*` tests need root and use loop devices; `vm_*` tests
-//! boot QEMU. Nothing here touches a device it did not create.
+//! Tiers (see tests/README.md): `cli_*` tests run the built binary as any user; `root_*`
+//! tests need root and use loop devices; `vm_*` tests boot QEMU (`pkg`: altdisk's Debian
+//! package in a guest). Nothing here touches a device it did not create.
 
 pub mod bus;
+pub mod pkg;
 pub mod vm;
 pub mod vm_lvm;
 

@@ -49,6 +49,21 @@ fn boot_timeout() -> Duration {
     env_secs("ALTDISK_VM_BOOT_TIMEOUT", 300)
 }
 
+/// vCPUs of each guest: ALTDISK_VM_SMP, else 2 when one VM runs at a time and 1 when
+/// several share the machine (ALTDISK_VM_PARALLEL), so that the guests never ask for more
+/// host threads than there are cores.
+fn vcpus() -> usize {
+    if let Some(n) = std::env::var("ALTDISK_VM_SMP").ok().and_then(|v| v.parse().ok()).filter(|&n: &usize| n > 0) {
+        return n;
+    }
+    let parallel = std::env::var("ALTDISK_VM_PARALLEL").ok().and_then(|v| v.parse().ok()).unwrap_or(1usize);
+    if parallel > 1 {
+        1
+    } else {
+        2
+    }
+}
+
 /// VM slots: TCG is CPU-bound, and two 2-vCPU guests on a 2-core machine each boot four to
 /// five times slower than one alone, so by default one QEMU runs at a time on this machine,
 /// across test processes too (an flock on /var/tmp/altdisk-tests/.vm-slot-N.lock; env
@@ -436,7 +451,7 @@ impl Machine {
         let log = fs::OpenOptions::new().create(true).append(true).open(&qemu_log)?;
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-name", &format!("altdisk-{}", self.name)]);
-        cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "max", "-m", "2048", "-smp", "2"]);
+        cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "max", "-m", "2048", "-smp", &vcpus().to_string()]);
         cmd.args(["-nic", "none", "-display", "none", "-monitor", "none", "-no-reboot"]);
         cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", qemu_path(&ovmf_code())?));
         cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", qemu_path(&self.vars)?));
@@ -770,6 +785,44 @@ impl Machine {
         .context("installing altdisk into the guest")?;
         let _ = fs::remove_file(&dst);
         Ok(())
+    }
+}
+
+impl Machine {
+    /// Copy host files into the guest directory `guest_dir` (made if missing; mode 0644),
+    /// through the read-only 9p share `host`, mounted for the copy only. The VM must be
+    /// running.
+    pub fn put_files(&mut self, files: &[PathBuf], guest_dir: &str) -> Result<()> {
+        if self.vm.is_none() {
+            bail!("Machine::put_files: the VM is not running");
+        }
+        let mut names = Vec::new();
+        for f in files {
+            let name =
+                f.file_name().and_then(|n| n.to_str()).ok_or_else(|| anyhow!("bad file name {}", f.display()))?;
+            if name.contains('\'') {
+                bail!("Machine::put_files: a quote in {name}");
+            }
+            fs::copy(f, self.share.join(name)).with_context(|| format!("copying {}", f.display()))?;
+            names.push(format!("'{name}'"));
+        }
+        let r = self.run(
+            &format!(
+                "set -e
+                 modprobe -q 9pnet_virtio; modprobe -q 9p
+                 mkdir -p /run/altdisk-host '{guest_dir}'
+                 mountpoint -q /run/altdisk-host || mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 host /run/altdisk-host
+                 cd /run/altdisk-host; install -m 0644 -t '{guest_dir}' {}
+                 cd /; umount /run/altdisk-host; rmdir /run/altdisk-host; sync",
+                names.join(" ")
+            ),
+            Duration::from_secs(600),
+        );
+        for f in files {
+            let _ = fs::remove_file(self.share.join(f.file_name().unwrap()));
+        }
+        r.and_then(|(rc, out)| if rc == 0 { Ok(()) } else { Err(anyhow!("exit {rc}: {out}")) })
+            .with_context(|| format!("copying files into the guest's {guest_dir}"))
     }
 }
 

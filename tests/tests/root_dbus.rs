@@ -3,6 +3,7 @@
 //! AccessDenied from every method; allowed callers list disks, plan, clone with progress
 //! signals, cancel; hot-plugged disks show up.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -431,7 +432,9 @@ async fn root_dbus_phase2_options_reach_the_clone() {
     assert!(job.steps().await.unwrap().contains(&"customizing".to_string()));
     let (ok, err) = altdisk_tests::bus::wait_finished(&job, finished, Duration::from_secs(300)).await;
     assert!(ok, "{err}");
-    let at = PathBuf::from(job.mounted_at().await.unwrap());
+    // Read afresh: the Finished signal may come to us before the cache saw MountedAt change.
+    let mounted_at = get_prop(&c, job.inner().path().as_str(), altdisk_api::JOB_IFACE, "MountedAt").await.unwrap();
+    let at = PathBuf::from(String::try_from(mounted_at).unwrap());
     assert_eq!(std::fs::read_to_string(at.join("etc/resolv.conf")).unwrap(), "nameserver 192.0.2.53\n");
     let by = std::fs::read_to_string(at.join("etc/customized-by")).unwrap();
     assert_eq!(by.trim(), t.file_name().unwrap().to_str().unwrap(), "the script ran with ALT_ROOT and ALT_DISKS");
@@ -529,4 +532,92 @@ async fn root_dbus_properties_other_callers_jobs_and_callers_that_leave_are_refu
     assert_eq!(ma.list_jobs().await.unwrap().len(), 1, "no job was started for the caller that left");
     assert!(blkid(&t2, "PTTYPE").is_none(), "nothing was written for it");
     ja.cancel().await.unwrap();
+}
+
+/// Bad option dictionaries for Clone and Plan: each is refused with the error its fault
+/// calls for, no job starts and nothing is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_dbus_bad_calls_are_refused_and_write_nothing() {
+    require_root!();
+    use zbus::{OwnedVariant, Variant};
+    let mut s = Scratch::new("dbus-bad");
+    let src = source(&mut s, 256 * MIB);
+    let t = s.loopdev("t.img", 512 * MIB);
+    let bus = Bus::start(&s.path(""), polkit()).await;
+    let c = bus.client().await;
+    let m = ManagerProxy::new(&c).await.unwrap();
+    let good = clone_opts(src.to_str().unwrap(), t.to_str().unwrap()).to_dict();
+    let v = |x: Variant<'static>| OwnedVariant::try_from(x).unwrap();
+    let with = |k: &str, x: Option<OwnedVariant>| {
+        let mut d = good.clone();
+        match x {
+            Some(x) => {
+                d.insert(k.to_string(), x);
+            }
+            None => {
+                d.remove(k);
+            }
+        }
+        d
+    };
+    let rel = s.path("rel-exclude");
+    std::fs::write(&rel, "^./tmp/\n").unwrap();
+    let cases: Vec<(&str, HashMap<String, OwnedVariant>, &str)> = vec![
+        ("an unknown key", with("colour", Some(v(Variant::from("red")))), "InvalidArgs"),
+        ("targets of the wrong type", with("targets", Some(v(Variant::from(7u32)))), "InvalidArgs"),
+        ("no targets", with("targets", None), "InvalidArgs"),
+        ("empty targets", with("targets", Some(v(Variant::from(Vec::<String>::new())))), "InvalidArgs"),
+        ("a phase that is none", with("phases", Some(v(Variant::from("7")))), "InvalidArgs"),
+        ("a boot list mode that is none", with("bootlist", Some(v(Variant::from("sideways")))), "InvalidArgs"),
+        ("a size that is none", with("size", Some(v(Variant::from("huge")))), "InvalidArgs"),
+        ("a layout that is not TOML", with("layout", Some(v(Variant::from("[[filesystem]")))), "InvalidArgs"),
+        ("a relative exclude list", with("exclude", Some(v(Variant::from("rel-exclude")))), "InvalidArgs"),
+        ("a missing exclude list", with("exclude", Some(v(Variant::from("/nonexistent/exclude")))), "NotFound"),
+        ("a console without device reset", with("console", Some(v(Variant::from("ttyS0")))), "InvalidArgs"),
+        (
+            "phase 2 options without phase 2",
+            with("packages", Some(v(Variant::from(vec!["htop".to_string()])))),
+            "InvalidArgs",
+        ),
+        ("a source that is not mounted", with("source", Some(v(Variant::from("/nonexistent/src")))), "NotFound"),
+        ("a target that is no disk", with("targets", Some(v(Variant::from(vec!["sdzz".to_string()])))), "NotFound"),
+        (
+            "the running system as target",
+            {
+                let root = stdout(&altdisk("altdisk", &["lspv"]))
+                    .lines()
+                    .find(|l| l.contains("rootvg"))
+                    .and_then(|l| l.split_whitespace().next().map(String::from))
+                    .unwrap();
+                with("targets", Some(v(Variant::from(vec![root]))))
+            },
+            "Refused",
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, dict, want) in &cases {
+        for (method, r) in
+            [("Clone", m.clone(dict.clone()).await.map(|_| ())), ("Plan", m.plan(dict.clone()).await.map(|_| ()))]
+        {
+            match r {
+                Ok(()) => failures.push(format!("{method} with {what}: accepted")),
+                Err(e) if !err_name(&e).ends_with(want) => failures.push(format!("{method} with {what}: {e}")),
+                Err(_) => {}
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{} bad calls misbehaved:\n{}", failures.len(), failures.join("\n"));
+    assert!(m.list_jobs().await.unwrap().is_empty(), "no job started");
+    assert!(blkid(&t, "PTTYPE").is_none(), "nothing written");
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("reliability");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("bad-dbus-calls.md"),
+        format!(
+            "- {} bad D-Bus calls (Clone and Plan with {} bad option dictionaries): each refused with its error name, no job started, nothing written; and every method and property refused to a caller polkit denies (root_dbus).\n",
+            cases.len() * 2,
+            cases.len()
+        ),
+    )
+    .unwrap();
 }

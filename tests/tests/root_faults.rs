@@ -392,3 +392,117 @@ fn root_unreadable_source_file_is_named_and_the_target_left_incomplete() {
     assert_eq!(record::read(&t).unwrap().unwrap().state, State::Incomplete);
     assert!(s.mounts().iter().all(|m| !m.starts_with(&alt)), "still mounted: {:?}", s.mounts());
 }
+
+/// A bad layout file (`-i`): its text, the exit status and the words of the one line.
+struct BadLayout {
+    text: &'static str,
+    code: i32,
+    says: &'static [&'static str],
+}
+
+const BAD_LAYOUTS: &[BadLayout] = &[
+    BadLayout { text: "[[filesystem]\n", code: 2, says: &["layout file", "not valid"] },
+    BadLayout { text: "", code: 2, says: &["no filesystem for /"] },
+    BadLayout { text: "filesystem = 3\n", code: 2, says: &["invalid type"] },
+    BadLayout {
+        text: "[[filesystem]]\nmountpoint=\"/\"\nfstype=\"ext4\"\nsize=\"grow\"\ncolour=\"red\"\n",
+        code: 2,
+        says: &["unknown field `colour`"],
+    },
+    BadLayout { text: "[[filesystem]]\nmountpoint=\"/\"\nsize=\"grow\"\n", code: 2, says: &["missing field `fstype`"] },
+    BadLayout {
+        text: "[[filesystem]]\nmountpoint=\"/home\"\nfstype=\"ext4\"\nsize=\"1G\"\n",
+        code: 2,
+        says: &["no filesystem for /"],
+    },
+    BadLayout {
+        text: "[[filesystem]]\nmountpoint=\"/\"\nfstype=\"ext4\"\nsize=\"grow\"\n[[filesystem]]\nmountpoint=\"/\"\nfstype=\"ext4\"\nsize=\"1G\"\n",
+        code: 2,
+        says: &["listed twice"],
+    },
+    BadLayout {
+        text: "[[filesystem]]\nmountpoint=\"home\"\nfstype=\"ext4\"\nsize=\"1G\"\n",
+        code: 2,
+        says: &["not an absolute path"],
+    },
+    BadLayout {
+        text: "[[filesystem]]\nmountpoint=\"/../x\"\nfstype=\"ext4\"\nsize=\"1G\"\n",
+        code: 2,
+        says: &["not an absolute path"],
+    },
+    BadLayout { text: "[[filesystem]]\nmountpoint=\"/\"\nfstype=\"ntfs\"\nsize=\"grow\"\n", code: 2, says: &["`ntfs`"] },
+    BadLayout { text: "[[filesystem]]\nmountpoint=\"/\"\nfstype=\"vfat\"\nsize=\"grow\"\n", code: 2, says: &["`vfat` for /"] },
+    BadLayout { text: "[[filesystem]]\nmountpoint=\"/\"\nfstype=\"ext4\"\nsize=\"12 apples\"\n", code: 2, says: &["not a size"] },
+    BadLayout { text: "[[filesystem]]\nmountpoint=\"/\"\nfstype=\"ext4\"\nsize=\"-5G\"\n", code: 2, says: &["not a size"] },
+    BadLayout { text: "[[filesystem]]\nmountpoint=\"/\"\nfstype=\"ext4\"\nsize=\"0\"\n", code: 2, says: &["needs at least"] },
+    BadLayout {
+        text: "[[filesystem]]\nmountpoint=\"/\"\nfstype=\"xfs\"\nsize=\"10M\"\n",
+        code: 2,
+        says: &["xfs needs at least 300M"],
+    },
+    BadLayout {
+        text: "[[filesystem]]\nmountpoint=\"/\"\nfstype=\"ext4\"\nlabel=\"a-label-that-is-far-too-long\"\nsize=\"grow\"\n",
+        code: 2,
+        says: &["at most 16 characters"],
+    },
+    BadLayout {
+        text: "[[filesystem]]\nmountpoint=\"/\"\nfstype=\"ext4\"\nsize=\"grow\"\n[[filesystem]]\nmountpoint=\"/var\"\nfstype=\"ext4\"\n",
+        code: 2,
+        says: &["give it a size"],
+    },
+    BadLayout {
+        text: "[[filesystem]]\nmountpoint=\"/\"\nfstype=\"ext4\"\nsize=\"grow\"\n[[swap]]\nsize=\"x\"\n",
+        code: 2,
+        says: &["not a size"],
+    },
+    BadLayout {
+        text: "[[filesystem]]\nmountpoint=\"/\"\nfstype=\"ext4\"\nsize=\"grow\"\n[[filesystem]]\nmountpoint=\"/home\"\nfstype=\"ext4\"\nsize=\"64M\"\nlv=\"bad name\"\n",
+        code: 2,
+        says: &["logical volume name"],
+    },
+    BadLayout { text: "[[filesystem]]\nmountpoint=\"/\"\nfstype=\"ext4\"\nsize=\"100T\"\n", code: 5, says: &["too small"] },
+];
+
+#[test]
+fn root_bad_layout_files_are_refused_in_one_line_before_writing() {
+    require_root!();
+
+    let mut s = Scratch::new("bad-layouts");
+    let src = source(&mut s, 256 * MIB, 0);
+    let t = s.loopdev("t.img", 1024 * MIB);
+    let alt = s.path("alt");
+    let layout = s.path("layout.toml");
+    let mut failures = Vec::new();
+    for (i, c) in BAD_LAYOUTS.iter().enumerate() {
+        std::fs::write(&layout, c.text).unwrap();
+        let mut args = copy_args(&src, &t, &alt);
+        args.extend(["-i".into(), layout.display().to_string()]);
+        let o = run_altdisk(&args, &[]);
+        let e = error_lines(&o);
+        if o.status.code() != Some(c.code) {
+            failures.push(format!("layout {i}: exit {:?}, expected {}: {}", o.status.code(), c.code, stderr(&o)));
+        } else if e.len() != 1 {
+            failures.push(format!("layout {i}: not one error line: {}", stderr(&o)));
+        } else if let Some(w) = c.says.iter().find(|w| !e[0].contains(*w)) {
+            failures.push(format!("layout {i}: the message lacks {w:?}: {}", e[0]));
+        }
+        if blkid(&t, "PTTYPE").is_some() || alt.exists() {
+            failures.push(format!("layout {i}: something was written"));
+            break;
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} bad layouts misbehaved:\n{}",
+        failures.len(),
+        BAD_LAYOUTS.len(),
+        failures.join("\n")
+    );
+    figure(
+        "bad-layouts",
+        &format!(
+            "- {} bad layout files (`-i`): each refused in one line with its exit status before anything was written.\n",
+            BAD_LAYOUTS.len()
+        ),
+    );
+}

@@ -120,8 +120,10 @@ esp_id=$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n' | tr a-f A-F)
 esp_uuid="${esp_id:0:4}-${esp_id:4:4}"
 
 say "mmdebstrap bookworm (+ linux-image-amd64, $loader_pkg)"
+# polkitd: altdisk's package recommends it (altdiskd authorises every call through it), and
+# the package test installs that package offline, with what the image holds.
 pkgs=linux-image-amd64,systemd-sysv,udev,initramfs-tools,zstd,e2fsprogs,dosfstools,util-linux,fdisk
-pkgs+=,efibootmgr,kmod,procps,lvm2,btrfs-progs,xfsprogs,dbus,$loader_pkg
+pkgs+=,efibootmgr,kmod,procps,lvm2,btrfs-progs,xfsprogs,dbus,polkitd,$loader_pkg
 # shellcheck disable=SC2016 # the hooks' $1 is mmdebstrap's, expanded in the hook's shell
 mmdebstrap --mode=root --variant=minbase --include="$pkgs" \
 	--setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" && printf "MODULES=list\nCOMPRESS=zstd\n" >"$1/etc/initramfs-tools/conf.d/altdisk-tests.conf"' \

@@ -89,3 +89,62 @@ async fn run(a: Args) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// docs/man/altdiskd.8 is generated from the definition above and checked in; this test
+/// fails when it is out of date (`ALTDISK_BLESS=1 cargo test -p altdisk --bin altdiskd`
+/// writes it). The altdisk binary's pages are made the same way (its docs module).
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use clap_mangen::roff::{italic, roman, Roff};
+
+    fn page() -> Vec<u8> {
+        let man = clap_mangen::Man::new(super::Args::command()).section("8").manual("System Administration");
+        let mut out = Vec::new();
+        man.render(&mut out).unwrap();
+        let mut r = Roff::new();
+        r.control("SH", ["DESCRIPTION OF THE SERVICE"]);
+        r.text([roman(
+            "altdiskd serves org.altdisk.AltDisk1 on the system bus: listing disks and systems, planning \
+             and cloning (a job object per clone, with progress signals), the boot list, waking, sleeping, \
+             renaming and removing alternate systems. The bus starts it on the first call (D-Bus activation \
+             through systemd); every call is authorised by polkit for the caller (actions org.altdisk.read, \
+             .clone, .bootlist, .manage), and a missing polkit denies. On start it cleans up what an \
+             interrupted earlier run left mounted below its mount root.",
+        )]);
+        r.control("SH", ["FILES"]);
+        for (path, what) in [
+            ("/usr/lib/systemd/system/altdiskd.service", "the systemd unit (Type=dbus)"),
+            ("/usr/share/dbus-1/system-services/org.altdisk.AltDisk1.service", "D-Bus activation"),
+            ("/usr/share/dbus-1/system.d/org.altdisk.AltDisk1.conf", "bus policy: only root owns the name"),
+            ("/usr/share/polkit-1/actions/org.altdisk.policy", "the polkit actions"),
+        ] {
+            r.control("TP", []).text([italic(path)]).text([roman(what)]);
+        }
+        r.control("SH", ["SEE ALSO"]);
+        r.text([roman("altdisk(8), alt_disk_copy(8), busctl(1), polkit(8)")]);
+        out.extend_from_slice(r.to_roff().as_bytes());
+        out
+    }
+
+    #[test]
+    fn man_page_is_current() {
+        let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/man/altdiskd.8");
+        if std::env::var("ALTDISK_BLESS").as_deref() == Ok("1") {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(&p, page()).unwrap();
+        }
+        assert!(
+            std::fs::read(&p).ok() == Some(page()),
+            "{} is missing or out of date: ALTDISK_BLESS=1 cargo test -p altdisk --bin altdiskd",
+            p.display()
+        );
+    }
+
+    #[test]
+    fn every_flag_has_help() {
+        for a in super::Args::command().get_arguments() {
+            assert!(a.get_help().is_some(), "altdiskd {} has no help text", a.get_id());
+        }
+    }
+}

@@ -195,7 +195,14 @@ pub fn discover(dir: Option<&Path>, disks: &[Disk]) -> Result<Source> {
     let live = dir.is_none();
     let root = match dir {
         None => PathBuf::from("/"),
-        Some(d) => std::fs::canonicalize(d).map_err(|e| Error::io("finding the source directory", d, e))?,
+        Some(d) => std::fs::canonicalize(d).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::not_found(
+                format!("source directory {}", d.display()),
+                "no such directory",
+                "mount the system to clone there (its root, with its other filesystems below), or use --source-disk DISK",
+            ),
+            _ => Error::io("finding the source directory", d, e),
+        })?,
     };
     let root_mount = mounts::mount_at(&table, &root).ok_or_else(|| {
         Error::usage(

@@ -249,10 +249,16 @@ pub(crate) fn check_install_flags(flags: &[String]) -> Result<()> {
             expect_value = false;
             continue;
         }
-        if !f.starts_with('-') {
+        // installp letters come bare (acgX) or, as in installp's own syntax, after one dash
+        // (-acgX); apt-get takes its short options one at a time (-q, -y, -oKey=Value).
+        let short = f.strip_prefix('-').filter(|r| !r.starts_with('-'));
+        let clustered = short.is_some_and(|r| r.len() > 1 && !r.starts_with('o') && r.chars().any(|c| c != 'q'));
+        if !f.starts_with('-') || clustered {
             return Err(Error::usage(
                 format!("-I \"{}\"", flags.join(" ")),
-                format!("`{f}` is not an apt-get option (AIX installp flags such as acgXY have no apt meaning)"),
+                format!(
+                    "`{f}` is not an apt-get option (AIX installp flags such as acgXY or -acgX have no apt meaning)"
+                ),
                 "give apt-get options, e.g. -I \"--no-install-recommends -o Dpkg::Options::=--force-confnew\"",
             ));
         }

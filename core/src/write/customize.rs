@@ -1288,6 +1288,10 @@ mod tests {
         assert_eq!(c.package_names().unwrap(), vec!["foo=1.0", "bar:amd64", "foo", "bar", "baz"]);
         c.install_flags = Customize::split_flags("acgXY");
         assert!(c.validate().unwrap_err().to_string().contains("installp"));
+        c.install_flags = Customize::split_flags("-acgX");
+        assert!(c.validate().unwrap_err().to_string().contains("installp"));
+        c.install_flags = Customize::split_flags("-qq -y -oAPT::Get::Foo=1");
+        c.validate().unwrap();
         c.install_flags = Customize::split_flags("-o");
         assert!(c.validate().unwrap_err().to_string().contains("needs a value"));
 

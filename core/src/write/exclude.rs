@@ -62,7 +62,16 @@ impl Default for ExcludeList {
 impl ExcludeList {
     /// Reads and compiles the exclude list at `path`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).ctx("reading the exclude list", path)?;
+        let bytes = match std::fs::read(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::not_found(
+                    format!("exclude list {} (-e)", path.display()),
+                    "no such file",
+                    "check the path, or leave -e out",
+                ))
+            }
+            r => r.ctx("reading the exclude list", path)?,
+        };
         let text = String::from_utf8(bytes).map_err(|e| {
             Error::usage(
                 format!("exclude list {}", path.display()),
