@@ -98,7 +98,7 @@ pub struct CopyArgs {
     #[arg(long, conflicts_with_all = ["layout", "convert", "size", "dry_run", "force", "trial"])]
     pub refresh: bool,
     /// With --refresh: decide whether a file changed by its bytes, not its size and mtime.
-    #[arg(long, requires = "refresh")]
+    #[arg(long)]
     pub checksum: bool,
     /// Last: its help heading applies to the flags after it.
     #[command(flatten)]
@@ -315,6 +315,13 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
 pub fn copy(a: CopyArgs, plan_only: bool) -> Result<()> {
     altdisk::cmd::set_echo(a.debug);
     let req = request(&a)?;
+    if a.checksum && !a.refresh {
+        return Err(usage(
+            "--checksum",
+            "it says how --refresh compares files, and --refresh was not given",
+            "add --refresh, or drop --checksum",
+        ));
+    }
     if a.refresh {
         if plan_only {
             return Err(usage(
