@@ -834,7 +834,7 @@ for sc in "${SCENARIOS[@]}"; do
 	done
 done
 
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ a[NR] = $1 }
+median() { tr ' ' '\n' | { grep . || true; } | sort -g | awk '{ a[NR] = $1 }
 	END { if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
@@ -1037,7 +1037,7 @@ for k in "${KEYS[@]}"; do
 	ref=$(median <<<"${TIMES[$sc:cp]:-}")
 	[[ -n $ref ]] && vs_cp=$(awk -v r="$ref" -v s="$med" 'BEGIN { printf "%.2f", r / s }')
 	rssm=$(awk -v k="${RSSMAX[$k]}" 'BEGIN { printf "%.1f", k / 1024 }')
-	all=$(tr ' ' '\n' <<<"${TIMES[$k]}" | grep . | awk '{ printf "%s%.1f", (NR > 1 ? " " : ""), $1 }')
+	all=$(tr ' ' '\n' <<<"${TIMES[$k]}" | { grep . || true; } | awk '{ printf "%s%.1f", (NR > 1 ? " " : ""), $1 }')
 	ROWS+=("$sc|$t|${OKN[$k]}/$RUNS|$(printf '%.2f' "$med")|$mbs|$vs_rsync|$vs_cp|$(printf '%.1f' "$cpu")|$rssm|$all|$notes")
 done
 for row in "${REFRESH_ROWS[@]}"; do [[ $row == *FAILED* || $row == *failed* ]] && STATUS=1; done
