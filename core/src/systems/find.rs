@@ -95,6 +95,13 @@ fn state_words(e: &BootEnv) -> String {
 
 /// Every system on this machine's disks.
 pub fn find() -> Result<Vec<Found>> {
+    find_except(|_| false)
+}
+
+/// Every system on this machine's disks, without mounting anything of a disk `busy` says
+/// another run writes (the service's jobs): of those, only what their records say, and no
+/// other Linux roots.
+pub fn find_except(busy: impl Fn(&Disk) -> bool) -> Result<Vec<Found>> {
     let disks = blockdev::list()?;
     let table = mounts::read()?;
     let root = mounts::mount_at(&table, Path::new("/")).map(|m| (m.major, m.minor));
@@ -130,7 +137,9 @@ pub fn find() -> Result<Vec<Found>> {
         });
         let running = ds.iter().any(|d| running_disk(d));
         let (os, kernels) = match &dev {
-            Some(dev) if dev.exists() && env.state != State::Incomplete => look(dev, &table, &id.to_string()),
+            Some(dev) if dev.exists() && env.state != State::Incomplete && !ds.iter().any(|d| busy(d)) => {
+                look(dev, &table, &id.to_string())
+            }
             _ => (None, Vec::new()),
         };
         let kind = if running {
@@ -156,7 +165,7 @@ pub fn find() -> Result<Vec<Found>> {
         });
     }
     // Other Linux roots: a filesystem with an os-release, on a disk without a record.
-    for d in disks.iter().filter(|d| !seen.contains(&d.name.as_str())) {
+    for d in disks.iter().filter(|d| !seen.contains(&d.name.as_str()) && !busy(d)) {
         for p in d.partitions.iter().filter(|p| p.holders.is_empty() && p.size >= 256 << 20) {
             let probe = Probe::read(&p.path).unwrap_or_default();
             if !matches!(probe.fstype.as_deref(), Some("ext2" | "ext3" | "ext4" | "xfs" | "btrfs")) {
