@@ -709,7 +709,7 @@ fn sim_gui_rescue_finds_restores_boots_repairs_and_clones_offline() {
     d.until("the systems found", LONG, |a| a.rescue().found().is_some());
     assert_eq!(d.app.tab(), Tab::Rescue, "--open rescue");
     assert!(d.shows("BIOS firmware") && !d.has("restore-sda") && !d.has("once-sda"), "{:?}", d.texts());
-    assert!(d.shows("Boot it now (kexec)…"));
+    assert!(d.shows("Boot now (kexec)…"));
     d.click("boot-now-sda");
     assert!(d.shows("Start the kernel 6.1.0-13-amd64 of old_rootvg on sda now with kexec"), "{:?}", d.texts());
     assert!(!d.has("boot-now-kexec"), "kexec is a choice on BIOS");

@@ -618,7 +618,9 @@ impl Engine for RealEngine {
 
     fn find_systems(&self, busy: &[DevKey]) -> Result<Vec<FoundSystem>> {
         let _one = self.finding.lock().unwrap_or_else(|p| p.into_inner());
-        let found = find::find_except(|d| collide(&keys_of(&d.path), busy))?;
+        // Not into a disk a job here writes, nor one another run (the command line) holds.
+        let found =
+            find::find_except(|d| collide(&keys_of(&d.path), busy) || crate::plan::lock::holder(&d.path).is_some())?;
         Ok(found.into_iter().map(found_info).collect())
     }
 

@@ -293,6 +293,14 @@ impl Wizard {
         self.problem = None;
         match message {
             Message::Source(s) => {
+                // The system cloned is never a target too.
+                if let Source::Asleep { disk, .. } | Source::Disk { disk, .. } = &s {
+                    if let Some(i) = self.targets.iter().position(|t| t == disk) {
+                        self.targets.remove(i);
+                        self.chosen_cards.remove(disk);
+                        self.plan = None;
+                    }
+                }
                 if let Source::Asleep { disk, .. } = &s {
                     self.waiting = Some("waking the source");
                     let disk = disk.clone();

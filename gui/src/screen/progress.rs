@@ -231,18 +231,24 @@ impl Progress {
             (_, "failed") => format!("Clone to {} failed", named.join(", ")),
             _ => format!("Clone to {}", named.join(", ")),
         };
-        page = page.push(ui::spread(
-            column![
-                text(headline).size(ui::TEXT_XL).font(ui::BOLD),
-                ui::muted(format!(
-                    "started {} · job {}",
-                    format::date(&job.started),
-                    job.path.rsplit('/').next().unwrap_or("")
-                )),
+        page = page.push(
+            row![
+                column![
+                    text(headline).size(ui::TEXT_XL).font(ui::BOLD),
+                    ui::muted(format!(
+                        "started {} · job {}",
+                        format::date(&job.started),
+                        job.path.rsplit('/').next().unwrap_or("")
+                    )),
+                ]
+                .spacing(ui::SPACE_XS)
+                // A long headline wraps rather than push the state off the window.
+                .width(Length::Fill),
+                ui::badge(state_text, tone),
             ]
-            .spacing(ui::SPACE_XS),
-            ui::badge(state_text, tone),
-        ));
+            .spacing(ui::SPACE_S)
+            .align_y(Alignment::Center),
+        );
 
         // Steps: done, now, to come.
         let current = JobPhase::parse(&job.phase);
@@ -377,33 +383,28 @@ impl Progress {
                 actions = actions.push(ui::button("cancel", "Cancel…", Kind::Secondary, Some(Message::AskCancel)));
             }
         } else {
-            match job.state.as_str() {
+            // What became of it, taking the room the buttons leave (a long error wraps).
+            let said: Option<Element<'_, Message>> = match job.state.as_str() {
                 "succeeded" if !job.mounted_at.is_empty() => {
-                    actions = actions
-                        .push(ui::toned(format!("The clone is mounted at {}.", job.mounted_at), Tone::Success))
-                        .push(ui::button(
-                            "sleep-clone",
-                            "Unmount it",
-                            Kind::Secondary,
-                            Some(Message::Sleep(job.mounted_at.clone())),
-                        ));
+                    Some(ui::toned(format!("The clone is mounted at {}.", job.mounted_at), Tone::Success))
                 }
-                "succeeded" if repair => {
-                    actions = actions.push(ui::toned("The boot is repaired: the system can start.", Tone::Success))
-                }
-                "succeeded" => actions = actions.push(ui::toned("The clone is ready.", Tone::Success)),
-                "failed" => actions = actions.push(ui::toned(failed_text(&job.kind, &job.error), Tone::Danger)),
-                "cancelled" => {
-                    actions = actions.push(ui::toned("Cancelled: the targets are marked incomplete.", Tone::Warning))
-                }
-                _ => {}
+                "succeeded" if repair => Some(ui::toned("The boot is repaired: the system can start.", Tone::Success)),
+                "succeeded" => Some(ui::toned("The clone is ready.", Tone::Success)),
+                "failed" => Some(ui::toned(failed_text(&job.kind, &job.error), Tone::Danger)),
+                "cancelled" => Some(ui::toned("Cancelled: the targets are marked incomplete.", Tone::Warning)),
+                _ => None,
+            };
+            actions = actions.push(container(said.unwrap_or_else(|| Space::new().into())).width(Length::Fill));
+            if job.state == "succeeded" && !job.mounted_at.is_empty() {
+                actions = actions.push(ui::button(
+                    "sleep-clone",
+                    "Unmount it",
+                    Kind::Secondary,
+                    Some(Message::Sleep(job.mounted_at.clone())),
+                ));
             }
-            actions = actions.push(Space::new().width(Length::Fill)).push(ui::button(
-                "show-disks",
-                "Show the disks",
-                Kind::Secondary,
-                Some(Message::ShowDisks),
-            ));
+            actions =
+                actions.push(ui::button("show-disks", "Show the disks", Kind::Secondary, Some(Message::ShowDisks)));
             actions = if repair {
                 actions.push(ui::button("show-rescue", "Back to Rescue", Kind::Primary, Some(Message::ShowRescue)))
             } else {

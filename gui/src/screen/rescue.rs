@@ -209,23 +209,22 @@ impl Rescue {
 
     pub fn view<'a>(&'a self, data: &'a Snapshot) -> Element<'a, Message> {
         let uefi = data.firmware == altdisk_api::firmware::UEFI;
-        let header = ui::spread(
-            column![
+        let header = column![
+            ui::spread(
                 ui::title("Rescue"),
-                ui::muted(
-                    "Every system found on this machine's disks. Make one the system that boots, boot it now, \
-                     repair its boot, or clone it onto another disk (the offline disk swap: the new disk then boots alone)."
+                ui::button(
+                    "rescue-refresh",
+                    "Look again",
+                    Kind::Secondary,
+                    (!self.finding && self.busy.is_none()).then_some(Message::Refresh),
                 ),
-            ]
-            .spacing(ui::SPACE_XS)
-            .width(Length::Fill),
-            ui::button(
-                "rescue-refresh",
-                "Look again",
-                Kind::Secondary,
-                (!self.finding && self.busy.is_none()).then_some(Message::Refresh),
             ),
-        );
+            ui::muted(
+                "Every system found on this machine's disks. Make one the system that boots, boot it now, repair its \
+                 boot, or clone it onto another disk (the offline disk swap: the new disk then boots alone)."
+            ),
+        ]
+        .spacing(ui::SPACE_XS);
         let mut page = column![header].spacing(ui::SPACE_M).padding(ui::SPACE_L);
         if let Some(b) = &self.busy {
             page = page.push(ui::toned(format!("{}…", capitalise(b)), Tone::Primary));
@@ -286,16 +285,18 @@ impl Rescue {
         let title = if f.kind == found_kind::OTHER && !f.os.is_empty() { f.os.clone() } else { f.name.clone() };
         let head = ui::spread(text(title).size(ui::TEXT_L).font(ui::BOLD), badges);
         let disks: Vec<String> = f.disks.iter().map(|n| disk_words(n, &data.disks)).collect();
-        let mut facts = column![].spacing(ui::SPACE_XS);
+        // Two columns of facts: what it is on the left, its history on the right.
+        let mut left = column![].spacing(ui::SPACE_XS).width(Length::FillPortion(1));
+        let mut right = column![].spacing(ui::SPACE_XS).width(Length::FillPortion(1));
         if !f.os.is_empty() && f.kind != found_kind::OTHER {
-            facts = facts.push(ui::fact("System", f.os.clone()));
+            left = left.push(ui::fact("System", f.os.clone()));
         }
-        facts = facts.push(ui::fact("Disks", disks.join("; ")));
-        facts = facts.push(ui::fact(
+        left = left.push(ui::fact("Disks", disks.join("; ")));
+        left = left.push(ui::fact(
             "Kernels",
             if f.kernels.is_empty() { "none found in /boot".to_string() } else { f.kernels.join(", ") },
         ));
-        facts = facts.push(ui::fact("State", f.state.clone()));
+        right = right.push(ui::fact("State", f.state.clone()));
         if !f.host.is_empty() || !f.created.is_empty() {
             let mut made = Vec::new();
             if !f.host.is_empty() {
@@ -304,11 +305,12 @@ impl Rescue {
             if !f.created.is_empty() {
                 made.push(format::date(&f.created));
             }
-            facts = facts.push(ui::fact("Made", made.join(", ")));
+            right = right.push(ui::fact("Made", made.join(", ")));
         }
         if !f.root.is_empty() {
-            facts = facts.push(ui::fact("Root", f.root.clone()));
+            right = right.push(ui::fact("Root", f.root.clone()));
         }
+        let facts = row![left, right].spacing(ui::SPACE_M);
         let mut col = column![head, facts].spacing(ui::SPACE_S);
         let Some(disk) = f.disks.first() else {
             return ui::card(col);
@@ -321,7 +323,7 @@ impl Rescue {
             ));
             col = col.push(ui::button(
                 "clone-from-running",
-                "Clone it onto another disk…",
+                "Clone to a disk…",
                 Kind::Secondary,
                 maybe(true, Message::CloneFrom { disk: String::new(), name: f.name.clone() }),
             ));
@@ -334,13 +336,14 @@ impl Rescue {
             actions = actions
                 .push(ui::button(
                     format!("restore-{disk}"),
-                    "Make it the one that boots…",
-                    Kind::Primary,
+                    "Boot from now on…",
+                    // What a rescue is usually for: going back to old_rootvg.
+                    if f.kind == found_kind::OLD_ROOTVG { Kind::Primary } else { Kind::Secondary },
                     maybe(f.bootable, Message::Ask(Ask::Restore(disk.clone()))),
                 ))
                 .push(ui::button(
                     format!("once-{disk}"),
-                    "Boot it once",
+                    "Boot once",
                     Kind::Secondary,
                     maybe(f.bootable, Message::Do(Call::Restore { disk: disk.clone(), once: true })),
                 ));
@@ -348,19 +351,19 @@ impl Rescue {
         actions = actions
             .push(ui::button(
                 format!("boot-now-{disk}"),
-                if uefi { "Boot it now…" } else { "Boot it now (kexec)…" },
+                if uefi { "Boot now…" } else { "Boot now (kexec)…" },
                 Kind::Secondary,
                 maybe(f.bootable, Message::Ask(Ask::BootNow(disk.clone()))),
             ))
             .push(ui::button(
                 format!("repair-{disk}"),
-                "Repair its boot…",
+                "Repair boot…",
                 Kind::Secondary,
                 maybe(!f.kernels.is_empty() && !incomplete, Message::Ask(Ask::Repair(disk.clone()))),
             ))
             .push(ui::button(
                 format!("clone-from-{disk}"),
-                "Clone it onto another disk…",
+                "Clone to a disk…",
                 Kind::Secondary,
                 maybe(!incomplete && !f.os.is_empty(), Message::CloneFrom { disk: disk.clone(), name: f.name.clone() }),
             ));
