@@ -129,7 +129,7 @@ fn root_gui_rescue_finds_a_loop_device_system_and_repairs_its_boot() {
     d.until("the repair to end", Duration::from_secs(300), |a| a.progress().job().is_some_and(|j| j.finished()));
     let job = d.app.progress().job().unwrap().clone();
     assert_eq!(job.state, "succeeded", "{}", job.error);
-    assert_eq!(job.targets, [name.clone()]);
+    assert_eq!(job.targets, vec![name.clone()]);
     assert!(d.shows("The boot is repaired: the system can start."), "{:?}", d.texts());
     // The system's own tools ran in it; nothing of it stays mounted.
     let look = s.mkdir("look");
