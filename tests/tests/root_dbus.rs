@@ -686,7 +686,7 @@ async fn root_dbus_rescue_finds_repairs_and_refuses_to_boot_without_uefi() {
         .unwrap();
     let finished = j.receive_finished().await.unwrap();
     assert_eq!(j.kind().await.unwrap(), "repair");
-    assert_eq!(j.targets().await.unwrap(), [good_name.clone()]);
+    assert_eq!(j.targets().await.unwrap(), vec![good_name.clone()]);
     let e = m.repair_system(&good_name).await.unwrap_err();
     assert!(err_name(&e).ends_with(".Busy"), "a second repair of the same disk: {e}");
     let (ok, err) = wait_finished(&j, finished, Duration::from_secs(120)).await;
