@@ -557,3 +557,55 @@ fn capitalise(s: &str) -> String {
         None => String::new(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::ErrorKind;
+
+    fn found(disk: &str, kind: &str) -> FoundSystem {
+        FoundSystem { name: "x".into(), kind: kind.into(), disks: vec![disk.into()], ..Default::default() }
+    }
+
+    #[test]
+    fn finds_once_and_again_only_when_stale() {
+        let mut r = Rescue::default();
+        assert!(matches!(r.shown(), Action::Find));
+        assert!(matches!(r.shown(), Action::None), "a second find while one is out");
+        r.update(Message::Found(Ok(vec![found("sda", found_kind::OLD_ROOTVG)])));
+        assert!(matches!(r.shown(), Action::None), "found again without a change");
+        r.stale();
+        assert!(matches!(r.shown(), Action::Find));
+        // A failed find says why and may be tried again.
+        let a = r.update(Message::Found(Err(ApiError::new(ErrorKind::AccessDenied, "no"))));
+        assert!(matches!(a, Action::Error(_)) && !r.finding());
+        assert!(matches!(r.update(Message::Refresh), Action::Find));
+    }
+
+    #[test]
+    fn a_question_closes_when_its_system_goes_and_a_repair_is_followed() {
+        let mut r = Rescue::default();
+        r.update(Message::Found(Ok(vec![found("sda", found_kind::OLD_ROOTVG), found("sdc", found_kind::OTHER)])));
+        r.update(Message::Ask(Ask::Repair("sdc".into())));
+        assert_eq!(r.asking(), Some(&Ask::Repair("sdc".into())));
+        r.update(Message::Found(Ok(vec![found("sda", found_kind::OLD_ROOTVG)])));
+        assert!(r.asking().is_none(), "a question about an unplugged disk stays open");
+        assert!(!r.escape(), "Escape closed nothing and said it did");
+        // Nothing is asked twice while a call is out; a repair's answer is its job.
+        let call = Call::Repair("sda".into());
+        assert!(matches!(r.update(Message::Do(call.clone())), Action::Call(_)));
+        assert!(matches!(r.update(Message::Do(call.clone())), Action::None));
+        let a = r.update(Message::Done(call, Ok("/org/altdisk/AltDisk1/jobs/3".into())));
+        assert!(matches!(a, Action::Follow(p) if p == "/org/altdisk/AltDisk1/jobs/3"));
+        // Restore's answer is said, and the boot list read again.
+        let call = Call::Restore { disk: "sda".into(), once: false };
+        r.update(Message::Do(call.clone()));
+        let a =
+            r.update(Message::Done(call, Ok("old_rootvg on sda is first in the UEFI boot order (Boot0002)".into())));
+        assert!(matches!(a, Action::Refresh));
+        assert_eq!(
+            r.done(),
+            Some("Done: old_rootvg on sda is first in the UEFI boot order (Boot0002). The next start boots it.")
+        );
+    }
+}
