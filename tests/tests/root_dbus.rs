@@ -676,6 +676,26 @@ async fn root_dbus_rescue_finds_repairs_and_refuses_to_boot_without_uefi() {
         assert!(err_name(&e).ends_with(".Refused") && e.to_string().contains(why), "{why}: {e}");
     }
 
+    // The offline disk swap, planned: the system read from its disk, named as such, and
+    // unmounted again (it is not a target).
+    let t = s.loopdev("swap-target.img", 512 * MIB);
+    let o = CloneOptions {
+        source_disk: Some(good_name.clone()),
+        phases: Phases::P1,
+        ..CloneOptions::new([t.to_str().unwrap()])
+    };
+    let plan = m.plan_details_of(&o).await.unwrap();
+    assert_eq!(plan.source, format!("the system on {good_name} (Rescue Test 1)"));
+    let e = m
+        .plan_details_of(&CloneOptions {
+            source_disk: Some(good_name.clone()),
+            ..CloneOptions::new([good.to_str().unwrap()])
+        })
+        .await
+        .unwrap_err();
+    assert!(err_name(&e).ends_with(".Refused"), "the source as its own target: {e}");
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains("/run/altdisk/source-"));
+
     // Repair: a job; the system's own tools run chrooted in it, GRUB onto its disk.
     let path = m.repair_system(&good_name).await.unwrap();
     let j = JobProxy::builder(&c)
