@@ -498,13 +498,14 @@ impl Manager {
 
     /// Every system on every disk: the running one, those altdisk made (by their records),
     /// other Linux roots, each with its OS and kernels. Filesystems are looked into read-only;
-    /// nothing of a disk a job writes is mounted.
+    /// nothing of a disk a job writes is mounted. Under the manage action, not read: looking
+    /// mounts filesystems (read-only) that an unprivileged caller could not mount itself.
     async fn find_systems(
         &self,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<FoundSystem>> {
-        self.authorize(conn, &hdr, actions::READ).await?;
+        self.authorize(conn, &hdr, actions::MANAGE).await?;
         let busy = self.shared.busy_keys();
         self.call(move |e| e.find_systems(&busy)).await
     }
