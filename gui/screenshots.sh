@@ -139,6 +139,30 @@ keys alt+5
 shot bootlist
 theme=dark window --size 1120x780 --open disks
 shot dark
+# Rescue: every system found on the disks, on the machine as the sample describes it (the
+# service started again: the clone above is forgotten).
+kill "$service_pid"
+wait "$service_pid" 2>/dev/null || true
+service
+# Keys: the focus goes through the six screens, Look again, then the first card's
+# (old_rootvg on sda) buttons: boot from now on, boot once, boot now, repair, clone.
+settle=3 window --size 1120x780 --open rescue
+shot rescue
+keys Tab Tab Tab Tab Tab Tab Tab Tab Return
+shot rescue-restore
+theme=dark settle=3 window --size 1120x780 --open rescue
+shot rescue-dark
+# Clone old_rootvg onto another disk (the offline disk swap): the wizard opens with it.
+settle=3 window --size 1120x780 --open rescue
+keys Tab Tab Tab Tab Tab Tab Tab Tab Tab Tab Tab Tab Return
+shot clone-offline
+# Repair its boot: asked first; Tab then reaches the question's button (the card's are
+# disabled while it is open); the job is followed on the progress screen.
+settle=3 window --size 1120x780 --open rescue
+keys Tab Tab Tab Tab Tab Tab Tab Tab Tab Tab Tab Return
+shot rescue-repair-confirm
+settle=4 keys Tab Tab Tab Tab Tab Tab Tab Tab Return
+shot rescue-repair
 # 1024x768: everything still reads.
 screen 1024 768
 settle=3 window --size 1024x768 --open progress

@@ -12,7 +12,7 @@ use iced::widget::{column, container, row, text, Space};
 use iced::{Alignment, Background, Border, Element, Length, Subscription, Task, Theme};
 
 use crate::client::{self, ApiError, Bus, Client, ErrorKind, Snapshot};
-use crate::screen::{bootlist, clone, disks, manage, progress, Tab};
+use crate::screen::{bootlist, clone, disks, manage, progress, rescue, Tab};
 use crate::ui::{self, system_theme, Kind, Tone};
 
 /// How the app starts.
@@ -64,6 +64,7 @@ pub struct App {
     progress: progress::Progress,
     manage: manage::Manage,
     bootlist: bootlist::BootList,
+    rescue: rescue::Rescue,
 }
 
 #[derive(Debug, Clone)]
@@ -86,6 +87,7 @@ pub enum Message {
     Progress(progress::Message),
     Manage(manage::Message),
     BootList(bootlist::Message),
+    Rescue(rescue::Message),
 }
 
 impl App {
@@ -108,6 +110,7 @@ impl App {
             progress: progress::Progress::default(),
             manage: manage::Manage::default(),
             bootlist: bootlist::BootList::default(),
+            rescue: rescue::Rescue::default(),
         };
         (app, Task::perform(Client::connect(config.bus), Message::Connected))
     }
@@ -144,6 +147,20 @@ impl App {
     }
     pub fn bootlist(&self) -> &bootlist::BootList {
         &self.bootlist
+    }
+    pub fn rescue(&self) -> &rescue::Rescue {
+        &self.rescue
+    }
+
+    /// Show `tab`; the rescue screen looks for the systems when it has not, or the disks
+    /// changed since.
+    fn show(&mut self, tab: Tab) -> Task<Message> {
+        self.tab = tab;
+        if tab == Tab::Rescue && self.loaded {
+            let a = self.rescue.shown();
+            return self.rescue_action(a);
+        }
+        Task::none()
     }
 
     fn refresh(&self) -> Task<Message> {
@@ -231,8 +248,20 @@ impl App {
                 }
                 self.bootlist.sync(&s.boot);
                 let first = !self.loaded;
+                // Disks plugged or unplugged, systems made or removed: what Rescue found may
+                // be out of date (looked for again when it is shown).
+                let names = |d: &[altdisk_api::DiskDetail]| d.iter().map(|x| x.name.clone()).collect::<Vec<_>>();
+                let moved = names(&self.data.disks) != names(&s.disks) || self.data.systems != s.systems;
+                if moved && !first {
+                    self.rescue.stale();
+                }
                 self.data = s;
                 self.loaded = true;
+                let mut find = Task::none();
+                if self.tab == Tab::Rescue && (first || moved) {
+                    let a = self.rescue.shown();
+                    find = self.rescue_action(a);
+                }
                 if let Some(t) = self.target.take() {
                     match self.data.disks.iter().find(|d| d.name == t || d.path == t || d.alias == t) {
                         Some(d) if d.usable || d.erasable => {
@@ -255,6 +284,7 @@ impl App {
                         }
                     }
                 }
+                return find;
             }
             Message::Loaded(Err(e)) | Message::JobsLoaded(Err(e)) | Message::Called(Err(e)) => self.show_error(e),
             Message::Called(Ok(())) => return self.refresh(),
@@ -291,7 +321,7 @@ impl App {
                 }
             }
             Message::Key(e) => return self.key(e),
-            Message::Show(tab) => self.tab = tab,
+            Message::Show(tab) => return self.show(tab),
             Message::DismissBanner => self.banner = None,
             Message::Disks(m) => {
                 return match self.disks.update(m) {
@@ -350,6 +380,10 @@ impl App {
                         }
                     }
                 };
+            }
+            Message::Rescue(m) => {
+                let a = self.rescue.update(m);
+                return self.rescue_action(a);
             }
             Message::BootList(m) => {
                 return match self.bootlist.update(m, &self.data) {
@@ -411,6 +445,45 @@ impl App {
         }
     }
 
+    fn rescue_action(&mut self, a: rescue::Action) -> Task<Message> {
+        match a {
+            rescue::Action::None => Task::none(),
+            rescue::Action::Find => {
+                self.call(|c| async move { c.find_systems().await }, |r| Message::Rescue(rescue::Message::Found(r)))
+            }
+            rescue::Action::Call(call) => {
+                let done = call.clone();
+                let to = move |r| Message::Rescue(rescue::Message::Done(done, r));
+                match call {
+                    rescue::Call::Restore { disk, once } => {
+                        self.call(|c| async move { c.restore_system(disk, once).await }, to)
+                    }
+                    rescue::Call::BootNow { disk, kexec } => {
+                        self.call(|c| async move { c.boot_now(disk, kexec).await }, to)
+                    }
+                    rescue::Call::Repair(disk) => self.call(|c| async move { c.repair_system(disk).await }, to),
+                }
+            }
+            rescue::Action::Error(e) => {
+                self.show_error(e);
+                Task::none()
+            }
+            rescue::Action::Refresh => self.refresh(),
+            rescue::Action::Follow(path) => {
+                self.banner = None;
+                self.progress.follow(path);
+                self.tab = Tab::Progress;
+                self.refresh()
+            }
+            rescue::Action::CloneFrom { disk, name } => {
+                let source = if disk.is_empty() { clone::Source::Running } else { clone::Source::Disk { disk, name } };
+                self.clone.start_from(source);
+                self.tab = Tab::Clone;
+                Task::none()
+            }
+        }
+    }
+
     fn progress_action(&mut self, a: progress::Action) -> Task<Message> {
         match a {
             progress::Action::None => Task::none(),
@@ -421,6 +494,8 @@ impl App {
                 if let Some(e) = error {
                     self.show_error(e);
                 }
+                // A clone or a repair changed what is on the disks.
+                self.rescue.stale();
                 self.refresh()
             }
             progress::Action::Error(e) => {
@@ -435,11 +510,12 @@ impl App {
                 self.tab = Tab::Disks;
                 Task::none()
             }
+            progress::Action::ShowRescue => self.show(Tab::Rescue),
         }
     }
 
     /// Keys for keyboard-only use, besides Tab, Shift+Tab, Enter and Space (moving the focus
-    /// and pressing: [`ui::focus`]): Alt+1…5 pick a screen, Alt+Right and Alt+Left go
+    /// and pressing: [`ui::focus`]): Alt+1…6 pick a screen, Alt+Right and Alt+Left go
     /// forward and back in the clone wizard (never past the confirmation), Escape closes a
     /// question or the banner, F5 reads everything again.
     fn key(&mut self, e: keyboard::Event) -> Task<Message> {
@@ -457,6 +533,7 @@ impl App {
                 let closed = match self.tab {
                     Tab::Progress => self.progress.escape(),
                     Tab::Manage => self.manage.escape(),
+                    Tab::Rescue => self.rescue.escape(),
                     _ => false,
                 };
                 if !closed {
@@ -464,12 +541,19 @@ impl App {
                 }
                 Task::none()
             }
-            keyboard::Key::Named(key::Named::F5) => self.refresh(),
-            keyboard::Key::Character(c) if modifiers.alt() || modifiers.control() => {
-                if let Some(tab) = c.parse::<usize>().ok().and_then(|n| Tab::ALL.get(n.wrapping_sub(1))) {
-                    self.tab = *tab;
+            keyboard::Key::Named(key::Named::F5) => {
+                let refresh = self.refresh();
+                if self.tab != Tab::Rescue {
+                    return refresh;
                 }
-                Task::none()
+                let a = self.rescue.update(rescue::Message::Refresh);
+                Task::batch([refresh, self.rescue_action(a)])
+            }
+            keyboard::Key::Character(c) if modifiers.alt() || modifiers.control() => {
+                match c.parse::<usize>().ok().and_then(|n| Tab::ALL.get(n.wrapping_sub(1))) {
+                    Some(tab) => self.show(*tab),
+                    None => Task::none(),
+                }
             }
             _ => Task::none(),
         }
@@ -504,6 +588,7 @@ impl App {
                 Tab::Progress => self.progress.view(&self.data).map(Message::Progress),
                 Tab::Manage => self.manage.view(&self.data).map(Message::Manage),
                 Tab::BootList => self.bootlist.view(&self.data).map(Message::BootList),
+                Tab::Rescue => self.rescue.view(&self.data).map(Message::Rescue),
             }
         };
         let mut main = column![].height(Length::Fill).width(Length::Fill);

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use altdisk_api::{
-    BootEntryInfo, CloneOptions, DiskDetail, JobInfo, JobProxy, ManagerProxy, PlanDetails, SystemInfo, BUS_NAME,
-    JOB_IFACE, MANAGER_IFACE, MANAGER_PATH,
+    BootEntryInfo, CloneOptions, DiskDetail, FoundSystem, JobInfo, JobProxy, ManagerProxy, PlanDetails, SystemInfo,
+    BUS_NAME, JOB_IFACE, MANAGER_IFACE, MANAGER_PATH,
 };
 use iced::futures::channel::mpsc::Sender;
 use iced::futures::{SinkExt, Stream, StreamExt};
@@ -274,6 +274,27 @@ impl Client {
 
     pub async fn set_boot_next(&self, disk: String) -> Result<()> {
         Ok(self.m().set_boot_next(&disk).await?)
+    }
+
+    /// Every system on every disk (the service looks into filesystems read-only: seconds).
+    pub async fn find_systems(&self) -> Result<Vec<FoundSystem>> {
+        Ok(self.m().find_systems().await?)
+    }
+
+    /// Make the system on `disk` the one that boots (`once`: the next boot only); what was
+    /// done, in a line.
+    pub async fn restore_system(&self, disk: String, once: bool) -> Result<String> {
+        Ok(self.m().restore_system(&disk, once).await?)
+    }
+
+    /// Boot the system on `disk` now: the machine restarts (or kexecs) after the answer.
+    pub async fn boot_now(&self, disk: String, kexec: bool) -> Result<String> {
+        Ok(self.m().boot_now(&disk, kexec).await?)
+    }
+
+    /// Repair the boot of the system on `disk`; the job's object path.
+    pub async fn repair_system(&self, disk: String) -> Result<String> {
+        Ok(self.m().repair_system(&disk).await?.to_string())
     }
 
     async fn job(&self, path: &str) -> Result<JobProxy<'static>> {

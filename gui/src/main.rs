@@ -26,7 +26,7 @@ struct Args {
     #[arg(long)]
     light: bool,
     /// The screen to open at.
-    #[arg(long, value_name = "SCREEN", value_parser = ["disks", "clone", "progress", "manage", "bootlist"])]
+    #[arg(long, value_name = "SCREEN", value_parser = ["disks", "clone", "progress", "manage", "bootlist", "rescue"])]
     open: Option<String>,
     /// Open the clone screen with this disk chosen as the target (name, path or hdisk alias).
     #[arg(long, value_name = "DISK")]
@@ -73,6 +73,7 @@ fn main() {
         "progress" => Tab::Progress,
         "manage" => Tab::Manage,
         "bootlist" => Tab::BootList,
+        "rescue" => Tab::Rescue,
         _ => Tab::Disks,
     });
     let initial_dark = match dark {

@@ -182,7 +182,19 @@ impl Bus {
             use std::os::unix::process::CommandExt;
             cmd.uid(uid).gid(uid);
         }
-        let service = cmd.stderr(log).spawn().expect("altdiskd built");
+        cmd.stderr(log);
+        // The copy made above may still be open for writing in a child another test thread
+        // forked meanwhile (until that child execs): exec then fails with ETXTBSY for a moment.
+        let mut tries = 0;
+        let service = loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => break r.expect("altdiskd built"),
+            }
+        };
         self.service = Some(service);
         let c = self.client().await;
         let deadline = Instant::now() + Duration::from_secs(20);

@@ -455,10 +455,11 @@ fn sim_gui_keyboard_only() {
     // Alt+2 opens the clone screen.
     d.alt_key(iced::keyboard::Key::Character("2".into()));
     assert_eq!(d.app.tab(), Tab::Clone);
-    // Tab walks the focus through what can be pressed, in order: the five navigation
-    // buttons, the four sources, then the first target (sdd); Space picks it.
+    // Tab walks the focus through what can be pressed, in order: the six navigation
+    // buttons, the five sources (running, old_rootvg, altinst_rootvg, Ubuntu on sdc, a
+    // directory), then the first target (sdd); Space picks it.
     let tab = named(Named::Tab);
-    let mut keys = vec![tab.clone(); 5 + 4 + 1];
+    let mut keys = vec![tab.clone(); 6 + 5 + 1];
     keys.push(named(Named::Space));
     let sent = d.keys(&keys);
     assert!(!sent.is_empty(), "Tab and Space sent nothing");
@@ -506,35 +507,213 @@ fn sim_gui_first_frame_at_once() {
 }
 
 #[test]
-fn sim_gui_clone_sources_an_alternate_woken_and_a_system_found_mounted() {
-    // Ubuntu on sdc mounted at /mnt/ubuntu (as in a rescue session), beside the sample's
-    // alternate system on sdb.
+fn sim_gui_clone_sources_systems_on_disks_read_offline_and_one_found_mounted() {
     let dir = TempDir::new("gui-sources");
+    let (_rt, bus) = start(&dir, &sample("1G"));
+    let mut d = Driver::new(&bus.address);
+    loaded(&mut d);
+    d.click("nav-clone");
+    // Systems on disks that do not run are cloned from their disks, read-only, without
+    // being woken: the alternate, old_rootvg, and Ubuntu found on sdc. Not the incomplete
+    // clone on nvme1n1: it holds nothing to clone.
+    for id in ["source-disk-sda", "source-disk-sdb", "source-disk-sdc"] {
+        assert!(d.has(id), "no source {id}: {:?}", d.texts());
+    }
+    assert!(!d.has("source-disk-nvme1n1") && !d.has("source-web_rootvg"), "an incomplete clone is a source");
+    assert!(d.shows("found on sdc1: read from its disk, read-only (an offline clone)"), "{:?}", d.texts());
+    d.click("source-disk-sdb");
+    assert!(!d.has("target-sdb"), "the source's disk is offered as a target");
+    assert!(d.shows("it holds the system being cloned"), "{:?}", d.texts());
+    d.click("target-sdd");
+    d.click("next");
+    d.click("next");
+    d.until("the plan", LONG, |a| a.clone_wizard().step() == Step::Review);
+    assert_eq!(d.app.clone_wizard().plan().unwrap().source, "the system on sdb (Debian GNU/Linux 12 (bookworm))");
+    assert!(d.app.data().systems.iter().all(|s| s.awake_at.is_empty()), "a source was woken");
+    d.click("next");
+    assert!(d.shows("Then the system on sdb (Debian GNU/Linux 12 (bookworm)) is cloned onto it"), "{:?}", d.texts());
+    d.click("step-0");
+    d.click("source-disk-sdc");
+    d.click("next");
+    d.click("next");
+    d.until("the plan", LONG, |a| a.clone_wizard().plan().is_some_and(|p| p.source.contains("sdc")));
+    assert_eq!(d.app.clone_wizard().plan().unwrap().source, "the system on sdc (Ubuntu 22.04.4 LTS)");
+    assert!(d.app.banner().is_none(), "{:?}", d.app.banner());
+    drop(d);
+
+    // Ubuntu on sdc mounted at /mnt/ubuntu (as in a rescue session): cloned from there.
+    let dir2 = TempDir::new("gui-sources-mounted");
     let text = sample("1G").replacen(
         "  os = \"Ubuntu 22.04.4 LTS\"",
         "  os = \"Ubuntu 22.04.4 LTS\"\n  mountpoint = \"/mnt/ubuntu\"",
         1,
     );
-    let (_rt, bus) = start(&dir, &text);
-    let mut d = Driver::new(&bus.address);
+    let (_rt2, bus2) = start(&dir2, &text);
+    let mut d = Driver::new(&bus2.address);
     loaded(&mut d);
     d.click("nav-clone");
     // (A radio's own label is drawn, not exposed to the simulator: its description is.)
     assert!(d.shows("found on sdc1: an offline clone"), "{:?}", d.texts());
+    assert!(!d.has("source-disk-sdc"), "a mounted system is offered from its disk");
     d.click("source-found-0");
     d.click("target-sdd");
     d.click("next");
     d.click("next");
     d.until("the plan", LONG, |a| a.clone_wizard().step() == Step::Review);
     assert_eq!(d.app.clone_wizard().plan().unwrap().source, "the system at /mnt/ubuntu");
-    // An alternate system asleep: chosen, it is woken and cloned from where it is mounted.
-    d.click("step-0");
-    d.click("source-altinst_rootvg");
-    d.until("sdb woken", LONG, |a| a.data().systems.iter().any(|s| s.disks == ["sdb"] && !s.awake_at.is_empty()));
-    let at = d.app.data().systems.iter().find(|s| s.disks == ["sdb"]).unwrap().awake_at.clone();
-    d.click("next");
-    d.click("next");
-    d.until("the plan", LONG, |a| a.clone_wizard().step() == Step::Review);
-    assert_eq!(d.app.clone_wizard().plan().unwrap().source, format!("the system at {at}"));
     assert!(d.app.banner().is_none(), "{:?}", d.app.banner());
+}
+
+#[test]
+fn sim_gui_rescue_finds_restores_boots_repairs_and_clones_offline() {
+    let dir = TempDir::new("gui-rescue");
+    // Steps long enough to see a repair running.
+    let text = sample("2G").replace("step_seconds = 0.05", "step_seconds = 0.4");
+    let (rt, bus) = start(&dir, &text);
+    let mut d = Driver::new(&bus.address);
+    loaded(&mut d);
+    // Alt+6 opens Rescue, which looks for the systems (once: not on every refresh).
+    d.alt_key(iced::keyboard::Key::Character("6".into()));
+    assert_eq!(d.app.tab(), Tab::Rescue);
+    d.until("the systems found", LONG, |a| a.rescue().found().is_some());
+    for shown in [
+        "5 systems found: 1 running, 1 old_rootvg, 2 made by altdisk (1 incomplete), 1 other",
+        "Ubuntu 22.04.4 LTS",
+        "5.15.0-105-generic",
+        "6.1.0-13-amd64",
+        "CT500MX500SSD1 (sda), 465 GiB",
+        "An incomplete clone: it cannot boot and holds nothing to clone.",
+        "interrupted: the altdisk service stopped during the run",
+    ] {
+        assert!(d.shows(shown), "Rescue lacks {shown:?}: {:?}", d.texts());
+    }
+    for disk in ["sda", "sdb", "sdc"] {
+        for what in ["restore", "once", "boot-now", "repair", "clone-from"] {
+            let id = format!("{what}-{disk}");
+            assert!(d.has(id.clone()), "no {id}");
+        }
+    }
+    // The running system offers only a clone; an incomplete clone nothing.
+    assert!(!d.has("restore-nvme0n1") && d.has("clone-from-running"));
+    assert_eq!(d.click("restore-nvme1n1"), 0, "an incomplete clone can be restored");
+    assert_eq!(d.click("repair-nvme1n1"), 0, "an incomplete clone can be repaired");
+
+    // Make old_rootvg the one that boots: asked first, naming what changes.
+    d.click("restore-sda");
+    assert_eq!(d.app.rescue().asking(), Some(&altdisk_gui::screen::rescue::Ask::Restore("sda".into())));
+    assert!(d.shows("Make old_rootvg on sda the system that boots: its UEFI boot entry"), "{:?}", d.texts());
+    assert!(d.shows("The running system on Samsung SSD 980 PRO 1TB (nvme0n1), 931 GiB stays as it is"));
+    d.click("ask-cancel");
+    assert!(d.app.rescue().asking().is_none());
+    assert_eq!(d.data_first_boot(), "nvme0n1", "cancel changed the boot order");
+    d.click("restore-sda");
+    d.click("restore-confirm");
+    d.until("sda first in the boot order", LONG, |a| {
+        a.data().boot.iter().find(|e| e.in_order && !e.disk.is_empty()).is_some_and(|e| e.disk == "sda")
+    });
+    assert!(
+        d.shows("Done: old_rootvg on sda is first in the UEFI boot order (Boot0002). The next start boots it."),
+        "{:?}",
+        d.texts()
+    );
+    // Boot Ubuntu on sdc once: its entry is made (the firmware had none), BootNext.
+    d.click("once-sdc");
+    d.until("sdc next", LONG, |a| a.data().boot.iter().any(|e| e.disk == "sdc" && e.next));
+    assert!(d.shows("boots next, once") && d.shows("The boot order stays as it is."), "{:?}", d.texts());
+    assert_eq!(d.data_first_boot(), "sda");
+
+    // Boot now asks, saying the machine restarts; kexec is a choice; Escape closes it.
+    d.click("boot-now-sdb");
+    assert!(d.shows("Restart the machine now into altinst_rootvg on sdb, once (UEFI BootNext)"), "{:?}", d.texts());
+    assert!(d.has("boot-now-confirm") && d.has("boot-now-kexec"));
+    d.update(altdisk_gui::Message::Key(iced::keyboard::Event::KeyPressed {
+        key: named(Named::Escape),
+        modified_key: named(Named::Escape),
+        physical_key: iced::keyboard::key::Physical::Unidentified(iced::keyboard::key::NativeCode::Unidentified),
+        location: iced::keyboard::Location::Standard,
+        modifiers: iced::keyboard::Modifiers::default(),
+        text: None,
+        repeat: false,
+    }));
+    assert!(d.app.rescue().asking().is_none(), "Escape left the question open");
+    d.click("boot-now-sdb");
+    d.click("boot-now-kexec");
+    assert!(d.shows("Start the kernel 6.1.0-18-amd64 of altinst_rootvg on sdb now with kexec"), "{:?}", d.texts());
+    d.click("boot-now-confirm");
+    d.until("the answer", LONG, |a| a.rescue().done().is_some_and(|t| t.contains("kexec")));
+    assert!(d.shows("Done: booting altinst_rootvg (6.1.0-18-amd64) with kexec (simulated"), "{:?}", d.texts());
+
+    // Repair: asked first, naming the disk it writes; followed on the progress screen.
+    d.click("repair-sda");
+    assert!(d.shows("Repair the boot of old_rootvg on sda: it is mounted read-write"), "{:?}", d.texts());
+    d.click("repair-confirm");
+    d.until("the repair job", LONG, |a| a.tab() == Tab::Progress && a.progress().job().is_some());
+    d.until("the repair's state", LONG, |a| a.progress().job().is_some_and(|j| !j.kind.is_empty()));
+    let j = d.app.progress().job().unwrap().clone();
+    assert_eq!((j.kind.as_str(), j.state.as_str()), ("repair", "running"));
+    assert!(d.shows("Repairing the boot of the system on CT500MX500SSD1 (sda)"), "{:?}", d.texts());
+    assert!(d.shows("A repair is not stopped halfway") && !d.has("cancel"), "a repair offers Cancel");
+    d.until("the repair to end", LONG, |a| job_state_of(a) == "succeeded");
+    assert!(d.shows("Repaired the boot of the system on CT500MX500SSD1 (sda)"), "{:?}", d.texts());
+    assert!(d.shows("The boot is repaired: the system can start."));
+    let log = &d.app.progress().job().unwrap().log;
+    assert!(log.iter().any(|(_, l)| l.contains("regenerated the initramfs of 6.1.0-13-amd64")), "{log:?}");
+    d.click("show-rescue");
+    assert_eq!(d.app.tab(), Tab::Rescue);
+
+    // Clone it onto another disk: the wizard opens with it as the source, read offline.
+    d.until("the systems found again", LONG, |a| !a.rescue().finding());
+    d.click("clone-from-sdc");
+    assert_eq!(d.app.tab(), Tab::Clone);
+    assert_eq!(
+        d.app.clone_wizard().source(),
+        &altdisk_gui::screen::clone::Source::Disk { disk: "sdc".into(), name: "linux".into() }
+    );
+    assert!(!d.has("target-sdc"), "the source's disk is a target");
+    d.click("target-sdd");
+    to_confirmation(&mut d);
+    assert!(d.shows("Then the system on sdc (Ubuntu 22.04.4 LTS) is cloned onto it"), "{:?}", d.texts());
+    d.click("confirm-start");
+    d.until("the offline clone to end", LONG, |a| {
+        job_state_of(a) == "succeeded" && a.progress().job().is_some_and(|j| j.kind == "clone")
+    });
+    // Rescue looks again by itself: the new disk holds a copy of Ubuntu.
+    d.click("nav-rescue");
+    d.until("the clone found", LONG, |a| {
+        a.rescue().found().is_some_and(|f| f.iter().any(|s| s.disks == ["sdd"] && s.os == "Ubuntu 22.04.4 LTS"))
+    });
+    assert!(d.app.banner().is_none(), "{:?}", d.app.banner());
+
+    // Denied: the banner says so; nothing changes.
+    rewrite(&dir, &text.replace("deny = []", "deny = [\"org.altdisk.bootlist\"]"));
+    d.click("once-sda");
+    d.until("the access-denied banner", LONG, |a| a.banner().is_some());
+    assert_eq!(d.app.banner().unwrap().kind, ErrorKind::AccessDenied, "{:?}", d.app.banner());
+    assert!(d.shows("Not allowed: "));
+    let next = rt.block_on(async {
+        let c = bus.client().await;
+        let m = ManagerProxy::new(&c).await.unwrap();
+        m.boot_list().await.unwrap().into_iter().find(|e| e.next).map(|e| e.disk)
+    });
+    assert_ne!(next.as_deref(), Some("sda"), "a denied call changed BootNext");
+    drop(d);
+
+    // BIOS: nothing can be made the one that boots; boot now is kexec; repair writes GRUB.
+    let dir2 = TempDir::new("gui-rescue-bios");
+    let (_rt2, bus2) = start(&dir2, &text.replace("firmware = \"uefi\"", "firmware = \"bios\""));
+    let mut d = Driver::with(Config {
+        dark: Some(false),
+        open: Some(Tab::Rescue),
+        ..Config::new(GuiBus::Address(bus2.address.clone()))
+    });
+    d.until("the systems found", LONG, |a| a.rescue().found().is_some());
+    assert_eq!(d.app.tab(), Tab::Rescue, "--open rescue");
+    assert!(d.shows("BIOS firmware") && !d.has("restore-sda") && !d.has("once-sda"), "{:?}", d.texts());
+    assert!(d.shows("Boot now (kexec)…"));
+    d.click("boot-now-sda");
+    assert!(d.shows("Start the kernel 6.1.0-13-amd64 of old_rootvg on sda now with kexec"), "{:?}", d.texts());
+    assert!(!d.has("boot-now-kexec"), "kexec is a choice on BIOS");
+    d.click("ask-cancel");
+    d.click("repair-sda");
+    assert!(d.shows("GRUB written to the boot code of its disk"), "{:?}", d.texts());
 }

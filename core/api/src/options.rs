@@ -61,11 +61,11 @@ pub mod keys {
     pub const DEVICE_RESET: &str = "device_reset";
     /// `s` [-c] console of the clone (with device_reset).
     pub const CONSOLE: &str = "console";
-    /// `b` [--refresh] *1.2* bring the clone on the targets back in line with its source.
+    /// `b` [--refresh] *1.3* bring the clone on the targets back in line with its source.
     pub const REFRESH: &str = "refresh";
-    /// `b` [--checksum] *1.2* with refresh: decide whether a file changed by its bytes.
+    /// `b` [--checksum] *1.3* with refresh: decide whether a file changed by its bytes.
     pub const CHECKSUM: &str = "checksum";
-    /// `s` *1.2* `Verify`: another system (a disk of it, or its name) to compare with.
+    /// `s` *1.3* `Verify`: another system (a disk of it, or its name) to compare with.
     pub const AGAINST: &str = "against";
 
     /// Every key, in the order docs/dbus.md lists them.
@@ -286,7 +286,7 @@ pub struct CloneOptions {
     pub checksum: bool,
 }
 
-/// The options of `Verify` *1.2*: what the clone is compared with (by default the running
+/// The options of `Verify` *1.3*: what the clone is compared with (by default the running
 /// system).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct VerifyOptions {

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use altdisk_api::{
-    BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, PlanDetails, SystemInfo, VerifyOptions,
+    BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, FoundSystem, PlanDetails, SystemInfo, VerifyOptions,
 };
 
 pub use crate::discover::identity::collide;
@@ -34,6 +34,9 @@ pub fn keys_of(path: &Path) -> Vec<DevKey> {
     identity::ids(path).into_iter().map(DevKey::Dev).collect()
 }
 
+/// The devices a job writes, by name, each with its keys.
+pub type Writes = Vec<(String, Vec<DevKey>)>;
+
 /// What a finished job leaves behind.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
@@ -45,7 +48,7 @@ pub struct Outcome {
 
 /// A job, checked and ready to run on a thread of its own.
 pub trait Work: Send {
-    /// clone or resume.
+    /// clone, resume or repair ([`altdisk_api::job_kind`]).
     fn kind(&self) -> &'static str;
     /// Do it, reporting progress to `job` and stopping when it is cancelled.
     fn run(self: Box<Self>, job: &Job) -> Result<Outcome>;
@@ -92,6 +95,19 @@ pub trait Engine: Send + Sync + 'static {
     /// Remove the system whose record is on `disk`.
     fn remove_system(&self, disk: &str) -> Result<()>;
     fn rename(&self, disk: &str, new_name: &str) -> Result<()>;
+    /// Every system on the disks (1.2); nothing of a disk with a key in `busy` is mounted to
+    /// look into it.
+    fn find_systems(&self, busy: &[DevKey]) -> Result<Vec<FoundSystem>>;
+    /// Make the system on `disk` the one that boots (`once`: at the next boot only); the line
+    /// saying what was done.
+    fn restore(&self, disk: &str, once: bool) -> Result<String>;
+    /// Boot the system on `disk` now: the machine restarts into it (or jumps into its kernel
+    /// with kexec); the line saying what was done.
+    fn boot_now(&self, disk: &str, kexec: bool) -> Result<String>;
+    /// Check a repair of the system on `disk` (phase 3 again) and make it ready to run: the
+    /// devices it writes, by name, each with its keys (for Busy), and the work; `mount_at` is
+    /// where the system is mounted while it is repaired.
+    fn prepare_repair(&self, disk: &str, mount_at: &Path) -> Result<(Writes, Box<dyn Work>)>;
     /// At start: clean up after an interrupted previous run; returns what was done.
     fn recover(&self) -> Result<Vec<String>>;
     /// A cheap value that changes when the disks change (polled for DisksChanged).

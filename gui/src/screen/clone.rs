@@ -1,12 +1,13 @@
-//! Clone: a wizard of four steps. (1) What to clone (the running system, an alternate
-//! system, a system mounted at a directory) and where (disks a clone may go to; the others
+//! Clone: a wizard of four steps. (1) What to clone (the running system, a system on a disk
+//! that is not running, read from the disk as it is: an alternate, old_rootvg, another Linux
+//! found there (the offline disk swap); a system mounted at a directory) and where (disks a clone may go to; the others
 //! are listed greyed with the reason; or an image file). (2) Options: phases, conversion,
 //! exclude list, layout, what happens to the boot list, phase 2 packages and scripts.
 //! (3) The plan as the service computed it (`PlanDetails`), each target drawn before and
 //! after. (4) A confirmation naming every disk to be erased by model, serial and what it
 //! holds now; the button that starts says what it destroys.
 //!
-//! The screen asks the app for everything (plan, start, wake a source) through [`Action`];
+//! The screen asks the app for everything (plan, start, wake an LVM source) through [`Action`];
 //! a disk that vanishes while chosen is dropped and said so.
 
 use std::collections::BTreeMap;
@@ -47,7 +48,11 @@ pub enum Source {
     Running,
     /// A system mounted at a directory (an awake alternate, or one mounted by hand).
     Directory(String),
-    /// An alternate system that is asleep: it is woken (mounted) first, then cloned.
+    /// A system on a disk that is not running (`source_disk`): the service mounts it
+    /// read-only as its fstab says, clones it and unmounts it; the disk is not written.
+    Disk { disk: String, name: String },
+    /// An alternate system on LVM that is asleep: woken first (waking activates its volume
+    /// group), then cloned from where it is mounted.
     Asleep { disk: String, name: String },
 }
 
@@ -156,6 +161,20 @@ impl Wizard {
         self.plan.as_ref()
     }
 
+    pub fn source(&self) -> &Source {
+        &self.source
+    }
+
+    /// Start over with `source` as what is cloned (from the rescue screen's "Clone it onto
+    /// another disk").
+    pub fn start_from(&mut self, source: Source) {
+        *self = Wizard::default();
+        if let Source::Directory(d) = &source {
+            self.source_dir = d.clone();
+        }
+        self.source = source;
+    }
+
     /// Start over with `disk` as the only target (from a disk card's "Clone to this disk").
     pub fn choose_target(&mut self, disk: &DiskDetail) {
         *self = Wizard::default();
@@ -174,7 +193,7 @@ impl Wizard {
             }
             ok
         });
-        if let Source::Asleep { disk, name } = &self.source {
+        if let Source::Asleep { disk, name } | Source::Disk { disk, name } = &self.source {
             if !disks.iter().any(|d| &d.name == disk) {
                 gone.push(format!("{disk} (the source, {name})"));
                 self.source = Source::Running;
@@ -223,12 +242,13 @@ impl Wizard {
         if targets.is_empty() {
             return Err("choose a target disk (or an image file) first".into());
         }
-        let source = match &self.source {
-            Source::Running => None,
+        let (source, source_disk) = match &self.source {
+            Source::Running => (None, None),
             Source::Directory(d) if d.trim().is_empty() => {
                 return Err("source: give the directory the system to clone is mounted at".into());
             }
-            Source::Directory(d) => Some(d.trim().to_string()),
+            Source::Directory(d) => (Some(d.trim().to_string()), None),
+            Source::Disk { disk, .. } => (None, Some(disk.clone())),
             Source::Asleep { name, .. } => {
                 return Err(format!("source {name}: wake it first (choose it again)"));
             }
@@ -240,7 +260,7 @@ impl Wizard {
         let options = CloneOptions {
             targets,
             source,
-            source_disk: None,
+            source_disk,
             phases: self.phases,
             exclude: opt(&self.exclude),
             layout: None,
@@ -276,6 +296,14 @@ impl Wizard {
         self.problem = None;
         match message {
             Message::Source(s) => {
+                // The system cloned is never a target too.
+                if let Source::Asleep { disk, .. } | Source::Disk { disk, .. } = &s {
+                    if let Some(i) = self.targets.iter().position(|t| t == disk) {
+                        self.targets.remove(i);
+                        self.chosen_cards.remove(disk);
+                        self.plan = None;
+                    }
+                }
                 if let Source::Asleep { disk, .. } = &s {
                     self.waiting = Some("waking the source");
                     let disk = disk.clone();
@@ -483,13 +511,46 @@ impl Wizard {
             self.source == Source::Running,
             Source::Running,
         ));
-        for s in data.systems.iter().filter(|s| !s.running) {
+        // Systems altdisk knows (an incomplete clone holds nothing to clone).
+        let mut listed: Vec<&str> = Vec::new();
+        for s in data.systems.iter().filter(|s| !s.running && s.state != "incomplete") {
             let (label, desc, choice) = alternate_source(s);
-            let on = match (&self.source, &choice) {
-                (Source::Directory(d), Source::Directory(c)) => d == c,
-                (a, b) => a == b,
+            let on = same_source(&self.source, &choice);
+            let id = match &choice {
+                Source::Disk { disk, .. } => {
+                    listed.extend(s.disks.first().map(String::as_str));
+                    format!("source-disk-{disk}")
+                }
+                _ => format!("source-{}", s.name),
             };
-            sources = sources.push(source_choice(format!("source-{}", s.name), label, desc, on, choice));
+            sources = sources.push(source_choice(id, label, desc, on, choice));
+        }
+        // Other systems found on a disk that holds no altdisk system and is not mounted.
+        for (disk, os, part) in systems_on_disks(data) {
+            if listed.contains(&disk) {
+                continue;
+            }
+            listed.push(disk);
+            let choice = Source::Disk { disk: disk.to_string(), name: os.to_string() };
+            sources = sources.push(source_choice(
+                format!("source-disk-{disk}"),
+                format!("{os} on {disk}"),
+                format!("found on {part}: read from its disk, read-only (an offline clone)"),
+                same_source(&self.source, &choice),
+                choice,
+            ));
+        }
+        // A system chosen elsewhere (the rescue screen) that the lists above do not show.
+        if let Source::Disk { disk, name } = &self.source {
+            if !listed.contains(&disk.as_str()) {
+                sources = sources.push(source_choice(
+                    format!("source-disk-{disk}"),
+                    format!("{name} on {disk}"),
+                    "read from its disk, read-only (an offline clone)".to_string(),
+                    true,
+                    self.source.clone(),
+                ));
+            }
         }
         // Systems found mounted somewhere (the rescue image's user mounted the installed one).
         let found = found_systems(data);
@@ -527,7 +588,7 @@ impl Wizard {
             Source::Running => {
                 data.systems.iter().filter(|s| s.running).flat_map(|s| s.disks.iter().map(String::as_str)).collect()
             }
-            Source::Asleep { disk, .. } => vec![disk.as_str()],
+            Source::Asleep { disk, .. } | Source::Disk { disk, .. } => vec![disk.as_str()],
             Source::Directory(d) => data
                 .systems
                 .iter()
@@ -986,13 +1047,44 @@ fn running_description(data: &Snapshot) -> String {
     }
 }
 
+/// Whether two sources are the same system: a system on a disk is its disk, whatever it is
+/// called (the rescue screen and the disk cards name it differently).
+fn same_source(a: &Source, b: &Source) -> bool {
+    match (a, b) {
+        (Source::Disk { disk: x, .. }, Source::Disk { disk: y, .. }) => x == y,
+        (a, b) => a == b,
+    }
+}
+
+/// Operating systems found on unmounted partitions of disks that hold no altdisk system:
+/// (the disk, the OS, the partition). The service reads them from the disk (`source_disk`).
+fn systems_on_disks(data: &Snapshot) -> Vec<(&str, &str, String)> {
+    let mut out = Vec::new();
+    for d in data.disks.iter().filter(|d| d.kind == kind::HOLDS_DATA) {
+        if let Some(p) = d.partitions.iter().find(|p| !p.os.is_empty() && p.mountpoint.is_empty()) {
+            let part =
+                if p.device.is_empty() { d.name.clone() } else { p.device.trim_start_matches("/dev/").to_string() };
+            out.push((d.name.as_str(), p.os.as_str(), part));
+        }
+    }
+    out
+}
+
 fn alternate_source(s: &SystemInfo) -> (String, String, Source) {
     let disk = s.disks.first().cloned().unwrap_or_default();
-    if s.awake_at.is_empty() {
+    if s.awake_at.is_empty() && !s.volume_group.is_empty() {
+        // Waking activates its volume group; reading it from the disk would not.
         (
             format!("{} on {}", s.name, s.disks.join(", ")),
-            format!("{}; woken (mounted) to be cloned", s.state_text),
+            format!("{}; woken (mounted) to be cloned: its volume group is activated", s.state_text),
             Source::Asleep { disk, name: s.name.clone() },
+        )
+    } else if s.awake_at.is_empty() {
+        let what = if s.state_text.is_empty() { "not running".to_string() } else { s.state_text.clone() };
+        (
+            format!("{} on {}", s.name, s.disks.join(", ")),
+            format!("{what}; read from its disk, read-only (not woken)"),
+            Source::Disk { disk, name: s.name.clone() },
         )
     } else {
         (

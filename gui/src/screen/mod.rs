@@ -8,8 +8,9 @@ pub mod clone;
 pub mod disks;
 pub mod manage;
 pub mod progress;
+pub mod rescue;
 
-/// The screens, in the order the navigation lists them (Alt+1 … Alt+5).
+/// The screens, in the order the navigation lists them (Alt+1 … Alt+6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Tab {
     #[default]
@@ -18,10 +19,11 @@ pub enum Tab {
     Progress,
     Manage,
     BootList,
+    Rescue,
 }
 
 impl Tab {
-    pub const ALL: [Tab; 5] = [Tab::Disks, Tab::Clone, Tab::Progress, Tab::Manage, Tab::BootList];
+    pub const ALL: [Tab; 6] = [Tab::Disks, Tab::Clone, Tab::Progress, Tab::Manage, Tab::BootList, Tab::Rescue];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -30,6 +32,7 @@ impl Tab {
             Tab::Progress => "Progress",
             Tab::Manage => "Manage",
             Tab::BootList => "Boot list",
+            Tab::Rescue => "Rescue",
         }
     }
 
@@ -41,6 +44,7 @@ impl Tab {
             Tab::Progress => "nav-progress",
             Tab::Manage => "nav-manage",
             Tab::BootList => "nav-bootlist",
+            Tab::Rescue => "nav-rescue",
         }
     }
 }

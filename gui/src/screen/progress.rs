@@ -1,6 +1,7 @@
 //! Progress: one clone job followed live. Its steps (done, now, to come), a bar with bytes
 //! and files, the rate and the time left, the path being copied, the log as it is written,
-//! and Cancel (asked first). The job belongs to the service: closing the window leaves it
+//! and Cancel (asked first). A repair job (Rescue's "Repair its boot") is followed here too:
+//! its steps and log, without a byte count, and not cancelled halfway. The job belongs to the service: closing the window leaves it
 //! running, and a new window finds it (`ListJobs`), reads what it missed (`LogLines`) and
 //! follows it from there.
 
@@ -40,6 +41,7 @@ pub enum Message {
     Sleep(String),
     NewClone,
     ShowDisks,
+    ShowRescue,
 }
 
 #[derive(Debug)]
@@ -54,6 +56,7 @@ pub enum Action {
     Error(ApiError),
     NewClone,
     ShowDisks,
+    ShowRescue,
 }
 
 impl Progress {
@@ -104,6 +107,7 @@ impl Progress {
             Message::Sleep(at) => return Action::Sleep(at),
             Message::NewClone => return Action::NewClone,
             Message::ShowDisks => return Action::ShowDisks,
+            Message::ShowRescue => return Action::ShowRescue,
         }
         Action::None
     }
@@ -113,13 +117,13 @@ impl Progress {
         match e {
             JobEvent::Snapshot(s) if mine(&s.path) => {
                 let done = s.finished();
-                let failed = (s.state == "failed").then(|| s.error.clone());
+                let failed = (s.state == "failed").then(|| failed_text(&s.kind, &s.error));
                 let mut s = s;
                 trim(&mut s.log);
                 self.job = Some(s);
                 self.lost = None;
                 if done && !std::mem::replace(&mut self.ended, true) {
-                    return Action::Finished(failed.map(|m| ApiError::new(ErrorKind::JobFailed, failed_text(&m))));
+                    return Action::Finished(failed.map(|m| ApiError::new(ErrorKind::JobFailed, m)));
                 }
             }
             JobEvent::Changed(p, changed) if mine(&p) => {
@@ -153,11 +157,12 @@ impl Progress {
                     }
                 }
                 let cancelled = self.job.as_ref().is_some_and(|j| j.state == "cancelled");
+                let kind = self.job.as_ref().map(|j| j.kind.clone()).unwrap_or_default();
                 if std::mem::replace(&mut self.ended, true) {
                     return Action::None;
                 }
                 return Action::Finished(
-                    (!ok && !cancelled).then(|| ApiError::new(ErrorKind::JobFailed, failed_text(&error))),
+                    (!ok && !cancelled).then(|| ApiError::new(ErrorKind::JobFailed, failed_text(&kind, &error))),
                 );
             }
             // A finished job leaving the bus after its grace period is not news.
@@ -212,7 +217,12 @@ impl Progress {
             "cancelled" => ("cancelled", Tone::Warning),
             _ => ("…", Tone::Neutral),
         };
+        let repair = job.kind == altdisk_api::job_kind::REPAIR;
         let headline = match (job.kind.as_str(), job.state.as_str()) {
+            ("repair", "running") => format!("Repairing the boot of the system on {}", named.join(", ")),
+            ("repair", "succeeded") => format!("Repaired the boot of the system on {}", named.join(", ")),
+            ("repair", "failed") => format!("Repair of the system on {} failed", named.join(", ")),
+            ("repair", _) => format!("Repair of the system on {}", named.join(", ")),
             ("resume", "running") => format!("Finishing the clone on {}", named.join(", ")),
             ("resume", "succeeded") => format!("Finished the clone on {}", named.join(", ")),
             (_, "running") => format!("Cloning to {}", named.join(", ")),
@@ -221,18 +231,24 @@ impl Progress {
             (_, "failed") => format!("Clone to {} failed", named.join(", ")),
             _ => format!("Clone to {}", named.join(", ")),
         };
-        page = page.push(ui::spread(
-            column![
-                text(headline).size(ui::TEXT_XL).font(ui::BOLD),
-                ui::muted(format!(
-                    "started {} · job {}",
-                    format::date(&job.started),
-                    job.path.rsplit('/').next().unwrap_or("")
-                )),
+        page = page.push(
+            row![
+                column![
+                    text(headline).size(ui::TEXT_XL).font(ui::BOLD),
+                    ui::muted(format!(
+                        "started {} · job {}",
+                        format::date(&job.started),
+                        job.path.rsplit('/').next().unwrap_or("")
+                    )),
+                ]
+                .spacing(ui::SPACE_XS)
+                // A long headline wraps rather than push the state off the window.
+                .width(Length::Fill),
+                ui::badge(state_text, tone),
             ]
-            .spacing(ui::SPACE_XS),
-            ui::badge(state_text, tone),
-        ));
+            .spacing(ui::SPACE_S)
+            .align_y(Alignment::Center),
+        );
 
         // Steps: done, now, to come.
         let current = JobPhase::parse(&job.phase);
@@ -254,7 +270,7 @@ impl Progress {
             } else {
                 ("·", Tone::Neutral)
             };
-            let label = capitalise(s.describe());
+            let label = if repair { repair_step(*s).to_string() } else { capitalise(s.describe()) };
             let line = row![
                 container(ui::toned(mark, tone)).width(Length::Fixed(18.0)),
                 if i == at && job.state == "running" {
@@ -275,6 +291,9 @@ impl Progress {
         // all there whatever the figures say.
         let fraction = if job.state == "succeeded" {
             1.0
+        } else if repair {
+            // No bytes to count: the steps done.
+            at as f32 / steps.len().max(1) as f32
         } else if job.bytes_total > 0 {
             (job.bytes_done as f32 / job.bytes_total as f32).min(1.0)
         } else {
@@ -314,8 +333,20 @@ impl Progress {
                 format::percent(job.bytes_done.min(job.bytes_total), job.bytes_total)
             )
         };
+        let (headline, detail) = if repair {
+            let now = match (job.state.as_str(), current) {
+                ("succeeded", _) => "The boot is repaired".to_string(),
+                ("running", Some(c)) => repair_step(c).to_string(),
+                (_, _) => capitalise(&job.state),
+            };
+            (now, "The system's own tools make its initramfs and install its boot loader: a minute or two.".into())
+        } else {
+            (headline, detail)
+        };
         let figures = column![text(headline).size(ui::TEXT_L).font(ui::SEMIBOLD), ui::muted(detail)].spacing(2);
-        let current_path = if job.current_path.is_empty() {
+        let current_path = if repair {
+            Space::new().into()
+        } else if job.current_path.is_empty() {
             ui::muted(current.map(|c| capitalise(c.describe())).unwrap_or_default())
         } else {
             text(&job.current_path).font(ui::MONO).size(ui::TEXT_S).wrapping(text::Wrapping::None).into()
@@ -328,7 +359,11 @@ impl Progress {
 
         // What the user can do now.
         let mut actions = row![].spacing(ui::SPACE_S).align_y(Alignment::Center);
-        if job.state == "running" {
+        if job.state == "running" && repair {
+            actions = actions.push(ui::muted(
+                "A repair is not stopped halfway: a boot loader half installed boots nothing. It ends by itself.",
+            ));
+        } else if job.state == "running" {
             if self.confirm_cancel {
                 actions = actions
                     .push(ui::toned(
@@ -348,28 +383,33 @@ impl Progress {
                 actions = actions.push(ui::button("cancel", "Cancel…", Kind::Secondary, Some(Message::AskCancel)));
             }
         } else {
-            match job.state.as_str() {
+            // What became of it, taking the room the buttons leave (a long error wraps).
+            let said: Option<Element<'_, Message>> = match job.state.as_str() {
                 "succeeded" if !job.mounted_at.is_empty() => {
-                    actions = actions
-                        .push(ui::toned(format!("The clone is mounted at {}.", job.mounted_at), Tone::Success))
-                        .push(ui::button(
-                            "sleep-clone",
-                            "Unmount it",
-                            Kind::Secondary,
-                            Some(Message::Sleep(job.mounted_at.clone())),
-                        ));
+                    Some(ui::toned(format!("The clone is mounted at {}.", job.mounted_at), Tone::Success))
                 }
-                "succeeded" => actions = actions.push(ui::toned("The clone is ready.", Tone::Success)),
-                "failed" => actions = actions.push(ui::toned(failed_text(&job.error), Tone::Danger)),
-                "cancelled" => {
-                    actions = actions.push(ui::toned("Cancelled: the targets are marked incomplete.", Tone::Warning))
-                }
-                _ => {}
+                "succeeded" if repair => Some(ui::toned("The boot is repaired: the system can start.", Tone::Success)),
+                "succeeded" => Some(ui::toned("The clone is ready.", Tone::Success)),
+                "failed" => Some(ui::toned(failed_text(&job.kind, &job.error), Tone::Danger)),
+                "cancelled" => Some(ui::toned("Cancelled: the targets are marked incomplete.", Tone::Warning)),
+                _ => None,
+            };
+            actions = actions.push(container(said.unwrap_or_else(|| Space::new().into())).width(Length::Fill));
+            if job.state == "succeeded" && !job.mounted_at.is_empty() {
+                actions = actions.push(ui::button(
+                    "sleep-clone",
+                    "Unmount it",
+                    Kind::Secondary,
+                    Some(Message::Sleep(job.mounted_at.clone())),
+                ));
             }
-            actions = actions
-                .push(Space::new().width(Length::Fill))
-                .push(ui::button("show-disks", "Show the disks", Kind::Secondary, Some(Message::ShowDisks)))
-                .push(ui::button("new-clone", "Another clone", Kind::Primary, Some(Message::NewClone)));
+            actions =
+                actions.push(ui::button("show-disks", "Show the disks", Kind::Secondary, Some(Message::ShowDisks)));
+            actions = if repair {
+                actions.push(ui::button("show-rescue", "Back to Rescue", Kind::Primary, Some(Message::ShowRescue)))
+            } else {
+                actions.push(ui::button("new-clone", "Another clone", Kind::Primary, Some(Message::NewClone)))
+            };
         }
 
         // The log, newest at the bottom, following as it grows.
@@ -418,7 +458,8 @@ fn jobs_list<'a>(jobs: &[&'a JobInfo], following: Option<&str>) -> Element<'a, M
     let mut col = column![ui::heading("Jobs on the service")].spacing(ui::SPACE_S);
     for j in jobs {
         let on = following == Some(j.path.as_str());
-        let label = format!("{} to {} · {} · {}", j.kind, j.targets.join(", "), j.state, format::date(&j.started));
+        let on_to = if j.kind == altdisk_api::job_kind::REPAIR { "on" } else { "to" };
+        let label = format!("{} {on_to} {} · {} · {}", j.kind, j.targets.join(", "), j.state, format::date(&j.started));
         let button: Element<'a, Message> = if on {
             ui::badge("shown", Tone::Primary)
         } else {
@@ -448,11 +489,22 @@ fn capitalise(s: &str) -> String {
     }
 }
 
-/// "The clone failed: ..." in one line.
-pub fn failed_text(error: &str) -> String {
+/// A repair's steps, in words.
+fn repair_step(p: JobPhase) -> &'static str {
+    match p {
+        JobPhase::Validating => "Finding the system and mounting it",
+        JobPhase::MakingBootable => "Making its initramfs, installing its boot loader and boot entry",
+        JobPhase::Done => "Done",
+        _ => p.describe(),
+    }
+}
+
+/// "The clone failed: ..." (or the repair) in one line.
+pub fn failed_text(kind: &str, error: &str) -> String {
+    let what = if kind == altdisk_api::job_kind::REPAIR { "The repair" } else { "The clone" };
     if error.is_empty() {
-        "The clone failed (the service gave no reason).".into()
+        format!("{what} failed (the service gave no reason).")
     } else {
-        format!("The clone failed: {error}")
+        format!("{what} failed: {error}")
     }
 }

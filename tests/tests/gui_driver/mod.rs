@@ -130,13 +130,24 @@ impl Driver {
         all
     }
 
+    /// The disk first in the UEFI boot order, as the window last read it.
+    pub fn data_first_boot(&self) -> String {
+        self.app
+            .data()
+            .boot
+            .iter()
+            .find(|e| e.in_order && !e.disk.is_empty())
+            .map(|e| e.disk.clone())
+            .unwrap_or_default()
+    }
+
     /// The window shows a text containing `s`.
     pub fn shows(&self, s: &str) -> bool {
         self.texts().iter().any(|t| t.contains(s))
     }
 
     /// A widget with this id is in the window.
-    pub fn has(&self, id: &'static str) -> bool {
+    pub fn has(&self, id: impl Into<iced::widget::Id>) -> bool {
         self.simulator().find(selector::id(id)).is_ok()
     }
 
