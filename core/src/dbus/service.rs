@@ -624,7 +624,6 @@ impl Manager {
 }
 
 /// The caller's unique name and Unix user id.
-
 async fn caller(conn: &Connection, hdr: &Header<'_>) -> (String, u32) {
     let Some(sender) = hdr.sender() else { return (String::new(), u32::MAX) };
     let uid = match zbus::fdo::DBusProxy::new(conn).await {
