@@ -1257,7 +1257,7 @@ const PATHS: &[&str] = &[
     "./usr/lib/x86_64-linux-gnu/libc.so.6",
     "./usr/share/doc/bash/copyright",
     "./usr/bin/python3.11",
-    "./var/lib/dpkg/status",
+    "./usr/share/zoneinfo/Europe/Berlin",
     "./usr/lib/modules/6.1.0-18-amd64/kernel/fs/ext4/ext4.ko",
     "./home/alice/Documents/report.odt",
     "./etc/ssh/sshd_config",
