@@ -55,6 +55,10 @@ pub struct EnvFs {
     /// The logical volume holding it, in the record's volume group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lv: Option<String>,
+    /// btrfs: the subvolume mounted there ("/@home"); several entries then share one
+    /// filesystem (one UUID, one partition or volume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subvol: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]

@@ -45,6 +45,26 @@ pub struct SourceFs {
     /// Set when the filesystem lives on an LVM logical volume.
     #[serde(default)]
     pub lv: Option<SourceLv>,
+    /// btrfs: the subvolume mounted here ("/@", "/@home"; "/" is the top level), when the
+    /// filesystem is mounted from a subvolume or more than once.
+    #[serde(default)]
+    pub subvol: Option<String>,
+    /// On the second and later mounts of one btrfs filesystem: the mount point of its first
+    /// mount, which stands for the filesystem (its device, size and used space; this one
+    /// counts none of its own).
+    #[serde(default)]
+    pub on: Option<String>,
+    /// btrfs, first mount only: the default subvolume (what mounts without `subvol=`), when
+    /// it is not the top level.
+    #[serde(default)]
+    pub default_subvol: Option<String>,
+}
+
+impl SourceFs {
+    /// A further mount of a filesystem listed earlier (a btrfs subvolume of it).
+    pub fn is_subvol_mount(&self) -> bool {
+        self.on.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,7 +200,82 @@ fn to_fs(m: &Mount, mountpoint: String) -> Result<SourceFs> {
         used_bytes,
         used_inodes,
         read_only: m.is_read_only(),
+        subvol: None,
+        on: None,
+        default_subvol: None,
     })
+}
+
+/// Inode number of the root directory of every btrfs subvolume (the top level's too).
+const BTRFS_SUBVOL_ROOT_INO: u64 = 256;
+
+/// Several mounts of one filesystem: btrfs subvolumes (as Ubuntu, Fedora and openSUSE
+/// install them: `@` on /, `@home` on /home) become one filesystem with its subvolume
+/// mounts; anything else mounted twice (a bind mount) is refused. A btrfs filesystem
+/// mounted once from a subvolume other than the top level keeps that subvolume too.
+fn group_subvolumes(filesystems: &mut [SourceFs], roots: &[String]) -> Result<()> {
+    for i in 0..filesystems.len() {
+        let f = &filesystems[i];
+        let first = filesystems[..i].iter().position(|o| (o.major, o.minor) == (f.major, f.minor));
+        let root = &roots[i];
+        let shared = first.is_some() || filesystems[i + 1..].iter().any(|o| (o.major, o.minor) == (f.major, f.minor));
+        if f.fstype != "btrfs" {
+            if let Some(o) = first {
+                return Err(Error::unsupported(
+                    format!(
+                        "{} mounted again at {} (it is mounted at {} too)",
+                        f.device.display(),
+                        f.mountpoint,
+                        filesystems[o].mountpoint
+                    ),
+                    ": a filesystem mounted twice (a bind mount) is cloned only as btrfs subvolumes",
+                    "unmount the second mount (or clone with --source after mounting the system once)",
+                ));
+            }
+            continue;
+        }
+        if !shared && root == "/" {
+            continue;
+        }
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::symlink_metadata(&f.path).map(|m| m.ino()).unwrap_or(0);
+        if ino != BTRFS_SUBVOL_ROOT_INO {
+            return Err(Error::unsupported(
+                format!("{} at {} (the directory {root} of a btrfs filesystem)", f.device.display(), f.mountpoint),
+                ": it is a bind mount of a directory, not a subvolume; altdisk clones btrfs subvolume mounts",
+                "unmount the bind mount, or make the directory a subvolume",
+            ));
+        }
+        if let Some(o) = filesystems[..i]
+            .iter()
+            .position(|o| (o.major, o.minor) == (f.major, f.minor) && o.subvol.as_deref() == Some(root))
+        {
+            return Err(Error::unsupported(
+                format!(
+                    "btrfs subvolume {root} of {} mounted at {} and at {}",
+                    f.device.display(),
+                    filesystems[o].mountpoint,
+                    f.mountpoint
+                ),
+                ": one subvolume mounted twice",
+                "unmount one of them",
+            ));
+        }
+        let f = &mut filesystems[i];
+        f.subvol = Some(root.clone());
+        if let Some(o) = first {
+            let owner = filesystems[o].mountpoint.clone();
+            let f = &mut filesystems[i];
+            f.on = Some(owner);
+            // Used space is the filesystem's, counted once on its first mount.
+            f.used_bytes = 0;
+            f.used_inodes = 0;
+        } else {
+            let path = f.path.clone();
+            f.default_subvol = crate::discover::btrfs::default_subvol(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// The disks that hold device (major, minor): its own disk, or for a device-mapper device
@@ -221,7 +316,8 @@ pub fn discover(dir: Option<&Path>, disks: &[Disk]) -> Result<Source> {
     let mut src_disks: Vec<String> =
         disks_of(disks, root_mount.major, root_mount.minor).iter().map(|d| d.name.clone()).collect();
     let mut filesystems = vec![to_fs(root_mount, "/".into())?];
-    let mut seen_devs = vec![(root_mount.major, root_mount.minor)];
+    // The directory of its filesystem each mount shows (a btrfs subvolume: "/@home").
+    let mut roots = vec![root_mount.root.clone()];
     for m in mounts::below(&table, &root) {
         if !m.is_block_backed() {
             continue;
@@ -232,14 +328,7 @@ pub fn discover(dir: Option<&Path>, disks: &[Disk]) -> Result<Source> {
         }
         let rel = m.target.strip_prefix(&root).unwrap_or(&m.target);
         let mountpoint = format!("/{}", rel.display());
-        if seen_devs.contains(&(m.major, m.minor)) {
-            return Err(Error::unsupported(
-                format!("{} mounted again at {mountpoint}", m.source),
-                " yet (several mounts of one filesystem, such as btrfs subvolumes @ and @home)",
-                "clone with --source after mounting the filesystem once, or wait for subvolume-layout support",
-            ));
-        }
-        seen_devs.push((m.major, m.minor));
+        roots.push(m.root.clone());
         for d in disks_of(disks, m.major, m.minor) {
             if !src_disks.contains(&d.name) {
                 src_disks.push(d.name.clone());
@@ -247,6 +336,7 @@ pub fn discover(dir: Option<&Path>, disks: &[Disk]) -> Result<Source> {
         }
         filesystems.push(to_fs(m, mountpoint)?);
     }
+    group_subvolumes(&mut filesystems, &roots)?;
     let mut swaps = Vec::new();
     if live {
         for sw in mounts::swaps()? {

@@ -10,7 +10,9 @@ use std::path::Path;
 
 use uuid::Uuid;
 
-use super::layout::{alt_label, check_fstype, check_label, check_lv_name, default_layout, min_size, needed};
+use super::layout::{
+    alt_label, check_fstype, check_label, check_lv_name, check_subvol, default_layout, min_size, needed,
+};
 use super::place::{self, Disks, Item, LvItem};
 use super::{
     ImageTarget, Layout, LayoutFs, PartRole, Plan, PlanDisk, PlanFs, PlanOptions, PlanPart, PlanSwap, SourceRef,
@@ -58,7 +60,8 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
         Some(disks.volume_group(name, &demand.lvs, opts.skip_space_check, &mut filesystems, &mut swaps)?)
     };
     let mut partitions = disks.into_partitions();
-    let filesystems = reorder(&filesystems, &mut partitions, &order);
+    let mut filesystems = reorder(&filesystems, &mut partitions, &order);
+    share_filesystems(&mut filesystems);
 
     check_esp(opts.boot.as_ref(), &filesystems)?;
     if opts.customize.device_reset && !opts.phases.has(3) {
@@ -112,11 +115,49 @@ fn plan_filesystems(
         let esp = sf.map(source::is_esp).unwrap_or(false);
         check_fstype(lf, esp)?;
         check_label(lf)?;
+        let subvol = lf.subvol.as_deref().map(|sv| check_subvol(&lf.mountpoint, sv)).transpose()?;
+        if subvol.is_some() && lf.fstype != "btrfs" {
+            return Err(Error::usage(
+                format!("layout for {}", lf.mountpoint),
+                format!("it names a subvolume, which {} does not have", lf.fstype),
+                "make it btrfs, or remove subvol",
+            ));
+        }
         let merged = merged_into(src, &lf.mountpoint, listed);
         let used = sf.map(|f| f.used_bytes).unwrap_or(0) + merged.iter().map(|f| f.used_bytes).sum::<u64>();
         let inodes = sf.map(|f| f.used_inodes).unwrap_or(0) + merged.iter().map(|f| f.used_inodes).sum::<u64>();
         for m in &merged {
             warnings.push(format!("{} is not in the layout: its files go into {}", m.mountpoint, lf.mountpoint));
+        }
+        if let Some(on) = &lf.on {
+            check_subvol_entry(lf, on, subvol.is_some())?;
+            filesystems.push(PlanFs {
+                mountpoint: lf.mountpoint.clone(),
+                fstype: lf.fstype.clone(),
+                label: None,
+                uuid: String::new(),
+                size: 0,
+                used,
+                grow: false,
+                source: sf.map(|f| source_ref(&f.device, &f.path, &f.fstype, &f.probe, &f.paths)),
+                merged: merged.iter().map(|f| f.mountpoint.clone()).collect(),
+                part: usize::MAX,
+                lv: None,
+                subvol,
+                on: Some(on.clone()),
+                default_subvol: None,
+            });
+            continue;
+        }
+        // A further mount of a btrfs filesystem counts no used space of its own: made a
+        // filesystem of its own, it needs a size.
+        let measured = sf.is_some_and(|f| !f.is_subvol_mount());
+        if sf.is_some() && !measured && matches!(lf.size.as_str(), "auto" | "grow") {
+            return Err(Error::usage(
+                format!("layout for {}", lf.mountpoint),
+                "it is a btrfs subvolume of the source made a filesystem of its own, and a subvolume's used space is not measured",
+                "give it a size such as \"10G\" (or keep it a subvolume with on = and subvol =)",
+            ));
         }
         let (need, grow) = fs_size(lf, sf.is_some(), used, inodes, skip_space_check)?;
         if sf.is_none() {
@@ -162,9 +203,104 @@ fn plan_filesystems(
             merged: merged.iter().map(|f| f.mountpoint.clone()).collect(),
             part: usize::MAX,
             lv: lf.lv.clone(),
+            subvol,
+            on: None,
+            default_subvol: sf.and_then(|f| f.default_subvol.clone()),
         });
     }
+    check_subvolumes(&mut filesystems, demand, warnings)?;
     Ok(filesystems)
+}
+
+/// A layout entry that is a subvolume of another's filesystem (`on`) names its subvolume
+/// and has nothing of a filesystem's own.
+fn check_subvol_entry(lf: &LayoutFs, on: &str, has_subvol: bool) -> Result<()> {
+    let bad = |why: &str, todo: &str| {
+        Err(Error::usage(format!("layout for {} (on = \"{on}\")", lf.mountpoint), why.to_string(), todo.to_string()))
+    };
+    if lf.fstype != "btrfs" {
+        return bad("only btrfs subvolumes live on another mount point's filesystem", "make it btrfs, or remove on");
+    }
+    if !has_subvol {
+        return bad("it names no subvolume", "add subvol = \"/@name\"");
+    }
+    if lf.label.is_some() || lf.lv.is_some() || lf.size != "auto" {
+        return bad(
+            "a subvolume has no label, logical volume or size of its own: its filesystem's are used",
+            "remove label, lv and size from it (or remove on to make it a filesystem of its own)",
+        );
+    }
+    Ok(())
+}
+
+/// The subvolume entries point at a btrfs filesystem of the layout, no subvolume is named
+/// twice in one filesystem, the files merged into a subvolume are counted in its
+/// filesystem's size, and a default subvolume the clone does not have is dropped.
+fn check_subvolumes(filesystems: &mut [PlanFs], demand: &mut Demand, warnings: &mut Vec<String>) -> Result<()> {
+    for i in 0..filesystems.len() {
+        let Some(on) = filesystems[i].on.clone() else { continue };
+        let mp = filesystems[i].mountpoint.clone();
+        let Some(o) = filesystems.iter().position(|f| f.mountpoint == on) else {
+            return Err(Error::usage(
+                format!("layout for {mp}"),
+                format!("on = \"{on}\" names no mount point of the layout"),
+                "name the mount point whose btrfs filesystem holds the subvolume",
+            ));
+        };
+        if filesystems[o].fstype != "btrfs" || filesystems[o].on.is_some() {
+            return Err(Error::usage(
+                format!("layout for {mp}"),
+                format!("on = \"{on}\" is not a btrfs filesystem of its own"),
+                "name the mount point that carries the btrfs filesystem (the one without on)",
+            ));
+        }
+        let extra = filesystems[i].used;
+        if extra > 0 {
+            let role = PartRole::Filesystem(o);
+            if let Some(it) = demand.parts.iter_mut().find(|it| it.role == role) {
+                it.need += needed(extra, 0, "btrfs");
+            } else if let Some(l) = demand.lvs.iter_mut().find(|l| l.role == role) {
+                l.need += needed(extra, 0, "btrfs");
+            }
+        }
+    }
+    for f in filesystems.iter().filter(|f| f.on.is_none() && f.fstype == "btrfs") {
+        let mut all: Vec<&str> = std::iter::once(f)
+            .chain(filesystems.iter().filter(|o| o.on.as_deref() == Some(f.mountpoint.as_str())))
+            .filter_map(|o| o.subvol.as_deref())
+            .collect();
+        all.sort();
+        if let Some(w) = all.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::usage(
+                format!("subvolume {} of the btrfs filesystem on {}", w[0], f.mountpoint),
+                "it is mounted at two mount points of the layout",
+                "give each mount point its own subvolume",
+            ));
+        }
+    }
+    for i in 0..filesystems.len() {
+        let Some(d) = filesystems[i].default_subvol.clone() else { continue };
+        if !filesystems[i].subvolumes_of(filesystems).contains(&d.as_str()) {
+            warnings.push(format!(
+                "the source's default btrfs subvolume {d} (on {}) is not in the clone's layout: the clone's default is its top level",
+                filesystems[i].mountpoint
+            ));
+            filesystems[i].default_subvol = None;
+        }
+    }
+    Ok(())
+}
+
+/// Each subvolume entry takes its filesystem's partition or logical volume and identity.
+fn share_filesystems(filesystems: &mut [PlanFs]) {
+    for i in 0..filesystems.len() {
+        let Some(on) = filesystems[i].on.clone() else { continue };
+        if let Some(o) = filesystems.iter().position(|f| f.mountpoint == on) {
+            let o = filesystems[o].clone();
+            let f = &mut filesystems[i];
+            (f.part, f.lv, f.uuid, f.size, f.label) = (o.part, o.lv, o.uuid, o.size, o.label);
+        }
+    }
 }
 
 /// The source filesystems left out of the layout whose files go into the one at `mountpoint`:
@@ -415,6 +551,9 @@ mod tests {
             read_only: false,
             paths: vec![],
             lv: None,
+            subvol: None,
+            on: None,
+            default_subvol: None,
         }
     }
 
@@ -541,6 +680,8 @@ mod tests {
             label: None,
             size: "2G".into(),
             lv: None,
+            subvol: None,
+            on: None,
         });
         l.filesystems[0].fstype = "btrfs".into();
         let text = l.to_toml();
@@ -579,6 +720,8 @@ mod tests {
             label: None,
             size: "auto".into(),
             lv: None,
+            subvol: None,
+            on: None,
         });
         assert!(build(
             &source(),
@@ -595,6 +738,122 @@ mod tests {
         let p = build(&source(), &[t], &PlanOptions::default(), "x").unwrap();
         assert!(p.targets[0].size >= p.needed);
         assert!(p.targets[0].image.as_ref().unwrap().create);
+    }
+
+    /// One btrfs filesystem mounted three times (@ on /, @home on /home, @log on
+    /// /var/log), as Ubuntu installs it, beside an ext4 /boot.
+    fn btrfs_source() -> Source {
+        let mut src = source();
+        src.filesystems.retain(|f| f.mountpoint != "/home");
+        let root = &mut src.filesystems[0];
+        root.fstype = "btrfs".into();
+        root.subvol = Some("/@".into());
+        root.default_subvol = Some("/@".into());
+        for (mp, sv) in [("/home", "/@home"), ("/var/log", "/@log")] {
+            let mut f = src.filesystems[0].clone();
+            f.mountpoint = mp.into();
+            f.subvol = Some(sv.into());
+            f.on = Some("/".into());
+            f.default_subvol = None;
+            f.used_bytes = 0;
+            src.filesystems.push(f);
+        }
+        src
+    }
+
+    #[test]
+    fn btrfs_subvolumes_share_one_filesystem() {
+        let src = btrfs_source();
+        let l = default_layout(&src, false);
+        let home = l.filesystems.iter().find(|f| f.mountpoint == "/home").unwrap();
+        assert_eq!(
+            (home.on.as_deref(), home.subvol.as_deref(), home.label.as_deref()),
+            (Some("/"), Some("/@home"), None)
+        );
+        assert_eq!(Layout::parse(&l.to_toml(), "t").unwrap(), l, "the layout round-trips");
+        let p = build(&src, &[disk("vdb", 20 * GIB)], &PlanOptions::default(), "x").unwrap();
+        let fs_parts: Vec<_> = p.partitions.iter().filter(|x| matches!(x.role, PartRole::Filesystem(_))).collect();
+        assert_eq!(fs_parts.len(), 2, "/ (btrfs) and /boot: {:?}", p.partitions);
+        let root = &p.filesystems[0];
+        assert_eq!(root.mountpoint, "/");
+        assert_eq!(root.subvolumes_of(&p.filesystems), vec!["/@", "/@home", "/@log"]);
+        assert_eq!(root.default_subvol.as_deref(), Some("/@"));
+        assert_eq!(root.mount_options().as_deref(), Some("subvol=/@"));
+        for mp in ["/home", "/var/log"] {
+            let f = p.filesystems.iter().find(|f| f.mountpoint == mp).unwrap();
+            assert_eq!((f.part, &f.uuid, &f.label, f.on.as_deref()), (root.part, &root.uuid, &root.label, Some("/")));
+        }
+        let text = p.render();
+        assert!(text.contains("subvolumes /@ on /, /@home on /home, /@log on /var/log"), "{text}");
+        // Still one partition holds it all: the space check counts the filesystem once.
+        assert!(build(&src, &[disk("vdb", 4 * GIB)], &PlanOptions::default(), "x").is_ok());
+    }
+
+    #[test]
+    fn btrfs_subvolume_layout_errors() {
+        let src = btrfs_source();
+        let try_layout = |edit: &dyn Fn(&mut Layout)| {
+            let mut l = default_layout(&src, false);
+            edit(&mut l);
+            build(&src, &[disk("vdb", 20 * GIB)], &PlanOptions { layout: Some(l), ..Default::default() }, "x")
+        };
+        let fs = |l: &mut Layout, mp: &str| -> usize { l.filesystems.iter().position(|f| f.mountpoint == mp).unwrap() };
+        // /home made a filesystem of its own needs a size: a subvolume's use is not measured.
+        let e = try_layout(&|l| {
+            let i = fs(l, "/home");
+            l.filesystems[i].on = None;
+            l.filesystems[i].subvol = None;
+            l.filesystems[i].fstype = "ext4".into();
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("give it a size"), "{e}");
+        let p = try_layout(&|l| {
+            let i = fs(l, "/home");
+            l.filesystems[i].on = None;
+            l.filesystems[i].subvol = None;
+            l.filesystems[i].fstype = "ext4".into();
+            l.filesystems[i].size = "1G".into();
+        })
+        .unwrap();
+        let home = p.filesystems.iter().find(|f| f.mountpoint == "/home").unwrap();
+        assert!(home.on.is_none() && home.part != p.filesystems[0].part && home.fstype == "ext4");
+        assert_eq!(p.filesystems[0].subvolumes_of(&p.filesystems), vec!["/@", "/@log"]);
+        // on = a mount point that is not btrfs, or not in the layout.
+        let e = try_layout(&|l| {
+            let i = fs(l, "/home");
+            l.filesystems[i].on = Some("/boot".into());
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("not a btrfs filesystem"), "{e}");
+        let e = try_layout(&|l| {
+            let i = fs(l, "/home");
+            l.filesystems[i].on = Some("/nowhere".into());
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("no mount point"), "{e}");
+        // One subvolume at two mount points; a subvolume with a size; a bad path.
+        let e = try_layout(&|l| {
+            let i = fs(l, "/var/log");
+            l.filesystems[i].subvol = Some("@home".into());
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("two mount points"), "{e}");
+        let e = try_layout(&|l| {
+            let i = fs(l, "/home");
+            l.filesystems[i].size = "2G".into();
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("no label, logical volume or size"), "{e}");
+        let e = try_layout(&|l| {
+            let i = fs(l, "/home");
+            l.filesystems[i].subvol = Some("/@home/../x".into());
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("not a subvolume path"), "{e}");
+        // Renaming a subvolume drops a default that no longer exists, with a warning.
+        let p = try_layout(&|l| l.filesystems[0].subvol = Some("@root".into())).unwrap();
+        assert_eq!(p.filesystems[0].default_subvol, None);
+        assert!(p.warnings.iter().any(|w| w.contains("default btrfs subvolume /@")), "{:?}", p.warnings);
     }
 
     #[test]

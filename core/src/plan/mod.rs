@@ -167,6 +167,37 @@ pub struct PlanFs {
     /// The logical volume holding it, in `Plan::vg`.
     #[serde(default)]
     pub lv: Option<String>,
+    /// btrfs: the subvolume mounted here ("/@home"), made before anything is copied.
+    #[serde(default)]
+    pub subvol: Option<String>,
+    /// btrfs: the mount point of the filesystem holding this subvolume; such an entry has no
+    /// partition of its own (`part`, `lv`, `uuid` are its filesystem's) and is not made by
+    /// mkfs.
+    #[serde(default)]
+    pub on: Option<String>,
+    /// btrfs, a filesystem's own entry: the subvolume made its default, as the source's is.
+    #[serde(default)]
+    pub default_subvol: Option<String>,
+}
+
+impl PlanFs {
+    /// The subvolumes to make in this filesystem (its own and those of the entries `on`
+    /// it), shallowest first; the top level ("/") is not made.
+    pub fn subvolumes_of<'a>(&'a self, all: &'a [PlanFs]) -> Vec<&'a str> {
+        let mut v: Vec<&str> = std::iter::once(self)
+            .chain(all.iter().filter(|f| f.on.as_deref() == Some(self.mountpoint.as_str())))
+            .filter_map(|f| f.subvol.as_deref())
+            .filter(|s| *s != "/")
+            .collect();
+        v.sort_by_key(|s| (s.matches('/').count(), *s));
+        v.dedup();
+        v
+    }
+
+    /// The mount options that select its subvolume.
+    pub fn mount_options(&self) -> Option<String> {
+        self.subvol.as_ref().map(|s| format!("subvol={s}"))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -336,6 +367,15 @@ impl Plan {
                             String::new()
                         } else {
                             format!(", with {}", fs.merged.join(", "))
+                        };
+                        let subvols: Vec<String> = std::iter::once(fs)
+                            .chain(self.filesystems.iter().filter(|o| o.on.as_deref() == Some(fs.mountpoint.as_str())))
+                            .filter_map(|o| o.subvol.as_ref().map(|sv| format!("{sv} on {}", o.mountpoint)))
+                            .collect();
+                        let merged = if subvols.is_empty() {
+                            merged
+                        } else {
+                            format!("{merged}; subvolumes {}", subvols.join(", "))
                         };
                         format!(
                             "{} {} {}{from}{merged}, {} used",

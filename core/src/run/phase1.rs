@@ -181,11 +181,17 @@ impl Run {
                 }
             }
         };
-        for f in &plan.filesystems {
+        for f in plan.filesystems.iter().filter(|f| f.on.is_none()) {
             job.check()?;
             let dev = dev_of(f.part, &f.lv);
             tfs::mkfs(&dev, &f.fstype, &f.uuid, f.label.as_deref())?;
             job.info(format!("made {} {} on {}", f.fstype, f.mountpoint, dev.display()));
+            let subvols = f.subvolumes_of(&plan.filesystems);
+            if !subvols.is_empty() || f.default_subvol.is_some() {
+                std::fs::create_dir_all(&plan.mount_at).ctx("creating the mount point", &plan.mount_at)?;
+                tfs::make_subvolumes(&dev, &plan.mount_at, &subvols, f.default_subvol.as_deref())?;
+                job.info(format!("made btrfs subvolumes {} on {}", subvols.join(" "), dev.display()));
+            }
         }
         for s in &plan.swaps {
             tfs::mkfs(&dev_of(s.part, &s.lv), "swap", &s.uuid, s.label.as_deref())?;
@@ -195,7 +201,8 @@ impl Run {
         for f in &plan.filesystems {
             let at = plan.mount_at.join(f.mountpoint.trim_start_matches('/'));
             std::fs::create_dir_all(&at).ctx("creating a mount point in the clone", &at)?;
-            self.made.mounts.push(Mounted::mount(&dev_of(f.part, &f.lv), &at, &f.fstype, None)?);
+            let opts = f.mount_options();
+            self.made.mounts.push(Mounted::mount(&dev_of(f.part, &f.lv), &at, &f.fstype, opts.as_deref())?);
         }
 
         job.set_phase(Phase::Copying);
@@ -234,6 +241,7 @@ impl Run {
                 rel_prefix,
                 detect_changes: snap.is_none() && !sf.read_only,
                 skip: skip.clone(),
+                keep_snapshots: false,
             };
             let stats = copy::copy_tree(&from, &dst, &opts, job);
             if let Some(s) = snap {
@@ -249,6 +257,12 @@ impl Run {
                 total.changed_count,
                 total.changed.iter().take(10).cloned().collect::<Vec<_>>().join(", "),
                 if total.changed_count > 10 { ", ..." } else { "" }
+            ));
+        }
+        if total.snapshots_skipped > 0 {
+            job.info(format!(
+                "{} btrfs snapshot(s) not copied (the clone starts without the source's snapshots)",
+                total.snapshots_skipped
             ));
         }
         if total.sockets_skipped > 0 {
@@ -267,13 +281,14 @@ impl Run {
     }
 }
 
-fn identity_old(r: &plan::SourceRef) -> Identity {
+fn identity_old(r: &plan::SourceRef, mountpoint: Option<&str>) -> Identity {
     Identity {
         uuid: r.uuid.clone(),
         partuuid: r.partuuid.clone(),
         label: r.label.clone(),
         partlabel: r.partlabel.clone(),
         paths: r.paths.clone(),
+        mountpoint: mountpoint.map(String::from),
     }
 }
 
@@ -287,7 +302,7 @@ fn root_ids(plan: &Plan) -> RootIds {
         old.extend(r.label.iter().map(|u| format!("LABEL={u}")));
         old.extend(r.paths.iter().cloned());
     }
-    RootIds { old, new: format!("UUID={}", root.uuid) }
+    RootIds { old, new: format!("UUID={}", root.uuid), subvol: root.subvol.clone() }
 }
 
 fn add_stats(t: &mut CopyStats, s: CopyStats) {
@@ -300,6 +315,7 @@ fn add_stats(t: &mut CopyStats, s: CopyStats) {
     t.excluded += s.excluded;
     t.mount_points += s.mount_points;
     t.subvolumes += s.subvolumes;
+    t.snapshots_skipped += s.snapshots_skipped;
     t.bytes += s.bytes;
     t.sparse_files += s.sparse_files;
     t.changed_count += s.changed_count;
@@ -311,23 +327,29 @@ fn add_stats(t: &mut CopyStats, s: CopyStats) {
 /// The record of a new clone, before anything is written: incomplete, no phase done.
 fn initial_env(plan: &Plan) -> BootEnv {
     // Where a filesystem or swap lives: a partition (GUID, disk, number) or a logical volume.
-    let env_fs =
-        |mountpoint: &str, fstype: &str, uuid: &str, label: &Option<String>, part: usize, lv: &Option<String>| {
-            let (partuuid, disk, partition) = match plan.partitions.get(part) {
-                Some(p) => (p.guid.to_string(), p.disk, p.number),
-                None => (String::new(), 0, 0),
-            };
-            EnvFs {
-                mountpoint: mountpoint.into(),
-                fstype: fstype.into(),
-                uuid: uuid.into(),
-                partuuid,
-                label: label.clone(),
-                disk,
-                partition,
-                lv: lv.clone(),
-            }
+    let env_fs = |mountpoint: &str,
+                  fstype: &str,
+                  uuid: &str,
+                  label: &Option<String>,
+                  part: usize,
+                  lv: &Option<String>,
+                  subvol: &Option<String>| {
+        let (partuuid, disk, partition) = match plan.partitions.get(part) {
+            Some(p) => (p.guid.to_string(), p.disk, p.number),
+            None => (String::new(), 0, 0),
         };
+        EnvFs {
+            mountpoint: mountpoint.into(),
+            fstype: fstype.into(),
+            uuid: uuid.into(),
+            partuuid,
+            label: label.clone(),
+            disk,
+            partition,
+            lv: lv.clone(),
+            subvol: subvol.clone(),
+        }
+    };
     BootEnv {
         api_version: crate::API_VERSION.into(),
         name: plan.name.clone(),
@@ -348,9 +370,9 @@ fn initial_env(plan: &Plan) -> BootEnv {
         filesystems: plan
             .filesystems
             .iter()
-            .map(|f| env_fs(&f.mountpoint, &f.fstype, &f.uuid, &f.label, f.part, &f.lv))
+            .map(|f| env_fs(&f.mountpoint, &f.fstype, &f.uuid, &f.label, f.part, &f.lv, &f.subvol))
             .collect(),
-        swaps: plan.swaps.iter().map(|w| env_fs("swap", "swap", &w.uuid, &w.label, w.part, &w.lv)).collect(),
+        swaps: plan.swaps.iter().map(|w| env_fs("swap", "swap", &w.uuid, &w.label, w.part, &w.lv, &None)).collect(),
         vg: plan.vg.as_ref().map(|v| v.name.clone()),
         boot_entry: None,
         trial: false,
@@ -370,9 +392,10 @@ fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
             label: f.label.clone(),
             partlabel: p.map(|p| p.name.clone()),
             paths: vec![],
+            mountpoint: None,
         };
         if let Some(r) = &f.source {
-            map.push((identity_old(r), new.clone()));
+            map.push((identity_old(r, Some(&f.mountpoint)), new.clone()));
         }
     }
     for s in &plan.swaps {
@@ -384,8 +407,9 @@ fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
                 label: s.label.clone(),
                 partlabel: p.map(|p| p.name.clone()),
                 paths: vec![],
+                mountpoint: None,
             };
-            map.push((identity_old(r), new));
+            map.push((identity_old(r, None), new));
         }
     }
     let mut changes = 0;
@@ -441,6 +465,9 @@ fn layout_changes(plan: &Plan) -> fixup::LayoutChanges {
             }
             Some(_) => {}
             None => c.split.push((f.uuid.clone(), f.mountpoint.clone(), f.fstype.clone())),
+        }
+        if f.fstype == "btrfs" {
+            c.subvol.push((f.mountpoint.clone(), f.subvol.clone()));
         }
         c.merged.extend(f.merged.iter().cloned());
     }

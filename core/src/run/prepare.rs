@@ -40,6 +40,9 @@ fn required_tools(plan: &Plan) -> Vec<&'static str> {
     let mut v = vec!["blkid"];
     for f in &plan.filesystems {
         v.extend(tfs::tools_for(&f.fstype));
+        if f.subvol.is_some() || f.default_subvol.is_some() {
+            v.push("btrfs");
+        }
     }
     if !plan.swaps.is_empty() {
         v.push("mkswap");

@@ -170,7 +170,8 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
             sys.device(f).ok_or_else(|| Error::corrupt("altdisk record", format!("no device for {}", f.mountpoint)))?;
         let at = mount_at.join(f.mountpoint.trim_start_matches('/'));
         std::fs::create_dir_all(&at).map_err(|e| Error::io("creating a mount point", &at, e))?;
-        made.push(Mounted::mount(&dev, &at, &f.fstype, None)?);
+        let opts = f.subvol.as_ref().map(|s| format!("subvol={s}"));
+        made.push(Mounted::mount(&dev, &at, &f.fstype, opts.as_deref())?);
     }
     let done: Vec<PathBuf> = made.iter().map(|m| m.target().to_path_buf()).collect();
     for m in made {
@@ -218,7 +219,7 @@ pub fn root_ids(sys: &System) -> Result<RootIds> {
         .iter()
         .find(|f| f.mountpoint == "/")
         .ok_or_else(|| Error::corrupt("altdisk record", "it has no root filesystem"))?;
-    Ok(RootIds { old: vec![], new: format!("UUID={}", root.uuid) })
+    Ok(RootIds { old: vec![], new: format!("UUID={}", root.uuid), subvol: root.subvol.clone() })
 }
 
 /// `alt_rootvg_op -S -t`: rebuild the initramfs and boot loader configuration of an awake

@@ -70,6 +70,8 @@ pub struct CopyOptions {
     pub detect_changes: bool,
     /// Files never to copy, by (st_dev, st_ino): image files the clone is being written to.
     pub skip: Arc<std::collections::HashSet<(u64, u64)>>,
+    /// Copy btrfs snapshots nested in the tree too (by default they are left out).
+    pub keep_snapshots: bool,
 }
 
 impl Default for CopyOptions {
@@ -80,6 +82,7 @@ impl Default for CopyOptions {
             rel_prefix: ".".into(),
             detect_changes: true,
             skip: Arc::default(),
+            keep_snapshots: false,
         }
     }
 }
@@ -106,6 +109,8 @@ pub struct CopyStats {
     pub excluded: u64,
     pub mount_points: u64,
     pub subvolumes: u64,
+    /// btrfs snapshots left out (snapper's numbered directories count as one each).
+    pub snapshots_skipped: u64,
     pub bytes: u64,
     pub sparse_files: u64,
     pub changed_count: u64,
@@ -128,6 +133,7 @@ struct Counters {
     excluded: AtomicU64,
     mount_points: AtomicU64,
     subvolumes: AtomicU64,
+    snapshots: AtomicU64,
     bytes: AtomicU64,
     sparse: AtomicU64,
     vanished: AtomicU64,
@@ -387,6 +393,10 @@ impl Shared {
                 continue;
             }
             if is_type(&st, FileType::Directory) {
+                if self.is_snapshot_entry(&sfd, name, &rel, &st) {
+                    self.c.snapshots.fetch_add(1, Ordering::Relaxed);
+                    continue;
+                }
                 self.make_dir(pool, &node, &sfd, &dfd, name, rel, st);
             } else if is_type(&st, FileType::RegularFile) && st.stx_size >= LARGE_FILE && st.stx_nlink == 1 {
                 pool.push(Task::File { parent: node.clone(), name: name.to_owned(), st: Box::new(st) });
@@ -394,6 +404,35 @@ impl Shared {
                 self.copy_entry(&sfd, &dfd, name, &rel, &st, buf);
             }
         }
+    }
+
+    /// A btrfs snapshot nested in the tree, left out unless asked: a subvolume that has a
+    /// parent (snapper's, timeshift's, a received backup), or snapper's numbered directory
+    /// around one (`.snapshots/N`: its info.xml would name a snapshot that is not there).
+    fn is_snapshot_entry(&self, sfd: &OwnedFd, name: &CStr, rel: &Path, st: &Statx) -> bool {
+        if self.opts.keep_snapshots || !self.src_btrfs || st.stx_mnt_id != self.src_mnt_id {
+            return false;
+        }
+        let open = |dir: &OwnedFd, n: &CStr| {
+            rustix::fs::openat(
+                dir,
+                n,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
+        };
+        if st.stx_ino == BTRFS_FIRST_FREE_OBJECTID {
+            return open(sfd, name).is_some_and(crate::discover::btrfs::is_snapshot);
+        }
+        let shown = self.show(rel);
+        let numbered = name.to_bytes().iter().all(u8::is_ascii_digit)
+            && Path::new(&shown).parent().and_then(|p| p.file_name()) == Some(OsStr::new(".snapshots"));
+        numbered
+            && open(sfd, name).is_some_and(|d| {
+                statx_at(&d, c"snapshot").is_ok_and(|s| s.stx_ino == BTRFS_FIRST_FREE_OBJECTID)
+                    && open(&d, c"snapshot").is_some_and(crate::discover::btrfs::is_snapshot)
+            })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -930,6 +969,7 @@ pub fn copy_tree(src: &Path, dst: &Path, opts: &CopyOptions, job: &Job) -> Resul
         excluded: c.excluded.load(Ordering::Relaxed),
         mount_points: c.mount_points.load(Ordering::Relaxed),
         subvolumes: c.subvolumes.load(Ordering::Relaxed),
+        snapshots_skipped: c.snapshots.load(Ordering::Relaxed),
         bytes: c.bytes.load(Ordering::Relaxed),
         sparse_files: c.sparse.load(Ordering::Relaxed),
         changed_count: changed.count,

@@ -1,0 +1,209 @@
+//! Root tier, the boot-stack matrix on loop devices (issue 14): source layouts beyond one
+//! ext4 root, built on loop devices this test made, cloned, and compared mount point by mount
+//! point: btrfs subvolume layouts (one filesystem mounted several times, as Ubuntu, Fedora
+//! and openSUSE install it), 4K-sector targets, xfs root with an ext4 /boot; and the stacks
+//! altdisk refuses, refused before anything is written. Run as root.
+
+use std::path::{Path, PathBuf};
+
+use altdisk::discover::record::{self, State};
+use altdisk_tests::*;
+
+const MIB: u64 = 1 << 20;
+
+fn assert_ok(o: &std::process::Output) {
+    assert!(o.status.success(), "altdisk failed: {}", stderr(o));
+}
+
+fn part(dev: &Path, n: u32) -> PathBuf {
+    altdisk::write::partition::partition_path(dev, n)
+}
+
+fn p(x: &Path) -> &str {
+    x.to_str().unwrap()
+}
+
+/// The subvolume a mount point shows (mountinfo's root field), if mounted.
+fn mounted_subvol(at: &Path) -> Option<String> {
+    let t = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    t.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (Path::new(f[4]) == at).then(|| f[3].to_string())
+    })
+}
+
+/// Paths of the subvolumes of the btrfs filesystem mounted at `at` (`btrfs subvolume list -a`,
+/// `<FS_TREE>/` stripped), sorted.
+fn subvolumes(at: &Path) -> Vec<String> {
+    let out = run("btrfs", &["subvolume", "list", "-a", p(at)]).unwrap();
+    let mut v: Vec<String> = out
+        .lines()
+        .filter_map(|l| l.split(" path ").nth(1))
+        .map(|s| s.trim().trim_start_matches("<FS_TREE>/").to_string())
+        .collect();
+    v.sort();
+    v
+}
+
+/// A Ubuntu-style btrfs system on one loop device: subvolumes @ (mounted at src/), @home
+/// (src/home) and @log (src/var/log), @ the default subvolume; nested in @ a plain
+/// subvolume (var/lib/machines, as systemd makes it) and snapper's `.snapshots` with one
+/// read-only snapshot of @ (`.snapshots/1/snapshot` and its info.xml); nested in @home a
+/// writable snapshot of it (a hand-made backup). fstab names the three mounts by UUID, one
+/// with a `subvolid=` too.
+fn btrfs_source(s: &mut Scratch) -> (PathBuf, PathBuf) {
+    let dev = s.loopdev("src-btrfs.img", 1024 * MIB);
+    let top = s.mkfs_mount(&dev, "btrfs", Some("root"), "top");
+    for sv in ["@", "@home", "@log"] {
+        run("btrfs", &["subvolume", "create", p(&top.join(sv))]).unwrap();
+    }
+    run("btrfs", &["subvolume", "set-default", p(&top.join("@"))]).unwrap();
+    let log_id = run("btrfs", &["subvolume", "show", p(&top.join("@log"))])
+        .unwrap()
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Subvolume ID:").map(|v| v.trim().to_string()))
+        .unwrap();
+    run("umount", &[p(&top)]).unwrap();
+    let src = s.mkdir("src");
+    run("mount", &["-o", "subvol=/@", p(&dev), p(&src)]).unwrap();
+    // Every kind of file in @ and in @home (hard links do not cross subvolumes).
+    populate(&src).unwrap();
+    std::fs::create_dir_all(src.join("var/log")).unwrap();
+    run("mount", &["-o", "subvol=@home", p(&dev), p(&src.join("home"))]).unwrap();
+    run("mount", &["-o", "subvol=@log", p(&dev), p(&src.join("var/log"))]).unwrap();
+    populate(&src.join("home")).unwrap();
+    sh(&format!(
+        r#"
+cd '{src}'
+mkdir -p home/bob var/log/apt var/lib
+echo 'bob was here' > home/bob/notes.txt
+head -c 1000000 /dev/urandom > home/bob/photo.jpg
+echo 'Start-Date: 2024-01-01' > var/log/apt/history.log
+btrfs -q subvolume create var/lib/machines
+echo machine > var/lib/machines/image.raw
+btrfs -q subvolume create .snapshots
+mkdir .snapshots/1
+btrfs -q subvolume snapshot -r . .snapshots/1/snapshot
+echo '<snapshot><num>1</num></snapshot>' > .snapshots/1/info.xml
+btrfs -q subvolume snapshot home home/.backup-2024
+"#,
+        src = src.display()
+    ))
+    .unwrap();
+    let uuid = blkid(&dev, "UUID").unwrap();
+    std::fs::write(
+        src.join("etc/fstab"),
+        format!(
+            "# <fs> <mount> <type> <opts> <dump> <pass>\n\
+             UUID={uuid} /        btrfs defaults,subvol=@ 0 0\n\
+             UUID={uuid} /home    btrfs defaults,subvol=@home 0 0\n\
+             UUID={uuid} /var/log btrfs subvolid={log_id},subvol=/@log 0 0\n\
+             tmpfs /run tmpfs defaults 0 0\n"
+        ),
+    )
+    .unwrap();
+    (dev, src)
+}
+
+#[test]
+fn root_btrfs_subvolume_layout_is_kept() {
+    require_root!();
+    let mut s = Scratch::new("btrfs-layout");
+    let (sdev, src) = btrfs_source(&mut s);
+    let tdev = s.loopdev("target.img", 2048 * MIB);
+    let alt = s.path("alt");
+    let o = altdisk("alt_disk_copy", &["--source", p(&src), "-d", p(&tdev), "-P1", "--mount-at", p(&alt)]);
+    assert_ok(&o);
+    let out = format!("{}{}", stdout(&o), stderr(&o));
+    assert!(out.contains("2 btrfs snapshot(s) not copied"), "{out}");
+
+    // One btrfs filesystem on one partition, mounted three times from its subvolumes.
+    let new_uuid = blkid(&part(&tdev, 2), "UUID").unwrap();
+    assert_ne!(Some(new_uuid.clone()), blkid(&sdev, "UUID"));
+    assert_eq!(blkid(&part(&tdev, 2), "TYPE").as_deref(), Some("btrfs"));
+    assert!(!part(&tdev, 3).exists(), "no partition beyond the btrfs one");
+    for (at, sv) in [("", "/@"), ("home", "/@home"), ("var/log", "/@log")] {
+        let m = if at.is_empty() { alt.clone() } else { alt.join(at) };
+        assert_eq!(mounted_subvol(&m).as_deref(), Some(sv), "{}", m.display());
+    }
+    assert_eq!(
+        subvolumes(&alt),
+        vec!["@", "@/.snapshots", "@/var/lib/machines", "@home", "@log"],
+        "the layout and the plain nested subvolumes are kept; the snapshots are not"
+    );
+    let def = run("btrfs", &["subvolume", "get-default", p(&alt)]).unwrap();
+    assert!(def.trim().ends_with("path @"), "the default subvolume follows: {def}");
+
+    // Each mount point holds what the source's does.
+    // (srv/hard2 shares its inode with a file under @'s home directory, hidden by @home.)
+    let skip = ["=etc", "etc/fstab", "etc/altdisk", "=.snapshots", ".snapshots/1", "home", "var/log", "srv/hard2"];
+    let diffs = compare(&src, &alt, &skip);
+    assert!(diffs.is_empty(), "/: differences:\n{}", diffs.join("\n"));
+    let diffs = compare(&src.join("home"), &alt.join("home"), &[".backup-2024"]);
+    assert!(diffs.is_empty(), "/home: differences:\n{}", diffs.join("\n"));
+    assert!(!alt.join("home/.backup-2024").exists(), "the snapshot in @home is not copied");
+    for d in ["var/log", "var/lib/machines"] {
+        let diffs = compare(&src.join(d), &alt.join(d), &[]);
+        assert!(diffs.is_empty(), "/{d}: differences:\n{}", diffs.join("\n"));
+    }
+    assert!(alt.join(".snapshots").is_dir() && !alt.join(".snapshots/1").exists(), "snapper's snapshot 1 is left out");
+
+    // fstab follows: the new UUID, the same subvolumes, no subvolid (it differs in a clone).
+    let fstab = std::fs::read_to_string(alt.join("etc/fstab")).unwrap();
+    assert!(fstab.contains(&format!("UUID={new_uuid} /        btrfs defaults,subvol=@ 0 0\n")), "{fstab}");
+    assert!(fstab.contains(&format!("UUID={new_uuid} /home    btrfs defaults,subvol=@home 0 0\n")), "{fstab}");
+    assert!(fstab.contains(&format!("UUID={new_uuid} /var/log btrfs subvol=/@log 0 0\n")), "{fstab}");
+    assert!(!fstab.contains("subvolid"), "{fstab}");
+
+    // The record names each mount's subvolume; wake mounts them again.
+    let env = record::read(&tdev).expect("a record").unwrap();
+    assert_eq!(env.state, State::Copied);
+    let subs: Vec<(String, Option<String>, String)> =
+        env.filesystems.iter().map(|f| (f.mountpoint.clone(), f.subvol.clone(), f.uuid.clone())).collect();
+    for (mp, sv) in [("/", "/@"), ("/home", "/@home"), ("/var/log", "/@log")] {
+        assert!(subs.contains(&(mp.into(), Some(sv.into()), new_uuid.clone())), "{subs:?}");
+    }
+    assert_ok(&altdisk("alt_rootvg_op", &["-S", "--mount-at", p(&alt)]));
+    assert!(mounted_subvol(&alt).is_none());
+    assert_ok(&altdisk("alt_rootvg_op", &["-W", "-d", p(&tdev), "--mount-at", p(&alt)]));
+    assert_eq!(mounted_subvol(&alt.join("home")).as_deref(), Some("/@home"));
+    assert_eq!(std::fs::read_to_string(alt.join("home/bob/notes.txt")).unwrap(), "bob was here\n");
+    assert_eq!(std::fs::read_to_string(alt.join("var/log/apt/history.log")).unwrap(), "Start-Date: 2024-01-01\n");
+    assert_ok(&altdisk("alt_rootvg_op", &["-S", "--mount-at", p(&alt)]));
+
+    // The source is as it was: its snapshots, subvolumes and default.
+    let top = s.mkdir("top-after");
+    run("mount", &["-o", "subvolid=5", p(&sdev), p(&top)]).unwrap();
+    assert_eq!(
+        subvolumes(&top),
+        vec![
+            "@",
+            "@/.snapshots",
+            "@/.snapshots/1/snapshot",
+            "@/var/lib/machines",
+            "@home",
+            "@home/.backup-2024",
+            "@log"
+        ]
+    );
+    run("umount", &[p(&top)]).unwrap();
+}
+
+#[test]
+fn root_bind_mount_is_refused_before_writing() {
+    require_root!();
+    let mut s = Scratch::new("bind-refused");
+    let dev = s.loopdev("src.img", 256 * MIB);
+    let src = s.mkfs_mount(&dev, "ext4", Some("root"), "src");
+    std::fs::create_dir_all(src.join("srv/data")).unwrap();
+    std::fs::create_dir_all(src.join("mnt/data")).unwrap();
+    std::fs::write(src.join("srv/data/f"), "x").unwrap();
+    run("mount", &["--bind", p(&src.join("srv/data")), p(&src.join("mnt/data"))]).unwrap();
+    let tdev = s.loopdev("target.img", 512 * MIB);
+    let o = altdisk("alt_disk_copy", &["--source", p(&src), "-d", p(&tdev), "-P1", "--mount-at", p(&s.path("alt"))]);
+    assert_eq!(o.status.code(), Some(6), "not supported");
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "one line: {e}");
+    assert!(e.contains("/mnt/data") && e.contains("bind mount"), "{e}");
+    assert!(record::read(&tdev).is_none() && blkid(&tdev, "PTTYPE").is_none(), "nothing written");
+}
