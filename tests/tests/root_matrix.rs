@@ -207,3 +207,79 @@ fn root_bind_mount_is_refused_before_writing() {
     assert!(e.contains("/mnt/data") && e.contains("bind mount"), "{e}");
     assert!(record::read(&tdev).is_none() && blkid(&tdev, "PTTYPE").is_none(), "nothing written");
 }
+
+/// A loop device of 4096-byte logical sectors (a 4Kn disk) over an image file of the scratch
+/// directory (detached with it).
+fn loopdev_4k(s: &mut Scratch, name: &str, size: u64) -> PathBuf {
+    let img = s.image(name, size);
+    let dev = run("losetup", &["--find", "--show", "--sector-size", "4096", p(&img)]).unwrap();
+    let dev = PathBuf::from(dev.trim());
+    assert_eq!(run("blockdev", &["--getss", p(&dev)]).unwrap().trim(), "4096");
+    dev
+}
+
+/// A source on 512-byte sectors cloned onto a 4Kn disk: the GPT is written in 4096-byte
+/// sectors (read back by sfdisk and by the kernel's partition nodes), partitions are aligned,
+/// the record is where the table says, and every file is there.
+#[test]
+fn root_clone_onto_4k_sectors() {
+    require_root!();
+    let mut s = Scratch::new("clone-4k");
+    let sdev = s.loopdev("src.img", 512 * MIB);
+    let src = s.mkfs_mount(&sdev, "ext4", Some("root"), "src");
+    populate(&src).unwrap();
+    let hdev = s.loopdev("src-home.img", 320 * MIB);
+    let home = s.mkfs_mount(&hdev, "xfs", Some("home"), "src/home");
+    populate(&home).unwrap();
+    let (ru, hu) = (blkid(&sdev, "UUID").unwrap(), blkid(&hdev, "UUID").unwrap());
+    std::fs::write(
+        src.join("etc/fstab"),
+        format!("UUID={ru} / ext4 errors=remount-ro 0 1\nUUID={hu} /home xfs defaults 0 2\n"),
+    )
+    .unwrap();
+    let tdev = loopdev_4k(&mut s, "target-4k.img", 2048 * MIB);
+    let alt = s.path("alt");
+    let o = altdisk("alt_disk_copy", &["--source", p(&src), "-d", p(&tdev), "-P1", "--mount-at", p(&alt)]);
+    assert_ok(&o);
+
+    // sfdisk reads the table in the disk's own sectors: starts and sizes in 4096-byte units,
+    // 1 MiB aligned, and the kernel's partition nodes agree.
+    let j: serde_json::Value = serde_json::from_str(&run("sfdisk", &["--json", p(&tdev)]).unwrap()).unwrap();
+    assert_eq!(j["partitiontable"]["label"], "gpt");
+    assert_eq!(j["partitiontable"]["sectorsize"], 4096, "{j}");
+    let parts = j["partitiontable"]["partitions"].as_array().unwrap();
+    assert_eq!(parts.len(), 3, "meta, /, /home: {j}");
+    for (i, x) in parts.iter().enumerate() {
+        let (start, size) = (x["start"].as_u64().unwrap(), x["size"].as_u64().unwrap());
+        assert_eq!(start * 4096 % MIB, 0, "partition {} aligned", i + 1);
+        let node = part(&tdev, i as u32 + 1);
+        let bytes: u64 = run("blockdev", &["--getsize64", p(&node)]).unwrap().trim().parse().unwrap();
+        assert_eq!(bytes, size * 4096, "{}", node.display());
+        let sysfs_start: u64 = std::fs::read_to_string(format!(
+            "/sys/class/block/{}/start",
+            node.file_name().unwrap().to_str().unwrap()
+        ))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+        assert_eq!(sysfs_start * 512, start * 4096, "{} starts where the table says", node.display());
+    }
+    assert_eq!(parts[0]["name"], "altdisk-meta");
+    let env = record::read(&tdev).expect("the record, found through the 4K table").unwrap();
+    assert_eq!(env.state, State::Copied);
+    assert_eq!(
+        record::meta_offset(&tdev),
+        Some(parts[0]["start"].as_u64().unwrap() * 4096),
+        "the record lives at the meta partition"
+    );
+    for (from, to, skip) in [
+        (&src, alt.clone(), vec!["=etc", "etc/fstab", "etc/altdisk", "lost+found", "home", "srv/hard2"]),
+        (&home, alt.join("home"), vec![]),
+    ] {
+        let diffs = compare(from, &to, &skip);
+        assert!(diffs.is_empty(), "{}: differences:\n{}", from.display(), diffs.join("\n"));
+    }
+    assert_eq!(run("blockdev", &["--getss", p(&part(&tdev, 2))]).unwrap().trim(), "4096");
+    assert_ok(&altdisk("alt_rootvg_op", &["-S", "--mount-at", p(&alt)]));
+}

@@ -62,6 +62,25 @@ pub fn device_with_uuid(uuid: &str) -> Option<(u32, u32)> {
     dev_numbers(Path::new(out.stdout.trim()))
 }
 
+nix::ioctl_read_bad!(blksszget, 0x1268, libc::c_int);
+
+/// The logical sector size of a block device (512, or 4096 on a 4Kn disk): the unit of its
+/// partition table and of UEFI device paths. An image file (attached later as a loop device
+/// of 512-byte sectors) is 512.
+pub fn logical_sector_size(dev: &Path) -> Result<u64> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileTypeExt;
+    let f = std::fs::File::open(dev).map_err(|e| Error::io("opening to read its sector size", dev, e))?;
+    let md = f.metadata().map_err(|e| Error::io("reading its sector size", dev, e))?;
+    if !md.file_type().is_block_device() {
+        return Ok(512);
+    }
+    let mut size: libc::c_int = 0;
+    // SAFETY: BLKSSZGET writes one int through the pointer.
+    unsafe { blksszget(f.as_raw_fd(), &mut size) }.map_err(|e| Error::io("reading its sector size", dev, e.into()))?;
+    Ok(if size > 0 { size as u64 } else { 512 })
+}
+
 /// The (major, minor) of a block device node; None for anything else.
 pub fn dev_numbers(path: &Path) -> Option<(u32, u32)> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};

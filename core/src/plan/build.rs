@@ -39,6 +39,7 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
 
     let mut demand = Demand::default();
     let mut filesystems = plan_filesystems(src, &layout, &listed, opts.skip_space_check, &mut demand, &mut warnings)?;
+    esp_for_sectors(&mut demand, &mut filesystems, targets[0].sector_size, &mut warnings);
     let order = mount_order(&filesystems);
     let mut swaps = plan_swaps(src, &layout, &mut demand)?;
     check_lv_names(&demand.lvs)?;
@@ -210,6 +211,29 @@ fn plan_filesystems(
     }
     check_subvolumes(&mut filesystems, demand, warnings)?;
     Ok(filesystems)
+}
+
+/// FAT32 needs at least 65525 clusters: on 4096-byte sectors (one sector a cluster at the
+/// least) an ESP of 256 MiB is too small, and firmware would read it as FAT16. On a first
+/// target of larger sectors the ESP is made at least 260 MiB (what 4Kn installers use).
+pub(super) const ESP_MIN_4K: u64 = 260 * MIB;
+
+fn esp_for_sectors(demand: &mut Demand, filesystems: &mut [PlanFs], sector_size: u64, warnings: &mut Vec<String>) {
+    if sector_size < 4096 {
+        return;
+    }
+    for it in demand.parts.iter_mut().filter(|it| it.first_disk_only && it.need < ESP_MIN_4K) {
+        if let PartRole::Filesystem(i) = it.role {
+            warnings.push(format!(
+                "{} grows from {} to {}: FAT32 on {sector_size}-byte sectors needs it",
+                filesystems[i].mountpoint,
+                size::human(it.need),
+                size::human(ESP_MIN_4K)
+            ));
+            filesystems[i].size = ESP_MIN_4K;
+        }
+        it.need = ESP_MIN_4K;
+    }
 }
 
 /// A layout entry that is a subvolume of another's filesystem (`on`) names its subvolume
@@ -486,6 +510,7 @@ fn size_targets(targets: &[TargetIn], image_size: Option<u64>, total_need: u64) 
                 None
             },
             disk_guid: Uuid::new_v4(),
+            sector_size: t.sector_size,
         });
     }
     for d in &plan_disks {
@@ -580,7 +605,14 @@ mod tests {
     }
 
     fn disk(name: &str, size: u64) -> TargetIn {
-        TargetIn { name: name.into(), path: format!("/dev/{name}").into(), alias: None, size: Some(size), image: false }
+        TargetIn {
+            name: name.into(),
+            path: format!("/dev/{name}").into(),
+            alias: None,
+            size: Some(size),
+            image: false,
+            sector_size: 512,
+        }
     }
 
     #[test]
@@ -734,7 +766,14 @@ mod tests {
 
     #[test]
     fn new_image_is_sized_from_the_plan() {
-        let t = TargetIn { name: "/tmp/x.img".into(), path: "/tmp/x.img".into(), alias: None, size: None, image: true };
+        let t = TargetIn {
+            name: "/tmp/x.img".into(),
+            path: "/tmp/x.img".into(),
+            alias: None,
+            size: None,
+            image: true,
+            sector_size: 512,
+        };
         let p = build(&source(), &[t], &PlanOptions::default(), "x").unwrap();
         assert!(p.targets[0].size >= p.needed);
         assert!(p.targets[0].image.as_ref().unwrap().create);
@@ -854,6 +893,28 @@ mod tests {
         let p = try_layout(&|l| l.filesystems[0].subvol = Some("@root".into())).unwrap();
         assert_eq!(p.filesystems[0].default_subvol, None);
         assert!(p.warnings.iter().any(|w| w.contains("default btrfs subvolume /@")), "{:?}", p.warnings);
+    }
+
+    #[test]
+    fn the_esp_grows_to_hold_fat32_on_4k_sectors() {
+        let mut src = source();
+        let mut esp = fs("/boot/efi", "vfat", 10 * MIB, None);
+        esp.device_size = 256 * MIB;
+        src.filesystems.insert(1, esp);
+        let esp_of = |p: &Plan| {
+            let f = p.filesystems.iter().find(|f| f.mountpoint == "/boot/efi").unwrap();
+            (f.size, p.partitions[f.part].size)
+        };
+        let p = build(&src, &[disk("vdb", 20 * GIB)], &PlanOptions::default(), "x").unwrap();
+        assert_eq!(esp_of(&p), (256 * MIB, 256 * MIB));
+        assert_eq!(p.targets[0].sector_size, 512);
+        let mut t = disk("vdb", 20 * GIB);
+        t.sector_size = 4096;
+        let p = build(&src, &[t], &PlanOptions::default(), "x").unwrap();
+        assert_eq!(esp_of(&p), (super::ESP_MIN_4K, super::ESP_MIN_4K));
+        assert_eq!(p.targets[0].sector_size, 4096);
+        assert!(p.warnings.iter().any(|w| w.contains("FAT32 on 4096-byte sectors")), "{:?}", p.warnings);
+        assert!(p.partitions.iter().all(|x| x.start % 4096 == 0 && x.size % 4096 == 0));
     }
 
     #[test]

@@ -106,6 +106,13 @@ pub struct PlanDisk {
     /// Set for image files: whether altdisk creates (or grows) the file.
     pub image: Option<ImageTarget>,
     pub disk_guid: Uuid,
+    /// Logical sector size (512, or 4096 on a 4Kn disk): the unit of its partition table.
+    #[serde(default = "sector_512")]
+    pub sector_size: u64,
+}
+
+fn sector_512() -> u64 {
+    512
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -273,6 +280,8 @@ pub struct TargetIn {
     /// Current size; for a new image file, None (sized from the plan or `image_size`).
     pub size: Option<u64>,
     pub image: bool,
+    /// Logical sector size (512 for image files).
+    pub sector_size: u64,
 }
 
 /// Everything the plan is built from besides the source and the targets: a plan is complete

@@ -312,7 +312,15 @@ mod tests {
     use super::*;
 
     fn disk(size: u64) -> PlanDisk {
-        PlanDisk { name: "vdb".into(), path: "/dev/vdb".into(), alias: None, size, image: None, disk_guid: Uuid::nil() }
+        PlanDisk {
+            name: "vdb".into(),
+            path: "/dev/vdb".into(),
+            alias: None,
+            size,
+            image: None,
+            disk_guid: Uuid::nil(),
+            sector_size: 512,
+        }
     }
 
     #[test]

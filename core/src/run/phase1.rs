@@ -135,7 +135,7 @@ impl Run {
                     (disk.path.clone(), false)
                 }
             };
-            partition::write_gpt(&record, d.size, d.disk_guid, &parts)?;
+            partition::write_gpt(&record, d.size, d.disk_guid, d.sector_size, &parts)?;
             self.disks.push(RunDisk { record: record.clone(), dev: record.clone(), meta, image });
             self.save(Some(step::PARTITIONING))?;
             if image {

@@ -155,13 +155,21 @@ pub fn plan(req: &CloneRequest) -> Result<Prepared> {
                     alias: Some(d.alias.clone()),
                     size: Some(d.size),
                     image: false,
+                    sector_size: blockdev::logical_sector_size(&d.path)?,
                 });
                 targets.push(Target::Disk(d.clone()));
             }
             Named::Image(p) => {
                 locks.push(TargetLock::acquire(&p, &me)?);
                 let size = std::fs::metadata(&p).ok().map(|m| m.len());
-                tin.push(TargetIn { name: name.clone(), path: p.clone(), alias: None, size, image: true });
+                tin.push(TargetIn {
+                    name: name.clone(),
+                    path: p.clone(),
+                    alias: None,
+                    size,
+                    image: true,
+                    sector_size: 512,
+                });
                 targets.push(Target::Image(p));
             }
         }
