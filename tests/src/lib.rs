@@ -10,7 +10,9 @@
 pub mod bus;
 pub mod pkg;
 pub mod vm;
+pub mod vm_derived;
 pub mod vm_lvm;
+pub mod vm_matrix;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
