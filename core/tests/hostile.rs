@@ -167,7 +167,7 @@ proptest! {
             guid: uuid::Uuid::new_v4(),
             name: "root".into(),
         };
-        altdisk::write::partition::write_gpt(&img, 8 << 20, uuid::Uuid::new_v4(), &[part]).unwrap();
+        altdisk::write::partition::write_gpt(&img, 8 << 20, uuid::Uuid::new_v4(), 512, &[part]).unwrap();
         let head = std::fs::read(&img).unwrap()[..34 * 512].to_vec();
         // Edits land in the protective MBR, the header and the entries.
         let edits: Vec<(usize, u8, u8)> = edits.into_iter().map(|(p, b, _)| (p % head.len(), b, 0)).collect();
