@@ -255,14 +255,12 @@ fn root_clone_onto_4k_sectors() {
         let node = part(&tdev, i as u32 + 1);
         let bytes: u64 = run("blockdev", &["--getsize64", p(&node)]).unwrap().trim().parse().unwrap();
         assert_eq!(bytes, size * 4096, "{}", node.display());
-        let sysfs_start: u64 = std::fs::read_to_string(format!(
-            "/sys/class/block/{}/start",
-            node.file_name().unwrap().to_str().unwrap()
-        ))
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap();
+        let sysfs_start: u64 =
+            std::fs::read_to_string(format!("/sys/class/block/{}/start", node.file_name().unwrap().to_str().unwrap()))
+                .unwrap()
+                .trim()
+                .parse()
+                .unwrap();
         assert_eq!(sysfs_start * 512, start * 4096, "{} starts where the table says", node.display());
     }
     assert_eq!(parts[0]["name"], "altdisk-meta");
@@ -282,4 +280,23 @@ fn root_clone_onto_4k_sectors() {
     }
     assert_eq!(run("blockdev", &["--getss", p(&part(&tdev, 2))]).unwrap().trim(), "4096");
     assert_ok(&altdisk("alt_rootvg_op", &["-S", "--mount-at", p(&alt)]));
+}
+
+/// On a BIOS machine (this one, when it has no /sys/firmware/efi) bootlist says the firmware
+/// owns the order and what to press; asked to change it, it refuses (exit 6) saying so.
+#[test]
+fn bios_bootlist_says_the_firmware_owns_the_order() {
+    if Path::new("/sys/firmware/efi").exists() {
+        eprintln!("SKIPPED: this machine boots through UEFI");
+        return;
+    }
+    let o = altdisk("bootlist", &["-m", "normal", "-o"]);
+    assert_ok(&o);
+    let out = stdout(&o);
+    assert!(out.contains("firmware owns the boot order") && out.contains("Esc") && out.contains("F12"), "{out}");
+    let o = altdisk("bootlist", &["-m", "normal", "vdb"]);
+    assert_eq!(o.status.code(), Some(6));
+    let e = stderr(&o);
+    assert_eq!(e.lines().count(), 1, "{e}");
+    assert!(e.contains("boots through BIOS") && e.contains("to boot vdb, pick the disk"), "{e}");
 }

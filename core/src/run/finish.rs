@@ -84,8 +84,9 @@ impl Run {
         };
         if setup.firmware == Firmware::Bios {
             job.info(format!(
-                "BIOS machine: the boot order belongs to the firmware setup; {} now carries GRUB",
-                disk.name
+                "BIOS machine: {} now carries GRUB; the firmware owns the boot order: to boot it, {}",
+                disk.name,
+                crate::boot::bootlist::BIOS_HOWTO
             ));
             return Ok(());
         }

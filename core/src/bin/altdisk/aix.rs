@@ -716,12 +716,17 @@ pub fn bootlist(a: BootlistArgs) -> Result<()> {
     }
     let vars = match Efivarfs::system() {
         Ok(v) => v,
-        Err(e @ Error::Unsupported { .. }) => {
-            // BIOS: nothing to set, but say which disks can boot.
-            if !a.disks.is_empty() || a.next.is_some() {
-                return Err(e);
+        Err(Error::Unsupported { .. }) => {
+            // BIOS: nothing to set, but say which disks can boot and how to pick one.
+            if let Some(d) = a.disks.first().or(a.next.as_ref()) {
+                let what = match &a.next {
+                    Some(n) => format!("bootlist --next {n}"),
+                    None => format!("bootlist -m {} {}", a.mode, a.disks.join(" ")),
+                };
+                return Err(bl::bios_refusal(&what, d));
             }
-            println!("BIOS machine: the boot order belongs to the firmware setup. Disks carrying a boot loader:");
+            println!("BIOS machine: the firmware owns the boot order; to boot another disk, {}.", bl::BIOS_HOWTO);
+            println!("Disks carrying a boot loader:");
             for (name, path) in bl::bios_bootable()? {
                 println!("{name} ({})", path.display());
             }

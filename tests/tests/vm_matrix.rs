@@ -1,0 +1,196 @@
+//! VM tier, the boot-stack matrix (issue 14): production machines of other layouts clone
+//! themselves with altdisk, boot the clone (through the firmware boot order, then the clone
+//! disk alone with fresh NVRAM), and come back. Each cell is one test; the cell that covers
+//! most (btrfs subvolumes) runs in CI, the others are `#[ignore]`d for time and run with
+//!
+//!     sudo cargo test -p altdisk-tests --test vm_matrix -- --ignored --test-threads 1
+//!
+//! (tests/README.md keeps each cell's last result and date). Run as root.
+
+use altdisk_tests::vm::Machine;
+use altdisk_tests::vm_derived::derived_image;
+use altdisk_tests::vm_matrix;
+use altdisk_tests::*;
+
+const GIB: u64 = 1 << 30;
+
+fn sh(m: &mut Machine, cmd: &str) -> String {
+    m.sh(cmd).unwrap().trim().to_string()
+}
+
+fn boot_order(m: &mut Machine) -> Vec<String> {
+    sh(m, "efibootmgr")
+        .lines()
+        .find_map(|l| l.strip_prefix("BootOrder: "))
+        .map(|o| o.split(',').map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// The role `altdisk lspv` gives a disk.
+fn role_of(m: &mut Machine, disk: &str) -> String {
+    let out = sh(m, "altdisk lspv --json");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    v["disks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["name"] == disk)
+        .map(|d| d["role"].as_str().unwrap_or("").to_string())
+        .unwrap_or_default()
+}
+
+/// Boot, install this tree's altdisk with its boot units.
+fn start(m: &mut Machine) {
+    m.boot().unwrap();
+    m.install_altdisk(&altdisk_bin()).unwrap();
+    m.sh("altdisk install-units && systemctl daemon-reload").unwrap();
+}
+
+/// The checksums of /home the image's build recorded still hold.
+fn home_intact(m: &mut Machine) -> bool {
+    m.run("cd /home && sha256sum --quiet -c /root/home-manifest.sha256", std::time::Duration::from_secs(120))
+        .is_ok_and(|(rc, _)| rc == 0)
+}
+
+/// btrfs subvolumes (@ on /, @home on /home, @log on /var/log, snapper's .snapshots with a
+/// snapshot in @): the clone is one btrfs filesystem with the same subvolumes and no
+/// snapshot, booted with rootflags=subvol=@, fstab by its new UUID; bootlist switches back;
+/// the clone disk alone with fresh NVRAM boots too.
+#[test]
+fn vm_btrfs_subvolumes_clone_boots_and_switches_back() {
+    require_root!();
+    let image = derived_image(&vm_matrix::BTRFS).expect("btrfs production image");
+    let mut m = Machine::new("btrfs", &image, &[4 * GIB]).unwrap();
+    start(&mut m);
+    assert_eq!(sh(&mut m, "findmnt -no SOURCE /"), "/dev/vda2[/@]");
+    let before = boot_order(&mut m);
+
+    let out = m.sh("alt_disk_copy -d vdb 2>&1").unwrap();
+    assert!(out.contains("complete (bootable)") && out.contains("subvolumes /@ on /, /@home on /home"), "{out}");
+    assert!(out.contains("1 btrfs snapshot(s) not copied"), "{out}");
+    let order = boot_order(&mut m);
+    assert_eq!(order[1..], before[..], "the clone's entry goes first: {before:?} -> {order:?}");
+    let clone_uuid = sh(&mut m, "blkid -p -s UUID -o value /dev/vdb3");
+    assert_eq!(sh(&mut m, "blkid -p -s TYPE -o value /dev/vdb3"), "btrfs");
+
+    // The firmware starts the clone: its subvolumes, its UUID, rootflags from GRUB.
+    m.reboot().unwrap();
+    assert_eq!(sh(&mut m, "findmnt -no SOURCE /"), "/dev/vdb3[/@]", "{}", sh(&mut m, "cat /proc/cmdline"));
+    assert_eq!(sh(&mut m, "findmnt -no SOURCE /home"), "/dev/vdb3[/@home]");
+    assert_eq!(sh(&mut m, "findmnt -no SOURCE /var/log"), "/dev/vdb3[/@log]");
+    assert_eq!(sh(&mut m, "findmnt -no UUID /"), clone_uuid);
+    let cmdline = sh(&mut m, "cat /proc/cmdline");
+    assert!(
+        cmdline.contains("rootflags=subvol=@") && cmdline.contains(&format!("root=UUID={clone_uuid}")),
+        "{cmdline}"
+    );
+    assert_eq!(
+        sh(&mut m, "btrfs subvolume list / | sed 's/.* path //' | sort | paste -sd,"),
+        "@,@/.snapshots,@/var/lib/machines,@home,@log",
+        "the layout and the plain nested subvolume, no snapshot"
+    );
+    assert_eq!(sh(&mut m, "ls -A /.snapshots | wc -l"), "0", "snapper's snapshot 1 is left out");
+    let fstab = sh(&mut m, "grep -v '^#' /etc/fstab");
+    for (mp, sv) in [("/ ", "subvol=@ "), ("/home ", "subvol=@home "), ("/var/log ", "subvol=@log ")] {
+        assert!(
+            fstab.lines().any(|l| l.starts_with(&format!("UUID={clone_uuid}")) && l.contains(mp) && l.contains(sv)),
+            "{mp}: {fstab}"
+        );
+    }
+    assert!(home_intact(&mut m), "the clone's /home matches the production manifest");
+    assert_eq!(sh(&mut m, "cat /var/log/altdisk-matrix.log"), "the production log");
+    assert_eq!(role_of(&mut m, "vdb"), "rootvg");
+    assert_eq!(role_of(&mut m, "vda"), "old_rootvg");
+    assert_eq!(
+        sh(&mut m, "systemctl --failed --no-legend --no-pager | wc -l"),
+        "0",
+        "{}",
+        sh(&mut m, "systemctl --failed")
+    );
+
+    // One boot-list change brings the production system back.
+    m.sh("bootlist -m normal vda").unwrap();
+    m.reboot().unwrap();
+    assert_eq!(sh(&mut m, "findmnt -no SOURCE /"), "/dev/vda2[/@]");
+    m.shutdown().unwrap();
+
+    // The clone disk alone, with fresh NVRAM: the removable fallback path boots it.
+    let clone_disk = m.disks()[1].clone();
+    m.set_disks(vec![clone_disk]);
+    m.fresh_vars().unwrap();
+    m.boot().unwrap();
+    assert_eq!(sh(&mut m, "findmnt -no UUID /"), clone_uuid);
+    assert_eq!(sh(&mut m, "findmnt -no SOURCE /home"), "/dev/vda3[/@home]");
+    m.shutdown().unwrap();
+}
+
+/// The `HD(...)` node `efibootmgr -v` shows for entry `n` ("0003").
+fn hd_node(m: &mut Machine, n: &str) -> String {
+    let line = sh(m, &format!("efibootmgr -v | grep '^Boot{n}'"));
+    let i = line.find("HD(").unwrap_or_else(|| panic!("no HD node: {line}"));
+    line[i..i + line[i..].find(')').unwrap() + 1].to_lowercase()
+}
+
+/// A 512-byte-sector system cloned onto an NVMe disk of 4096-byte sectors: the GPT in 4K
+/// sectors, the ESP grown to hold FAT32, the boot entry's HD node as efibootmgr itself
+/// writes it for that partition; the firmware boots it through the boot order, and alone
+/// with fresh NVRAM.
+#[test]
+#[ignore = "VM matrix cell outside CI: see the module documentation"]
+fn vm_4k_nvme_target_clone_boots() {
+    use altdisk_tests::vm::{production_image, DiskModel, Kind};
+    require_root!();
+    let image = production_image(Kind::Grub).expect("GRUB production image");
+    let mut m = Machine::new("nvme4k", &image, &[4 * GIB]).unwrap();
+    let target = m.disks()[1].clone();
+    m.set_disk_model(&target, DiskModel::Nvme4k);
+    start(&mut m);
+    assert_eq!(sh(&mut m, "blockdev --getss /dev/nvme0n1"), "4096");
+    let before = boot_order(&mut m);
+
+    let out = m.sh("alt_disk_copy -d nvme0n1 2>&1").unwrap();
+    assert!(out.contains("complete (bootable)"), "{out}");
+    assert!(out.contains("FAT32 on 4096-byte sectors"), "the ESP grows: {out}");
+    let table: serde_json::Value = serde_json::from_str(&sh(&mut m, "sfdisk --json /dev/nvme0n1")).unwrap();
+    assert_eq!(table["partitiontable"]["sectorsize"], 4096, "{table}");
+    let parts = table["partitiontable"]["partitions"].as_array().unwrap().clone();
+    assert!(parts.iter().all(|x| x["start"].as_u64().unwrap() * 4096 % (1 << 20) == 0), "aligned: {table}");
+    assert_eq!(parts[1]["size"].as_u64().unwrap() * 4096, 260 << 20, "ESP of 260 MiB: {table}");
+    let fsck = sh(&mut m, "fsck.vfat -n /dev/nvme0n1p2");
+    let clusters: u64 = fsck
+        .split_whitespace()
+        .find_map(|w| w.split_once('/').and_then(|(_, t)| t.parse().ok()))
+        .unwrap_or_else(|| panic!("{fsck}"));
+    assert!(clusters >= 65525, "a real FAT32: {fsck}");
+
+    // altdisk's entry names the ESP as efibootmgr does for that partition.
+    let order = boot_order(&mut m);
+    assert_eq!(order[1..], before[..]);
+    let ours = hd_node(&mut m, &order[0]);
+    let made = sh(
+        &mut m,
+        "efibootmgr -c -d /dev/nvme0n1 -p 2 -L reference -l '\\EFI\\debian\\grubx64.efi' | sed -n 's/^BootCurrent.*//; s/^Boot\\([0-9A-F]\\{4\\}\\)\\* reference.*/\\1/p'",
+    );
+    let reference = hd_node(&mut m, &made);
+    m.sh(&format!("efibootmgr -q -b {made} -B")).unwrap();
+    assert_eq!(ours, reference, "HD node: altdisk's vs efibootmgr's");
+    assert_eq!(boot_order(&mut m), order, "the reference entry is gone again");
+    let clone_uuid = sh(&mut m, "blkid -p -s UUID -o value /dev/nvme0n1p3");
+
+    // The firmware starts the clone from the 4K NVMe disk.
+    m.reboot().unwrap();
+    assert_eq!(sh(&mut m, "findmnt -no SOURCE /"), "/dev/nvme0n1p3", "{}", sh(&mut m, "efibootmgr -v"));
+    assert_eq!(sh(&mut m, "findmnt -no UUID /"), clone_uuid);
+    assert_eq!(role_of(&mut m, "nvme0n1"), "rootvg");
+    m.sh("bootlist -m normal vda").unwrap();
+    m.reboot().unwrap();
+    assert_eq!(sh(&mut m, "findmnt -no SOURCE /"), "/dev/vda2");
+    m.shutdown().unwrap();
+
+    // The NVMe disk alone, fresh NVRAM: the removable path on the 4K ESP.
+    m.set_disks(vec![target]);
+    m.fresh_vars().unwrap();
+    m.boot().unwrap();
+    assert_eq!(sh(&mut m, "findmnt -no UUID /"), clone_uuid);
+    m.shutdown().unwrap();
+}
