@@ -7,6 +7,7 @@
 //! - [`BTRFS`]: GPT, ESP + one btrfs filesystem with the subvolumes `@` (/), `@home`
 //!   (/home) and `@log` (/var/log) as Ubuntu installs it; snapper's `.snapshots` in `@`
 //!   holding one read-only snapshot, and a plain nested subvolume (`/var/lib/machines`).
+//! - [`XFS`]: GPT, ESP + ext4 /boot + xfs root.
 //!
 //! Every build script writes `/root/home-manifest.sha256` (checksums of /home) for the
 //! clone to be checked against, and prints `IMAGE_ENV` lines (UUIDs) for image.env.
@@ -187,6 +188,54 @@ check esp "$(findmnt -no SOURCE /boot/efi)" /dev/vda1
 check subvolumes "$(btrfs subvolume list / | sed 's/.* path //' | sort | paste -sd,)" "@,@/.snapshots,@/.snapshots/1/snapshot,@/var/lib/machines,@home,@log"
 check rootflags "$(grep -o 'rootflags=subvol=@' /proc/cmdline)" rootflags=subvol=@
 check log-data "$(cat /var/log/altdisk-matrix.log)" "the production log"
+"#,
+        verify_end!(),
+    ),
+};
+
+/// xfs root with a separate ext4 /boot, as RHEL-style installs make it.
+pub const XFS: Recipe = Recipe {
+    name: "xfs",
+    version: "xfs-1",
+    base: Kind::Grub,
+    disks: &[4 * GIB],
+    build: concat!(
+        build_prelude!(),
+        r#"
+say "partitioning $disk: ESP + ext4 /boot + xfs /"
+printf '%s\n' 'label: gpt' \
+	'start=2048, size=256MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI System Partition"' \
+	'size=512MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="boot"' \
+	'type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="root"' | sfdisk -q --wipe always $disk
+udevadm settle
+mkfs.vfat -F 32 ${disk}1 >/dev/null
+mkfs.ext4 -q -F -L boot ${disk}2
+mkfs.xfs -q -f -L root ${disk}3
+mkdir -p $t
+mount ${disk}3 $t
+mkdir -p $t/boot && mount ${disk}2 $t/boot
+mkdir -p $t/boot/efi && mount ${disk}1 $t/boot/efi
+"#,
+        build_copy!(),
+        r#"
+root_uuid=$(uuid ${disk}3) boot_uuid=$(uuid ${disk}2) esp_uuid=$(uuid ${disk}1)
+esp_partuuid=$(blkid -p -s PART_ENTRY_UUID -o value ${disk}1 | tr A-F a-f)
+{
+	echo '# /etc/fstab: static file system information.'
+	echo "UUID=$root_uuid /               xfs     defaults        0       0"
+	echo "UUID=$boot_uuid /boot           ext4    defaults        0       2"
+	echo "UUID=$esp_uuid  /boot/efi       vfat    umask=0077      0       1"
+} >$t/etc/fstab
+echo "IMAGE_ENV ROOT_UUID=$root_uuid"
+"#,
+        build_boot!(),
+    ),
+    verify: concat!(
+        verify_prelude!(),
+        r#"
+check root "$(findmnt -no SOURCE,FSTYPE /)" "/dev/vda3 xfs"
+check boot "$(findmnt -no SOURCE,FSTYPE /boot)" "/dev/vda2 ext4"
+check esp "$(findmnt -no SOURCE /boot/efi)" /dev/vda1
 "#,
         verify_end!(),
     ),

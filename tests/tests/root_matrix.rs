@@ -300,3 +300,43 @@ fn bios_bootlist_says_the_firmware_owns_the_order() {
     assert_eq!(e.lines().count(), 1, "{e}");
     assert!(e.contains("boots through BIOS") && e.contains("to boot vdb, pick the disk"), "{e}");
 }
+
+/// An xfs root with an ext4 /boot (as RHEL-style installs make it): each keeps its type,
+/// gets a new UUID (xfs's too), fstab follows, every file is there.
+#[test]
+fn root_xfs_root_with_ext4_boot() {
+    require_root!();
+    let mut s = Scratch::new("xfs-root");
+    let rdev = s.loopdev("src-root.img", 512 * MIB);
+    let src = s.mkfs_mount(&rdev, "xfs", Some("root"), "src");
+    populate(&src).unwrap();
+    let bdev = s.loopdev("src-boot.img", 128 * MIB);
+    let boot = s.mkfs_mount(&bdev, "ext4", Some("boot"), "src/boot");
+    std::fs::write(boot.join("vmlinuz-6.1.0-test"), vec![7u8; 3 << 20]).unwrap();
+    std::fs::create_dir_all(boot.join("grub")).unwrap();
+    std::fs::write(boot.join("grub/grub.cfg"), "# test\n").unwrap();
+    let (ru, bu) = (blkid(&rdev, "UUID").unwrap(), blkid(&bdev, "UUID").unwrap());
+    std::fs::write(src.join("etc/fstab"), format!("UUID={ru} / xfs defaults 0 0\nUUID={bu} /boot ext4 defaults 0 2\n"))
+        .unwrap();
+    let tdev = s.loopdev("target.img", 2048 * MIB);
+    let alt = s.path("alt");
+    let o = altdisk("alt_disk_copy", &["--source", p(&src), "-d", p(&tdev), "-P1", "--mount-at", p(&alt)]);
+    assert_ok(&o);
+    // /boot goes before / on the disk, as the plan orders them.
+    let (nb, nr) = (part(&tdev, 2), part(&tdev, 3));
+    assert_eq!(blkid(&nb, "TYPE").as_deref(), Some("ext4"));
+    assert_eq!(blkid(&nr, "TYPE").as_deref(), Some("xfs"));
+    let (new_b, new_r) = (blkid(&nb, "UUID").unwrap(), blkid(&nr, "UUID").unwrap());
+    assert!(new_b != bu && new_r != ru);
+    assert_eq!(blkid(&nr, "LABEL").as_deref(), Some("alt_root"));
+    let fstab = std::fs::read_to_string(alt.join("etc/fstab")).unwrap();
+    assert_eq!(fstab, format!("UUID={new_r} / xfs defaults 0 0\nUUID={new_b} /boot ext4 defaults 0 2\n"));
+    for (from, to, skip) in [
+        (&src, alt.clone(), vec!["=etc", "etc/fstab", "etc/altdisk", "boot"]),
+        (&boot, alt.join("boot"), vec!["lost+found"]),
+    ] {
+        let diffs = compare(from, &to, &skip);
+        assert!(diffs.is_empty(), "{}: differences:\n{}", from.display(), diffs.join("\n"));
+    }
+    assert_ok(&altdisk("alt_rootvg_op", &["-S", "--mount-at", p(&alt)]));
+}
