@@ -249,3 +249,71 @@ fn vm_xfs_root_ext4_boot_clone_boots_and_switches_back() {
         assert_ne!(grub, "0", "grub.cfg finds the clone's filesystems by UUID");
     });
 }
+
+/// GRUB for BIOS under SeaBIOS, from a disk of `kind` (root on vda`src_part`): the clone
+/// (GPT: meta, BIOS boot, root) gets GRUB in its own boot code; bootlist says the firmware
+/// owns the order and what to press, and refuses to change it; the clone disk boots alone
+/// and names itself rootvg; the production disk, first again, boots its own system.
+fn bios_cell(kind: altdisk_tests::vm::Kind, name: &str, src_part: u32) {
+    use altdisk_tests::vm::production_image;
+    let image = production_image(kind).expect("BIOS production image");
+    let mut m = Machine::new(name, &image, &[4 * GIB]).unwrap();
+    m.set_bios(true);
+    start(&mut m);
+    assert_eq!(sh(&mut m, "test -d /sys/firmware/efi && echo uefi || echo bios"), "bios");
+    assert_eq!(sh(&mut m, "findmnt -no SOURCE /"), format!("/dev/vda{src_part}"));
+
+    let out = m.sh("alt_disk_copy -d vdb 2>&1").unwrap();
+    assert!(out.contains("complete (bootable)") && out.contains("GRUB for BIOS"), "{out}");
+    assert!(out.contains("the firmware owns the boot order") && out.contains("Esc"), "{out}");
+    let parts = sh(&mut m, "lsblk -rno NAME,PARTTYPE /dev/vdb");
+    assert!(parts.contains("vdb2 21686148-6449-6e6f-744e-656564454649"), "a BIOS boot partition: {parts}");
+    assert_eq!(sh(&mut m, "dd if=/dev/vdb bs=512 count=1 status=none | grep -ac GRUB"), "1", "GRUB in vdb's MBR");
+    let list = sh(&mut m, "bootlist -m normal -o");
+    assert!(list.contains("firmware owns the boot order") && list.lines().any(|l| l.starts_with("vdb ")), "{list}");
+    let (rc, e) = m.run("bootlist -m normal vdb 2>&1", std::time::Duration::from_secs(60)).unwrap();
+    assert!(rc == 6 && e.contains("to boot vdb, pick the disk in the firmware's boot menu"), "exit {rc}: {e}");
+    let clone_uuid = sh(&mut m, "blkid -p -s UUID -o value /dev/vdb3");
+    let debconf =
+        sh(&mut m, "mount /dev/vdb3 /mnt && chroot /mnt debconf-show grub-pc | grep install_devices; umount /mnt");
+    assert!(debconf.contains("/dev/disk/by-id/virtio-disk1"), "grub-pc upgrades go to the clone's disk: {debconf}");
+    m.shutdown().unwrap();
+
+    // The clone disk alone: SeaBIOS runs its boot code, GRUB finds the clone's root.
+    let disks = m.disks().to_vec();
+    m.set_disks(vec![disks[1].clone()]);
+    m.boot().unwrap();
+    assert_eq!(sh(&mut m, "findmnt -no UUID /"), clone_uuid);
+    assert_eq!(sh(&mut m, "findmnt -no SOURCE /"), "/dev/vda3");
+    assert_eq!(role_of(&mut m, "vda"), "rootvg");
+    assert_eq!(
+        sh(&mut m, "systemctl --failed --no-legend --no-pager | wc -l"),
+        "0",
+        "{}",
+        sh(&mut m, "systemctl --failed")
+    );
+    m.shutdown().unwrap();
+
+    // Both disks, the production one first: it boots its own system, the clone is old_rootvg.
+    m.set_disks(disks);
+    m.boot().unwrap();
+    assert_eq!(sh(&mut m, "findmnt -no SOURCE /"), format!("/dev/vda{src_part}"));
+    assert_eq!(role_of(&mut m, "vdb"), "old_rootvg");
+    m.shutdown().unwrap();
+}
+
+/// GRUB for BIOS from an MBR (msdos) disk.
+#[test]
+#[ignore = "VM matrix cell outside CI: see the module documentation"]
+fn vm_bios_mbr_clone_boots_alone() {
+    require_root!();
+    bios_cell(altdisk_tests::vm::Kind::BiosMbr, "bios-mbr", 1);
+}
+
+/// GRUB for BIOS from a GPT disk with a BIOS boot partition.
+#[test]
+#[ignore = "VM matrix cell outside CI: see the module documentation"]
+fn vm_bios_gpt_clone_boots_alone() {
+    require_root!();
+    bios_cell(altdisk_tests::vm::Kind::BiosGpt, "bios-gpt", 2);
+}

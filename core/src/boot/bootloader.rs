@@ -143,9 +143,34 @@ pub fn install(
                 &["--target=i386-pc", d.as_str()],
             )?;
             grub_config(root, job)?;
+            grub_pc_install_device(root, disk, job)?;
         }
     }
     Ok(())
+}
+
+/// Debian's grub-pc reinstalls GRUB on upgrades into the disks debconf names
+/// (`grub-pc/install_devices`), which in a copy still name the source's disk: the clone
+/// names its own, by its stable /dev/disk/by-id link when it has one.
+fn grub_pc_install_device(root: &Path, disk: &Path, job: &Job) -> Result<()> {
+    if !any_tool(root, "debconf-set-selections") || !exists(root, "var/lib/dpkg/info/grub-pc.list") {
+        return Ok(());
+    }
+    let real = std::fs::canonicalize(disk).unwrap_or_else(|_| disk.to_path_buf());
+    let mut ids: Vec<PathBuf> = std::fs::read_dir("/dev/disk/by-id")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| std::fs::canonicalize(p).is_ok_and(|t| t == real))
+        .collect();
+    ids.sort();
+    let name = ids.first().unwrap_or(&real).display().to_string();
+    job.info(format!("the clone's grub-pc reinstalls GRUB on {name} when it is upgraded"));
+    Cmd::in_root("naming the clone's disk for grub-pc upgrades", root, "debconf-set-selections")?
+        .stdin(format!("grub-pc grub-pc/install_devices multiselect {name}\n"))
+        .run()
+        .map(|_| ())
 }
 
 fn grub_config(root: &Path, job: &Job) -> Result<()> {
