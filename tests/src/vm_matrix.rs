@@ -8,6 +8,8 @@
 //!   (/home) and `@log` (/var/log) as Ubuntu installs it; snapper's `.snapshots` in `@`
 //!   holding one read-only snapshot, and a plain nested subvolume (`/var/lib/machines`).
 //! - [`XFS`]: GPT, ESP + ext4 /boot + xfs root.
+//! - [`DRACUT_LVM`]: from the dracut image: GPT, ESP + ext4 /boot + LVM (`rootvg`: root,
+//!   swap), the initramfs made by dracut.
 //!
 //! Every build script writes `/root/home-manifest.sha256` (checksums of /home) for the
 //! clone to be checked against, and prints `IMAGE_ENV` lines (UUIDs) for image.env.
@@ -60,18 +62,33 @@ chown -R -h 1000:1000 $t/home/alice
     };
 }
 
-/// The initramfs and GRUB, chrooted, as an installer does; then only the new ESP's firmware
-/// entry may name a disk, and it goes first. Needs $esp_partuuid.
+/// The initramfs (`update-initramfs`, or the given tool and command) and GRUB, chrooted, as
+/// an installer does; then only the new ESP's firmware entry may name a disk, and it goes
+/// first. Needs $esp_partuuid.
 macro_rules! build_boot {
     () => {
-        r#"
+        build_boot!("update-initramfs", "update-initramfs -u -k all")
+    };
+    ($tool:literal, $cmd:literal) => {
+        concat!(
+            r#"
 for d in dev proc sys run; do
 	mount --rbind /$d $t/$d
 	mount --make-rslave $t/$d
 done
-say "update-initramfs (chroot)"
-chroot $t update-initramfs -u -k all
-say "grub-install (chroot)"
+say ""#,
+            $tool,
+            " (chroot)\"\nchroot $t ",
+            $cmd,
+            "\n",
+            build_boot_grub!()
+        )
+    };
+}
+
+macro_rules! build_boot_grub {
+    () => {
+        r#"say "grub-install (chroot)"
 chroot $t grub-install --target=x86_64-efi --efi-directory=/boot/efi --bootloader-id=debian
 say "update-grub (chroot)"
 chroot $t update-grub
@@ -240,3 +257,81 @@ check esp "$(findmnt -no SOURCE /boot/efi)" /dev/vda1
         verify_end!(),
     ),
 };
+
+/// dracut on LVM: the dracut production image's system on GPT, ESP + ext4 /boot + an LVM
+/// PV holding `rootvg` (root, swap), its initramfs made by dracut.
+pub const DRACUT_LVM: Recipe = Recipe {
+    name: "dracut-lvm",
+    version: "dracut-lvm-1",
+    base: Kind::Dracut,
+    disks: &[4 * GIB],
+    build: concat!(
+        build_prelude!(),
+        r#"
+command -v dracut >/dev/null || { say "the base image has no dracut"; exit 1; }
+say "partitioning $disk: ESP + ext4 /boot + LVM"
+printf '%s\n' 'label: gpt' \
+	'start=2048, size=256MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI System Partition"' \
+	'size=512MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="boot"' \
+	'type=E6D6D379-F507-44C2-A23C-238F2A3DF928, name="lvm"' | sfdisk -q --wipe always $disk
+udevadm settle
+mkfs.vfat -F 32 ${disk}1 >/dev/null
+mkfs.ext4 -q -F -L boot ${disk}2
+pvcreate -q -y ${disk}3
+vgcreate -q rootvg ${disk}3
+lvcreate -q -y -W y -L 2.2G -n root rootvg
+lvcreate -q -y -W y -L 256M -n swap rootvg
+udevadm settle
+test ! -e /etc/lvm/devices/system.devices || { say "lvm wrote a devices file"; exit 1; }
+mkfs.ext4 -q -F /dev/rootvg/root
+mkswap /dev/rootvg/swap >/dev/null
+mkdir -p $t
+mount /dev/rootvg/root $t
+mkdir -p $t/boot && mount ${disk}2 $t/boot
+mkdir -p $t/boot/efi && mount ${disk}1 $t/boot/efi
+"#,
+        build_copy!(),
+        r#"
+root_uuid=$(uuid /dev/rootvg/root) swap_uuid=$(uuid /dev/rootvg/swap)
+boot_uuid=$(uuid ${disk}2) esp_uuid=$(uuid ${disk}1)
+esp_partuuid=$(blkid -p -s PART_ENTRY_UUID -o value ${disk}1 | tr A-F a-f)
+{
+	echo '# /etc/fstab: static file system information.'
+	echo "UUID=$root_uuid /               ext4    errors=remount-ro 0     1"
+	echo "UUID=$boot_uuid /boot           ext4    defaults        0       2"
+	echo "UUID=$esp_uuid  /boot/efi       vfat    umask=0077      0       1"
+	echo "UUID=$swap_uuid none            swap    sw              0       0"
+} >$t/etc/fstab
+echo "IMAGE_ENV ROOT_UUID=$root_uuid"
+"#,
+        build_boot!("dracut", "dracut --force --regenerate-all"),
+        r#"
+vgchange -q -an rootvg
+"#,
+    ),
+    verify: concat!(
+        verify_prelude!(),
+        r#"
+check root "$(findmnt -no SOURCE /)" /dev/mapper/rootvg-root
+check boot "$(findmnt -no SOURCE /boot)" /dev/vda2
+swap=$(swapon --show=NAME --noheadings --raw | head -n1)
+check swap "$(readlink -f "${swap:-none}")" "$(readlink -f /dev/mapper/rootvg-swap)"
+check initramfs-tool "$(lsinitrd /boot/initrd.img-$(uname -r) 2>/dev/null | grep -c 'dracut modules:')" 1
+"#,
+        verify_end!(),
+    ),
+};
+
+#[cfg(test)]
+mod hash_probe {
+    #[test]
+    fn print_hashes() {
+        for r in [super::BTRFS, super::XFS] {
+            eprintln!(
+                "HASH {} {:016x}",
+                r.name,
+                crate::vm_derived::fnv1a(format!("{}\n{}\n{}", r.version, r.build, r.verify).as_bytes())
+            );
+        }
+    }
+}
