@@ -322,16 +322,3 @@ check initramfs-tool "$(lsinitrd /boot/initrd.img-$(uname -r) 2>/dev/null | grep
     ),
 };
 
-#[cfg(test)]
-mod hash_probe {
-    #[test]
-    fn print_hashes() {
-        for r in [super::BTRFS, super::XFS] {
-            eprintln!(
-                "HASH {} {:016x}",
-                r.name,
-                crate::vm_derived::fnv1a(format!("{}\n{}\n{}", r.version, r.build, r.verify).as_bytes())
-            );
-        }
-    }
-}
