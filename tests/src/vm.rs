@@ -359,6 +359,8 @@ pub struct Machine {
     models: HashMap<PathBuf, DiskModel>,
     /// SeaBIOS instead of OVMF.
     bios: bool,
+    /// A console prompt answered at every boot (the initramfs asking for a passphrase).
+    answer: Option<(String, String)>,
 }
 
 const MAX_COMMAND: usize = 24 * 1024;
@@ -388,6 +390,7 @@ impl Machine {
             boot_timeout: boot_timeout(),
             models: HashMap::new(),
             bios: false,
+            answer: None,
         };
         let disk = fs::canonicalize(&image.disk).with_context(|| format!("image disk {}", image.disk.display()))?;
         let overlay = dir.join("disk0.qcow2");
@@ -444,6 +447,12 @@ impl Machine {
     /// the disks' own boot code starts, and there is no NVRAM.
     pub fn set_bios(&mut self, bios: bool) {
         self.bios = bios;
+    }
+
+    /// Type `text` and Enter at the console each time `prompt` shows while the machine boots
+    /// (before the login): what an admin types at the initramfs's passphrase prompt.
+    pub fn set_console_answer(&mut self, prompt: &str, text: &str) {
+        self.answer = Some((prompt.to_string(), text.to_string()));
     }
 
     /// The NVRAM file of this machine.
@@ -606,18 +615,32 @@ impl Machine {
     fn wait_shell(&mut self, deadline: Instant) -> Result<()> {
         let vm = self.vm.as_mut().unwrap();
         // 1. A login: agetty's autologin (or a plain login prompt, where we type root).
-        //    Nothing is typed before: a key would stop GRUB's or systemd-boot's countdown.
-        let auto = vm
-            .wait_for(deadline, |t| {
-                if contains(t, "(automatic login)") {
-                    Some(true)
-                } else if contains(t, " login: ") {
-                    Some(false)
-                } else {
-                    None
+        //    Nothing is typed before: a key would stop GRUB's or systemd-boot's countdown;
+        //    only the console answer is typed, each time its prompt shows (a passphrase).
+        let mut answered = 0usize;
+        let auto = loop {
+            let seen = vm
+                .wait_for(deadline, |t| {
+                    if contains(t, "(automatic login)") {
+                        Some(Err(true))
+                    } else if contains(t, " login: ") {
+                        Some(Err(false))
+                    } else {
+                        let (prompt, _) = self.answer.as_ref()?;
+                        let from = answered.min(t.len());
+                        find(&t[from..], prompt).map(|i| Ok(from + i + prompt.len()))
+                    }
+                })
+                .context("waiting for the login on ttyS0")?;
+            match seen {
+                Ok(end) => {
+                    answered = end;
+                    let (_, text) = self.answer.as_ref().expect("an answer was looked for");
+                    vm.send(&format!("{text}\n"))?;
                 }
-            })
-            .context("waiting for the login on ttyS0")?;
+                Err(auto) => break auto,
+            }
+        };
         if !auto {
             // Give a slow "(automatic login)" a moment before typing the name ourselves.
             let short = (Instant::now() + Duration::from_secs(3)).min(deadline);

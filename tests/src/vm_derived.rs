@@ -48,6 +48,9 @@ pub struct Recipe {
     /// Runs in the new system booted alone (as vda); exit 0 when all is well. A line
     /// `cmdline: ...` is kept in image.env as CMDLINE.
     pub verify: &'static str,
+    /// (prompt, text): what the new system's boots need typed at the console (a LUKS
+    /// passphrase), see [`Machine::set_console_answer`].
+    pub console_answer: Option<(&'static str, &'static str)>,
 }
 
 /// The cache root (env ALTDISK_VM_CACHE, default /var/cache/altdisk-tests).
@@ -186,6 +189,9 @@ fn build(r: &Recipe, base: &Image, work: &Path) -> Result<BTreeMap<String, Strin
 
     // Verification: the new disk alone (vda), the NVRAM the build wrote.
     m.set_disks(vec![disk.clone()]);
+    if let Some((prompt, text)) = r.console_answer {
+        m.set_console_answer(prompt, text);
+    }
     m.boot().context("booting the new disk alone")?;
     let boot = m.last_boot_time().unwrap_or_default();
     eprintln!("{tag}: the new disk booted alone in {boot:.0?}");

@@ -220,6 +220,7 @@ pub const RECIPE: Recipe = Recipe {
     disks: &[4 * GIB],
     build: BUILD_SCRIPT,
     verify: VERIFY_SCRIPT,
+    console_answer: None,
 };
 
 /// The cached LVM production image (built first if needed: about five minutes under TCG,

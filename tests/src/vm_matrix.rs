@@ -10,6 +10,7 @@
 //! - [`XFS`]: GPT, ESP + ext4 /boot + xfs root.
 //! - [`DRACUT_LVM`]: from the dracut image: GPT, ESP + ext4 /boot + LVM (`rootvg`: root,
 //!   swap), the initramfs made by dracut.
+//! - [`LUKS`]: from the cryptsetup image: LVM on LUKS2 as Debian's guided install makes it.
 //!
 //! Every build script writes `/root/home-manifest.sha256` (checksums of /home) for the
 //! clone to be checked against, and prints `IMAGE_ENV` lines (UUIDs) for image.env.
@@ -208,6 +209,7 @@ check log-data "$(cat /var/log/altdisk-matrix.log)" "the production log"
 "#,
         verify_end!(),
     ),
+    console_answer: None,
 };
 
 /// xfs root with a separate ext4 /boot, as RHEL-style installs make it.
@@ -256,6 +258,7 @@ check esp "$(findmnt -no SOURCE /boot/efi)" /dev/vda1
 "#,
         verify_end!(),
     ),
+    console_answer: None,
 };
 
 /// dracut on LVM: the dracut production image's system on GPT, ESP + ext4 /boot + an LVM
@@ -320,5 +323,81 @@ check initramfs-tool "$(lsinitrd /boot/initrd.img-$(uname -r) 2>/dev/null | grep
 "#,
         verify_end!(),
     ),
+    console_answer: None,
 };
 
+/// The passphrase of the LUKS machine's disk, typed at its initramfs prompt.
+pub const LUKS_PASSPHRASE: &str = "correct horse battery staple";
+/// What the initramfs (cryptsetup-initramfs) asks on the console.
+pub const LUKS_PROMPT: &str = "Please unlock disk vda3_crypt:";
+
+/// LVM on LUKS2 as Debian's guided install makes it: GPT, ESP + ext4 /boot + LUKS2
+/// (`vda3_crypt`) holding the volume group `production-vg` (root, swap_1); crypttab by the
+/// LUKS UUID, fstab by /dev/mapper names. The key is derived with PBKDF2 at few iterations,
+/// not argon2id: unlocking stays quick under TCG.
+pub const LUKS: Recipe = Recipe {
+    name: "luks",
+    version: "luks-1",
+    base: Kind::GrubCrypt,
+    disks: &[4 * GIB],
+    build: concat!(
+        build_prelude!(),
+        r#"
+command -v cryptsetup >/dev/null || { say "the base image has no cryptsetup"; exit 1; }
+pass='correct horse battery staple'
+say "partitioning $disk: ESP + ext4 /boot + LUKS2"
+printf '%s\n' 'label: gpt' \
+	'start=2048, size=256MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name="EFI System Partition"' \
+	'size=512MiB, type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="boot"' \
+	'type=0FC63DAF-8483-4772-8E79-3D69D8477DE4, name="crypt"' | sfdisk -q --wipe always $disk
+udevadm settle
+mkfs.vfat -F 32 ${disk}1 >/dev/null
+mkfs.ext4 -q -F ${disk}2
+printf '%s' "$pass" | cryptsetup luksFormat --batch-mode --type luks2 --pbkdf pbkdf2 \
+	--pbkdf-force-iterations 1000 --key-file - ${disk}3
+printf '%s' "$pass" | cryptsetup open --key-file - ${disk}3 vda3_crypt
+pvcreate -q -y /dev/mapper/vda3_crypt
+vgcreate -q production-vg /dev/mapper/vda3_crypt
+lvcreate -q -y -W y -L 2.2G -n root production-vg
+lvcreate -q -y -W y -L 256M -n swap_1 production-vg
+udevadm settle
+test ! -e /etc/lvm/devices/system.devices || { say "lvm wrote a devices file"; exit 1; }
+mkfs.ext4 -q -F /dev/production-vg/root
+mkswap /dev/production-vg/swap_1 >/dev/null
+mkdir -p $t
+mount /dev/production-vg/root $t
+mkdir -p $t/boot && mount ${disk}2 $t/boot
+mkdir -p $t/boot/efi && mount ${disk}1 $t/boot/efi
+"#,
+        build_copy!(),
+        r#"
+luks_uuid=$(uuid ${disk}3) boot_uuid=$(uuid ${disk}2) esp_uuid=$(uuid ${disk}1)
+esp_partuuid=$(blkid -p -s PART_ENTRY_UUID -o value ${disk}1 | tr A-F a-f)
+{
+	echo '# /etc/fstab: static file system information.'
+	echo "/dev/mapper/production--vg-root /               ext4    errors=remount-ro 0       1"
+	echo "UUID=$boot_uuid /boot           ext4    defaults        0       2"
+	echo "UUID=$esp_uuid  /boot/efi       vfat    umask=0077      0       1"
+	echo "/dev/mapper/production--vg-swap_1 none            swap    sw              0       0"
+} >$t/etc/fstab
+echo "vda3_crypt UUID=$luks_uuid none luks,discard" >$t/etc/crypttab
+echo "IMAGE_ENV LUKS_UUID=$luks_uuid"
+"#,
+        build_boot!(),
+        r#"
+vgchange -q -an production-vg
+cryptsetup close vda3_crypt
+"#,
+    ),
+    verify: concat!(
+        verify_prelude!(),
+        r#"
+check root "$(findmnt -no SOURCE /)" /dev/mapper/production--vg-root
+check crypt "$(lsblk -rno NAME,TYPE /dev/vda3 | grep -c 'vda3_crypt crypt')" 1
+check luks "$(cryptsetup luksDump /dev/vda3 | sed -n 's/^Version: *//p')" 2
+check boot "$(findmnt -no SOURCE /boot)" /dev/vda2
+"#,
+        verify_end!(),
+    ),
+    console_answer: Some((LUKS_PROMPT, LUKS_PASSPHRASE)),
+};

@@ -373,3 +373,25 @@ fn vm_trixie_clone_boots_and_switches_back() {
         assert_eq!(sh(m, ". /etc/os-release; echo $VERSION_CODENAME"), "trixie");
     });
 }
+
+/// LVM on LUKS2 (Debian's guided encrypted install): altdisk does not make encrypted
+/// clones yet and refuses, in one line and before anything is written, to copy the
+/// encrypted system into an unencrypted one.
+#[test]
+#[ignore = "VM matrix cell outside CI: see the module documentation"]
+fn vm_luks_root_is_refused_before_writing() {
+    require_root!();
+    let image = derived_image(&vm_matrix::LUKS).expect("LUKS production image");
+    let mut m = Machine::new("luks", &image, &[4 * GIB]).unwrap();
+    m.set_console_answer(vm_matrix::LUKS_PROMPT, vm_matrix::LUKS_PASSPHRASE);
+    start(&mut m);
+    assert_eq!(sh(&mut m, "findmnt -no SOURCE /"), "/dev/mapper/production--vg-root");
+    for cmd in ["alt_disk_copy -d vdb", "altdisk plan -d vdb"] {
+        let (rc, out) = m.run(&format!("{cmd} 2>&1"), std::time::Duration::from_secs(300)).unwrap();
+        assert_eq!(rc, 6, "{cmd}: not supported: {out}");
+        assert_eq!(out.trim().lines().count(), 1, "{cmd}: one line: {out}");
+        assert!(out.contains("encrypted device vda3_crypt") && out.contains("unencrypted"), "{out}");
+    }
+    assert_eq!(sh(&mut m, "wipefs --no-act /dev/vdb | wc -l"), "0", "vdb untouched");
+    m.shutdown().unwrap();
+}

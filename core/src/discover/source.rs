@@ -206,6 +206,41 @@ fn to_fs(m: &Mount, mountpoint: String) -> Result<SourceFs> {
     })
 }
 
+/// The dm-crypt (LUKS) mapping device (major, minor) lives on, itself or below it (LVM on
+/// LUKS), by its device-mapper name; `sys` is the sysfs root.
+pub fn crypt_below(sys: &Path, major: u32, minor: u32) -> Option<String> {
+    fn walk(sys: &Path, dev: &str, depth: u32) -> Option<String> {
+        let dir = sys.join("dev/block").join(dev);
+        let uuid = std::fs::read_to_string(dir.join("dm/uuid")).unwrap_or_default();
+        if uuid.starts_with("CRYPT-") {
+            return Some(std::fs::read_to_string(dir.join("dm/name")).unwrap_or_default().trim().to_string());
+        }
+        if depth > 16 {
+            return None;
+        }
+        std::fs::read_dir(dir.join("slaves")).ok()?.flatten().find_map(|e| {
+            let d = std::fs::read_to_string(e.path().join("dev")).ok()?;
+            walk(sys, d.trim(), depth + 1)
+        })
+    }
+    walk(sys, &format!("{major}:{minor}"), 0)
+}
+
+/// A filesystem on an encrypted device would be copied into a clone without encryption:
+/// refused until altdisk makes LUKS containers of its own.
+fn refuse_encrypted(filesystems: &[SourceFs]) -> Result<()> {
+    for f in filesystems {
+        if let Some(name) = crypt_below(Path::new("/sys"), f.major, f.minor) {
+            return Err(Error::unsupported(
+                format!("cloning {} ({}), which lives on the encrypted device {name} (dm-crypt/LUKS)", f.mountpoint, f.device.display()),
+                ": altdisk does not make encrypted clones yet, and it will not copy encrypted data into an unencrypted one",
+                "clone systems without disk encryption, or copy the encrypted disk block for block (dd) while it is not running",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Inode number of the root directory of every btrfs subvolume (the top level's too).
 const BTRFS_SUBVOL_ROOT_INO: u64 = 256;
 
@@ -337,6 +372,7 @@ pub fn discover(dir: Option<&Path>, disks: &[Disk]) -> Result<Source> {
         filesystems.push(to_fs(m, mountpoint)?);
     }
     group_subvolumes(&mut filesystems, &roots)?;
+    refuse_encrypted(&filesystems)?;
     let mut swaps = Vec::new();
     if live {
         for sw in mounts::swaps()? {
@@ -397,4 +433,47 @@ fn swaps_from_fstab(root: &Path, disks: &[Disk]) -> Result<Vec<SourceSwap>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sysfs tree: (device, dm uuid, dm name, slaves).
+    fn sysfs(devs: &[(&str, &str, &str, &[&str])]) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("altdisk-sysfs-{}", uuid::Uuid::new_v4()));
+        for (dev, uuid, name, slaves) in devs {
+            let d = root.join("dev/block").join(dev);
+            std::fs::create_dir_all(d.join("slaves")).unwrap();
+            if !uuid.is_empty() {
+                std::fs::create_dir_all(d.join("dm")).unwrap();
+                std::fs::write(d.join("dm/uuid"), format!("{uuid}\n")).unwrap();
+                std::fs::write(d.join("dm/name"), format!("{name}\n")).unwrap();
+            }
+            for s in *slaves {
+                let l = d.join("slaves").join(s.replace(':', "-"));
+                std::fs::create_dir_all(&l).unwrap();
+                std::fs::write(l.join("dev"), format!("{s}\n")).unwrap();
+            }
+        }
+        root
+    }
+
+    #[test]
+    fn finds_luks_below_lvm() {
+        // vda3 (254:3) <- vda3_crypt (253:0) <- production--vg-root (253:1); vda2 plain.
+        let sys = sysfs(&[
+            ("254:3", "", "", &[]),
+            ("253:0", "CRYPT-LUKS2-0123456789abcdef-vda3_crypt", "vda3_crypt", &["254:3"]),
+            ("253:1", "LVM-abcdefgh", "production--vg-root", &["253:0"]),
+            ("253:2", "LVM-ijklmnop", "plain--vg-root", &["254:2"]),
+            ("254:2", "", "", &[]),
+        ]);
+        assert_eq!(crypt_below(&sys, 253, 1).as_deref(), Some("vda3_crypt"));
+        assert_eq!(crypt_below(&sys, 253, 0).as_deref(), Some("vda3_crypt"));
+        assert_eq!(crypt_below(&sys, 253, 2), None);
+        assert_eq!(crypt_below(&sys, 254, 2), None);
+        assert_eq!(crypt_below(&sys, 9, 9), None);
+        std::fs::remove_dir_all(sys).unwrap();
+    }
 }
