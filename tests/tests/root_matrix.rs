@@ -340,3 +340,82 @@ fn root_xfs_root_with_ext4_boot() {
     }
     assert_ok(&altdisk("alt_rootvg_op", &["-S", "--mount-at", p(&alt)]));
 }
+
+fn sha(dev: &Path) -> String {
+    run("sha256sum", &[p(dev)]).unwrap().split_whitespace().next().unwrap().to_string()
+}
+
+/// A system installed in btrfs subvolumes on a disk that is not running (the rescue image's
+/// offline disk swap): `altdisk find` looks into its @ subvolume, `copy --source-disk`
+/// mounts it as its fstab says (@ on /, @home on /home) and clones the layout, and not a
+/// byte of the source disk changes.
+#[test]
+fn root_btrfs_layout_on_a_disk_is_found_and_cloned_offline() {
+    use altdisk::write::partition::{self, PartSpec};
+    require_root!();
+    let mut s = Scratch::new("btrfs-offline");
+    let dev = s.loopdev("system.img", 700 * MIB);
+    let parts = [PartSpec {
+        number: 1,
+        start: MIB,
+        size: 640 * MIB,
+        type_guid: altdisk::discover::gpt::LINUX_FS_TYPE.into(),
+        guid: uuid::Uuid::new_v4(),
+        name: "root".into(),
+    }];
+    partition::write_gpt(&dev, 700 * MIB, uuid::Uuid::new_v4(), 512, &parts).unwrap();
+    partition::add_partition_nodes(&dev, &parts).unwrap();
+    let fsdev = part(&dev, 1);
+    let top = s.mkfs_mount(&fsdev, "btrfs", Some("ubuntu"), "top");
+    for sv in ["@", "@home"] {
+        run("btrfs", &["subvolume", "create", p(&top.join(sv))]).unwrap();
+    }
+    let root = top.join("@");
+    populate(&root).unwrap();
+    populate(&top.join("@home")).unwrap();
+    std::fs::create_dir_all(root.join("boot")).unwrap();
+    std::fs::write(root.join("boot/vmlinuz-6.8.0-test"), b"kernel").unwrap();
+    std::fs::write(root.join("etc/os-release"), "NAME=\"Ubuntu\"\nPRETTY_NAME=\"Ubuntu 24.04 LTS\"\n").unwrap();
+    let uuid = blkid(&fsdev, "UUID").unwrap();
+    std::fs::write(
+        root.join("etc/fstab"),
+        format!("UUID={uuid} / btrfs defaults,subvol=@ 0 1\nUUID={uuid} /home btrfs defaults,subvol=@home 0 2\n"),
+    )
+    .unwrap();
+    run("umount", &[p(&top)]).unwrap();
+    let name = dev.file_name().unwrap().to_str().unwrap().to_string();
+    let before = sha(&dev);
+
+    let o = altdisk("altdisk", &["find", "--json"]);
+    assert_ok(&o);
+    let v: serde_json::Value = serde_json::from_str(&stdout(&o)).unwrap();
+    let sys = v["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["disks"].as_array().unwrap().iter().any(|d| d == name.as_str()))
+        .unwrap_or_else(|| panic!("not found: {v}"))
+        .clone();
+    assert_eq!(sys["os"], "Ubuntu 24.04 LTS");
+    assert_eq!(sys["kernels"], serde_json::json!(["6.8.0-test"]));
+
+    let t = s.loopdev("target.img", 1536 * MIB);
+    let alt = s.path("alt");
+    let o = altdisk("altdisk", &["copy", "--source-disk", &name, "-d", p(&t), "-P1", "--mount-at", p(&alt)]);
+    assert_ok(&o);
+    assert_eq!(mounted_subvol(&alt).as_deref(), Some("/@"));
+    assert_eq!(mounted_subvol(&alt.join("home")).as_deref(), Some("/@home"));
+    assert_eq!(subvolumes(&alt), vec!["@", "@home"]);
+    let look = s.mkdir("look");
+    for (sv, to, skip) in [
+        ("@", alt.clone(), vec!["=etc", "etc/fstab", "etc/altdisk", "home", "srv/hard2", "usr/local/lib/altdisk"]),
+        ("@home", alt.join("home"), vec![]),
+    ] {
+        run("mount", &["-o", &format!("ro,subvol={sv}"), p(&fsdev), p(&look)]).unwrap();
+        let diffs = compare(&look, &to, &skip);
+        run("umount", &[p(&look)]).unwrap();
+        assert!(diffs.is_empty(), "{sv}: differences:\n{}", diffs.join("\n"));
+    }
+    assert_ok(&altdisk("alt_rootvg_op", &["-S", "--mount-at", p(&alt)]));
+    assert_eq!(sha(&dev), before, "the source disk was written");
+}
