@@ -202,9 +202,7 @@ fn vm_4k_nvme_target_clone_boots() {
 }
 
 /// The common path of a UEFI cell: `alt_disk_copy -d vdb` on the running production
-/// machine (its root on `src_root`), reboot through the boot order into the clone (its root
-/// on `clone_root`, checked further by `in_clone`), `bootlist -m normal vda` and back, then
-/// the clone disk alone with fresh NVRAM. Returns the clone's root UUID.
+/// machine (its root on `src_root`), then [`boot_clone_and_back`].
 fn uefi_cell(m: &mut Machine, src_root: &str, clone_root: &str, in_clone: impl Fn(&mut Machine)) -> String {
     assert_eq!(sh(m, "findmnt -no SOURCE /"), src_root);
     let before = boot_order(m);
@@ -212,8 +210,14 @@ fn uefi_cell(m: &mut Machine, src_root: &str, clone_root: &str, in_clone: impl F
     assert!(out.contains("complete (bootable)"), "{out}");
     let order = boot_order(m);
     assert_eq!(order[1..], before[..], "the clone's entry goes first: {before:?} -> {order:?}");
-    let src_uuid = sh(m, "findmnt -no UUID /");
+    boot_clone_and_back(m, src_root, clone_root, in_clone)
+}
 
+/// After a clone onto vdb: reboot through the boot order into the clone (its root on
+/// `clone_root`, checked further by `in_clone`), `bootlist -m normal vda` and back to
+/// `src_root`, then the clone disk alone with fresh NVRAM. Returns the clone's root UUID.
+fn boot_clone_and_back(m: &mut Machine, src_root: &str, clone_root: &str, in_clone: impl Fn(&mut Machine)) -> String {
+    let src_uuid = sh(m, "findmnt -no UUID /");
     m.reboot().unwrap();
     assert_eq!(sh(m, "findmnt -no SOURCE /"), clone_root, "{}", sh(m, "cat /proc/cmdline"));
     let clone_uuid = sh(m, "findmnt -no UUID /");
@@ -374,24 +378,51 @@ fn vm_trixie_clone_boots_and_switches_back() {
     });
 }
 
-/// LVM on LUKS2 (Debian's guided encrypted install): altdisk does not make encrypted
-/// clones yet and refuses, in one line and before anything is written, to copy the
-/// encrypted system into an unencrypted one.
+/// LVM on LUKS2 (Debian's guided encrypted install). Without a passphrase the clone is
+/// refused in one line before anything is written; with it, the clone gets LUKS2 containers
+/// of its own (new UUID, new volume key, the same passphrase), its crypttab names them, the
+/// passphrase is nowhere on disk or in the journal, and the clone boots with the passphrase
+/// typed at its initramfs prompt: through the boot order, and alone.
 #[test]
 #[ignore = "VM matrix cell outside CI: see the module documentation"]
-fn vm_luks_root_is_refused_before_writing() {
+fn vm_luks_lvm_clone_boots_with_its_own_luks_header() {
     require_root!();
     let image = derived_image(&vm_matrix::LUKS).expect("LUKS production image");
     let mut m = Machine::new("luks", &image, &[4 * GIB]).unwrap();
-    m.set_console_answer(vm_matrix::LUKS_PROMPT, vm_matrix::LUKS_PASSPHRASE);
+    // The prompt of the source (vda3_crypt) and of the clone (alt_vda3_crypt) alike.
+    m.set_console_answer("Please unlock disk ", vm_matrix::LUKS_PASSPHRASE);
     start(&mut m);
     assert_eq!(sh(&mut m, "findmnt -no SOURCE /"), "/dev/mapper/production--vg-root");
-    for cmd in ["alt_disk_copy -d vdb", "altdisk plan -d vdb"] {
-        let (rc, out) = m.run(&format!("{cmd} 2>&1"), std::time::Duration::from_secs(300)).unwrap();
-        assert_eq!(rc, 6, "{cmd}: not supported: {out}");
-        assert_eq!(out.trim().lines().count(), 1, "{cmd}: one line: {out}");
-        assert!(out.contains("encrypted device vda3_crypt") && out.contains("unencrypted"), "{out}");
-    }
+    let (rc, out) = m.run("alt_disk_copy -d vdb 2>&1", std::time::Duration::from_secs(300)).unwrap();
+    assert_eq!(rc, 2, "a passphrase is needed: {out}");
+    assert_eq!(out.trim().lines().count(), 1, "one line: {out}");
+    assert!(out.contains("vda3_crypt") && out.contains("--luks-passphrase-file"), "{out}");
     assert_eq!(sh(&mut m, "wipefs --no-act /dev/vdb | wc -l"), "0", "vdb untouched");
-    m.shutdown().unwrap();
+
+    // /run is not cloned: the passphrase file stays out of the clone.
+    m.sh(&format!("umask 077; printf '%s\\n' '{}' >/run/pass", vm_matrix::LUKS_PASSPHRASE)).unwrap();
+    let out = m.sh("alt_disk_copy -d vdb --luks-passphrase-file /run/pass 2>&1").unwrap();
+    assert!(out.contains("complete (bootable)") && out.contains("LUKS2 alt_vda3_crypt"), "{out}");
+    // meta, ESP, /boot, then the LUKS2 container holding altinst_rootvg.
+    assert_eq!(sh(&mut m, "cryptsetup luksDump /dev/vdb4 | sed -n 's/^Version: *//p'"), "2");
+    let (src_uuid, clone_uuid) =
+        (sh(&mut m, "cryptsetup luksUUID /dev/vda3"), sh(&mut m, "cryptsetup luksUUID /dev/vdb4"));
+    assert_ne!(src_uuid, clone_uuid, "a LUKS UUID of its own");
+    let key = |m: &mut Machine, dev: &str| {
+        sh(m, &format!("cryptsetup luksDump --dump-volume-key --batch-mode --key-file /run/pass {dev} | sed -n '/MK dump/,$p' | tr -d ' \\t\\n'"))
+    };
+    let (k1, k2) = (key(&mut m, "/dev/vda3"), key(&mut m, "/dev/vdb4"));
+    assert!(!k1.is_empty() && k1 != k2, "a volume key of its own");
+    assert_eq!(sh(&mut m, "test -e /dev/mapper/alt_vda3_crypt && echo open || echo closed"), "closed");
+    assert_eq!(sh(&mut m, "journalctl -b --no-pager | grep -c 'correct horse' || true"), "0", "never logged");
+    m.sh("rm -f /run/pass").unwrap();
+
+    boot_clone_and_back(&mut m, "/dev/mapper/production--vg-root", "/dev/mapper/altinst_rootvg-root", |m| {
+        let crypttab = sh(m, "grep -v '^#' /etc/crypttab");
+        let uuid = sh(m, "cryptsetup luksUUID /dev/vdb4");
+        assert_eq!(crypttab, format!("alt_vda3_crypt UUID={uuid} none luks,discard"));
+        assert_eq!(sh(m, "lsblk -rno NAME,TYPE /dev/vdb4 | grep -c 'alt_vda3_crypt crypt'"), "1");
+        let leaks = sh(m, "grep -rIl 'correct horse' /etc /root /var /home 2>/dev/null | wc -l");
+        assert_eq!(leaks, "0", "the passphrase is nowhere in the clone");
+    });
 }

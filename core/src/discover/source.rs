@@ -58,6 +58,9 @@ pub struct SourceFs {
     /// it is not the top level.
     #[serde(default)]
     pub default_subvol: Option<String>,
+    /// The LUKS container it lives on (directly, or below its logical volume).
+    #[serde(default)]
+    pub crypt: Option<SourceCrypt>,
 }
 
 impl SourceFs {
@@ -203,42 +206,77 @@ fn to_fs(m: &Mount, mountpoint: String) -> Result<SourceFs> {
         subvol: None,
         on: None,
         default_subvol: None,
+        crypt: None,
     })
 }
 
-/// The dm-crypt (LUKS) mapping device (major, minor) lives on, itself or below it (LVM on
-/// LUKS), by its device-mapper name; `sys` is the sysfs root.
-pub fn crypt_below(sys: &Path, major: u32, minor: u32) -> Option<String> {
-    fn walk(sys: &Path, dev: &str, depth: u32) -> Option<String> {
+/// A dm-crypt mapping found under a device: its name, whether it is LUKS (not plain
+/// dm-crypt), and the device it decrypts, as "major:minor".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CryptLayer {
+    pub name: String,
+    pub luks: bool,
+    pub below: String,
+}
+
+/// The dm-crypt mapping device (major, minor) lives on, itself or below it (LVM on LUKS);
+/// `sys` is the sysfs root.
+pub fn crypt_below(sys: &Path, major: u32, minor: u32) -> Option<CryptLayer> {
+    fn walk(sys: &Path, dev: &str, depth: u32) -> Option<CryptLayer> {
         let dir = sys.join("dev/block").join(dev);
         let uuid = std::fs::read_to_string(dir.join("dm/uuid")).unwrap_or_default();
+        let slaves = || {
+            std::fs::read_dir(dir.join("slaves"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("dev")).ok())
+                .map(|d| d.trim().to_string())
+        };
         if uuid.starts_with("CRYPT-") {
-            return Some(std::fs::read_to_string(dir.join("dm/name")).unwrap_or_default().trim().to_string());
+            return Some(CryptLayer {
+                name: std::fs::read_to_string(dir.join("dm/name")).unwrap_or_default().trim().to_string(),
+                luks: uuid.starts_with("CRYPT-LUKS"),
+                below: slaves().next().unwrap_or_default(),
+            });
         }
         if depth > 16 {
             return None;
         }
-        std::fs::read_dir(dir.join("slaves")).ok()?.flatten().find_map(|e| {
-            let d = std::fs::read_to_string(e.path().join("dev")).ok()?;
-            walk(sys, d.trim(), depth + 1)
-        })
+        slaves().find_map(|d| walk(sys, &d, depth + 1))
     }
     walk(sys, &format!("{major}:{minor}"), 0)
 }
 
-/// A filesystem on an encrypted device would be copied into a clone without encryption:
-/// refused until altdisk makes LUKS containers of its own.
-fn refuse_encrypted(filesystems: &[SourceFs]) -> Result<()> {
-    for f in filesystems {
-        if let Some(name) = crypt_below(Path::new("/sys"), f.major, f.minor) {
-            return Err(Error::unsupported(
-                format!("cloning {} ({}), which lives on the encrypted device {name} (dm-crypt/LUKS)", f.mountpoint, f.device.display()),
-                ": altdisk does not make encrypted clones yet, and it will not copy encrypted data into an unencrypted one",
-                "clone systems without disk encryption, or copy the encrypted disk block for block (dd) while it is not running",
-            ));
-        }
+/// An encrypted device a filesystem or swap of the source lives on (LUKS; directly, or as a
+/// physical volume of its volume group).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceCrypt {
+    /// The mapping's name, as the source's crypttab gives it ("vda3_crypt").
+    pub name: String,
+    /// The LUKS container (a partition).
+    pub device: PathBuf,
+    pub probe: Probe,
+    /// Other names of the container, for crypttab rewriting.
+    pub paths: Vec<String>,
+}
+
+/// The LUKS container under device (major, minor), if any; plain dm-crypt (no header to
+/// copy the setup from) is refused.
+fn source_crypt(what: &str, major: u32, minor: u32) -> Result<Option<SourceCrypt>> {
+    let Some(layer) = crypt_below(Path::new("/sys"), major, minor) else { return Ok(None) };
+    let device = std::fs::canonicalize(format!("/sys/dev/block/{}", layer.below))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| Path::new("/dev").join(n)))
+        .unwrap_or_default();
+    if !layer.luks || !device.starts_with("/dev/") {
+        return Err(Error::unsupported(
+            format!("cloning {what}, which lives on the encrypted device {} (plain dm-crypt)", layer.name),
+            ": altdisk makes LUKS2 clones of LUKS systems only, and will not copy encrypted data into an unencrypted clone",
+            "clone systems encrypted with LUKS, or copy the disk block for block (dd) while it is not running",
+        ));
     }
-    Ok(())
+    Ok(Some(SourceCrypt { name: layer.name, probe: Probe::read(&device)?, paths: device_paths(&device), device }))
 }
 
 /// Inode number of the root directory of every btrfs subvolume (the top level's too).
@@ -372,7 +410,9 @@ pub fn discover(dir: Option<&Path>, disks: &[Disk]) -> Result<Source> {
         filesystems.push(to_fs(m, mountpoint)?);
     }
     group_subvolumes(&mut filesystems, &roots)?;
-    refuse_encrypted(&filesystems)?;
+    for f in filesystems.iter_mut() {
+        f.crypt = source_crypt(&f.mountpoint, f.major, f.minor)?;
+    }
     let mut swaps = Vec::new();
     if live {
         for sw in mounts::swaps()? {
@@ -468,9 +508,12 @@ mod tests {
             ("253:1", "LVM-abcdefgh", "production--vg-root", &["253:0"]),
             ("253:2", "LVM-ijklmnop", "plain--vg-root", &["254:2"]),
             ("254:2", "", "", &[]),
+            ("253:5", "CRYPT-PLAIN-swap", "cryptswap", &["254:5"]),
         ]);
-        assert_eq!(crypt_below(&sys, 253, 1).as_deref(), Some("vda3_crypt"));
-        assert_eq!(crypt_below(&sys, 253, 0).as_deref(), Some("vda3_crypt"));
+        assert!(crypt_below(&sys, 253, 5).is_some_and(|c| !c.luks && c.below == "254:5"));
+        let luks = CryptLayer { name: "vda3_crypt".into(), luks: true, below: "254:3".into() };
+        assert_eq!(crypt_below(&sys, 253, 1), Some(luks.clone()));
+        assert_eq!(crypt_below(&sys, 253, 0), Some(luks));
         assert_eq!(crypt_below(&sys, 253, 2), None);
         assert_eq!(crypt_below(&sys, 254, 2), None);
         assert_eq!(crypt_below(&sys, 9, 9), None);

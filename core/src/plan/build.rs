@@ -63,6 +63,7 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
     let mut partitions = disks.into_partitions();
     let mut filesystems = reorder(&filesystems, &mut partitions, &order);
     share_filesystems(&mut filesystems);
+    encrypt(src, &mut partitions, &filesystems, opts.boot.as_ref())?;
 
     check_esp(opts.boot.as_ref(), &filesystems)?;
     if opts.customize.device_reset && !opts.phases.has(3) {
@@ -311,6 +312,52 @@ fn check_subvolumes(filesystems: &mut [PlanFs], demand: &mut Demand, warnings: &
             ));
             filesystems[i].default_subvol = None;
         }
+    }
+    Ok(())
+}
+
+/// The partitions that become LUKS2 containers, as the source's are: the physical volumes
+/// of a volume group whose logical volumes live on LUKS (every one: the group may spread
+/// over more disks than the source's), and the partition of a filesystem whose source
+/// filesystem does. Each gets its own name (the source's with AIX's alt_ prefix flipped, a
+/// number after the first) and UUID. A clone made bootable with an encrypted root needs a
+/// /boot of its own outside: GRUB is not set up to unlock LUKS.
+fn encrypt(src: &Source, partitions: &mut [PlanPart], filesystems: &[PlanFs], boot: Option<&BootSetup>) -> Result<()> {
+    let mut seen: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    let mut container = |sc: &source::SourceCrypt| {
+        let n = seen.entry(sc.name.clone()).or_insert(0);
+        *n += 1;
+        let base = alt_label(&sc.name, 120);
+        let (name, source) = if *n == 1 {
+            (base, Some(source_ref(&sc.device, &sc.device, "crypto_LUKS", &sc.probe, &sc.paths)))
+        } else {
+            (format!("{base}_{n}"), None)
+        };
+        super::PlanCrypt { name, uuid: Uuid::new_v4(), source_name: sc.name.clone(), source }
+    };
+    if let Some(sc) = src.filesystems.iter().filter(|f| f.lv.is_some()).find_map(|f| f.crypt.as_ref()) {
+        for p in partitions.iter_mut().filter(|p| p.role == PartRole::Pv) {
+            p.crypt = Some(container(sc));
+        }
+    }
+    for f in filesystems.iter().filter(|f| f.lv.is_none() && f.on.is_none()) {
+        let sf = src.filesystems.iter().find(|s| s.mountpoint == f.mountpoint && s.lv.is_none());
+        if let (Some(sc), Some(p)) = (sf.and_then(|s| s.crypt.as_ref()), partitions.get_mut(f.part)) {
+            p.crypt = Some(container(sc));
+        }
+    }
+    let encrypted = |f: &PlanFs| match &f.lv {
+        Some(_) => partitions.iter().any(|p| p.role == PartRole::Pv && p.crypt.is_some()),
+        None => partitions.get(f.part).is_some_and(|p| p.crypt.is_some()),
+    };
+    let root = filesystems.iter().find(|f| f.mountpoint == "/");
+    let boot_fs = filesystems.iter().find(|f| f.mountpoint == "/boot");
+    if boot.is_some() && root.is_some_and(encrypted) && boot_fs.is_none_or(encrypted) {
+        return Err(Error::unsupported(
+            "making a clone bootable whose /boot is encrypted",
+            ": its kernels would live in LUKS, which GRUB is not set up to unlock (GRUB_ENABLE_CRYPTODISK)",
+            "keep /boot a filesystem of its own outside the encrypted volume (as Debian's guided install does), or clone with -P12 and make it bootable yourself",
+        ));
     }
     Ok(())
 }
@@ -579,6 +626,7 @@ mod tests {
             subvol: None,
             on: None,
             default_subvol: None,
+            crypt: None,
         }
     }
 
@@ -915,6 +963,48 @@ mod tests {
         assert_eq!(p.targets[0].sector_size, 4096);
         assert!(p.warnings.iter().any(|w| w.contains("FAT32 on 4096-byte sectors")), "{:?}", p.warnings);
         assert!(p.partitions.iter().all(|x| x.start % 4096 == 0 && x.size % 4096 == 0));
+    }
+
+    #[test]
+    fn lvm_on_luks_gets_luks_physical_volumes_and_keeps_boot_outside() {
+        let mut src = source();
+        let crypt = crate::discover::source::SourceCrypt {
+            name: "vda3_crypt".into(),
+            device: "/dev/vda3".into(),
+            probe: Probe { uuid: Some("1111-luks".into()), fstype: Some("crypto_LUKS".into()), ..Default::default() },
+            paths: vec!["/dev/vda3".into()],
+        };
+        let lv = |n: &str, sz| {
+            Some(crate::discover::source::SourceLv { vg: "production-vg".into(), lv: n.into(), size: sz })
+        };
+        src.filesystems[0].lv = lv("root", 3 * GIB);
+        src.filesystems[0].crypt = Some(crypt.clone());
+        src.filesystems[2].lv = lv("home", GIB);
+        src.filesystems[2].crypt = Some(crypt);
+        let boot = crate::discover::boot::BootSetup {
+            firmware: crate::discover::boot::Firmware::Uefi,
+            loader: crate::discover::boot::Loader::GrubEfi { id: "debian".into(), shim: false },
+            initramfs: crate::discover::boot::Initramfs::UpdateInitramfs,
+            esp: None,
+            kernels: vec!["6.1".into()],
+        };
+        let opts = PlanOptions { boot: Some(boot.clone()), ..Default::default() };
+        let p = build(&src, &[disk("vdb", 12 * GIB), disk("vdc", 4 * GIB)], &opts, "altinst_rootvg").unwrap();
+        let pvs: Vec<&PlanPart> = p.partitions.iter().filter(|x| x.role == PartRole::Pv).collect();
+        assert_eq!(pvs.len(), 2);
+        let names: Vec<&str> = pvs.iter().map(|x| x.crypt.as_ref().unwrap().name.as_str()).collect();
+        assert_eq!(names, ["alt_vda3_crypt", "alt_vda3_crypt_2"]);
+        assert!(pvs[0].crypt.as_ref().unwrap().source.as_ref().is_some_and(|r| r.uuid.as_deref() == Some("1111-luks")));
+        assert!(pvs[1].crypt.as_ref().unwrap().source.is_none());
+        assert_ne!(pvs[0].crypt.as_ref().unwrap().uuid, pvs[1].crypt.as_ref().unwrap().uuid);
+        let boot_part = p.filesystems.iter().find(|f| f.mountpoint == "/boot").map(|f| &p.partitions[f.part]).unwrap();
+        assert!(boot_part.crypt.is_none(), "/boot stays outside");
+        assert!(p.render().contains("LUKS2 alt_vda3_crypt (new key): LVM physical volume"), "{}", p.render());
+        // Without a /boot of its own the kernels would be inside LUKS: refused when made bootable.
+        src.filesystems.retain(|f| f.mountpoint != "/boot");
+        let e = build(&src, &[disk("vdb", 12 * GIB)], &opts, "x").unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("/boot is encrypted"), "{e}");
+        assert!(build(&src, &[disk("vdb", 12 * GIB)], &PlanOptions::default(), "x").is_ok(), "fine without phase 3");
     }
 
     #[test]

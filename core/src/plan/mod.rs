@@ -141,6 +141,23 @@ pub struct PlanPart {
     pub guid: Uuid,
     pub name: String,
     pub role: PartRole,
+    /// A LUKS2 container on the partition, holding what its role says.
+    #[serde(default)]
+    pub crypt: Option<PlanCrypt>,
+}
+
+/// A LUKS2 container of the clone: made with its own UUID and volume key, unlocked by the
+/// passphrase the user gives, opened under the name the clone's crypttab gives it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanCrypt {
+    /// The mapping's name in the clone ("alt_vda3_crypt": AIX's alt_ prefix, flipped).
+    pub name: String,
+    pub uuid: Uuid,
+    /// The source's mapping this one stands for, and its container (whose crypttab line
+    /// becomes this one's); a further container of the clone (a volume group spread over
+    /// more disks) gets a crypttab line of its own.
+    pub source_name: String,
+    pub source: Option<SourceRef>,
 }
 
 /// The identities of the source filesystem a planned one is made from.
@@ -398,6 +415,10 @@ impl Plan {
                     PartRole::Pv => {
                         format!("LVM physical volume of {}", self.vg.as_ref().map(|v| v.name.as_str()).unwrap_or("?"))
                     }
+                };
+                let what = match &p.crypt {
+                    Some(c) => format!("LUKS2 {} (new key): {what}", c.name),
+                    None => what,
                 };
                 let _ = writeln!(
                     s,

@@ -111,6 +111,7 @@ impl Disks {
             guid: Uuid::new_v4(),
             name: name.into(),
             role,
+            crypt: None,
         });
         self.cursor[d] += size;
         self.partitions.len() - 1

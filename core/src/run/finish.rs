@@ -59,6 +59,7 @@ impl Run {
                 name: self.env.name.clone(),
                 disks: self.disks.iter().map(|d| d.dev.clone()).collect(),
                 vg: self.made.vg.take(),
+                crypts: self.made.crypts.drain(..).map(|c| c.keep()).collect(),
             })?;
             self.mounted_at = Some(self.mount_at.clone());
         } else {
@@ -67,6 +68,9 @@ impl Run {
             if let Some(vg) = self.made.vg.take() {
                 lvm::settle();
                 lvm::deactivate(&vg)?;
+            }
+            while let Some(c) = self.made.crypts.pop() {
+                c.close()?;
             }
             self.made.loops.clear();
             for d in self.disks.iter().filter(|d| d.image) {

@@ -134,7 +134,7 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
         skip_boot_checks: req.skip_boot_checks,
         disks,
         env,
-        made: Made { loops, mounts, vg },
+        made: Made { loops, mounts, vg, crypts: Vec::new() },
         boot: None,
         root_ids: ops::root_ids(&sys).ok(),
         cmdline: String::new(),

@@ -33,11 +33,13 @@ pub(super) struct Phase1 {
     plan: Plan,
     targets: Vec<Target>,
     exclude: ExcludeList,
+    /// The passphrase of the clone's LUKS2 containers, if it has any.
+    luks: Option<crate::write::luks::Passphrase>,
 }
 
 /// Set up the run of a new clone (nothing written yet).
 pub(super) fn start(prep: Prepared) -> Result<(Run, Phase1)> {
-    let Prepared { plan, targets, exclude, locks, source_mount, .. } = prep;
+    let Prepared { plan, targets, exclude, locks, source_mount, luks, .. } = prep;
     let journal = journal::Journal::begin(
         &crate::plan::lock::Holder::this_run().what,
         prepare::record_paths(&targets),
@@ -61,7 +63,7 @@ pub(super) fn start(prep: Prepared) -> Result<(Run, Phase1)> {
         skip_boot_checks: false,
         disks: Vec::new(),
         env: initial_env(&plan),
-        made: Made { loops: Vec::new(), mounts: Vec::new(), vg: None },
+        made: Made { loops: Vec::new(), mounts: Vec::new(), vg: None, crypts: Vec::new() },
         boot: plan.boot.clone(),
         root_ids: Some(root_ids(&plan)),
         cmdline,
@@ -85,12 +87,12 @@ pub(super) fn start(prep: Prepared) -> Result<(Run, Phase1)> {
     if let Some(root) = run._source.as_ref().map(|s| s.root.clone()) {
         run.journal.update(|j| j.source_mount = Some(root))?;
     }
-    Ok((run, Phase1 { plan, targets, exclude }))
+    Ok((run, Phase1 { plan, targets, exclude, luks }))
 }
 
 impl Run {
     pub(super) fn phase1(&mut self, p: Phase1, job: &Job) -> Result<()> {
-        let Phase1 { plan, targets, exclude } = p;
+        let Phase1 { plan, targets, exclude, luks } = p;
         job.check()?;
         job.set_phase(Phase::Partitioning);
         let me = crate::plan::lock::Holder::this_run();
@@ -152,14 +154,23 @@ impl Run {
             partition::add_partition_nodes(&dev, &parts)?;
         }
         let devs: Vec<PathBuf> = self.disks.iter().map(|d| d.dev.clone()).collect();
+        // The device a partition's contents go on: the partition, or its open LUKS container.
+        let inner = |p: &plan::PlanPart| match &p.crypt {
+            Some(c) => crate::write::luks::mapper_path(&c.name),
+            None => partition::partition_path(&devs[p.disk], p.number),
+        };
+        for p in &plan.partitions {
+            let (Some(c), Some(pass)) = (&p.crypt, luks.as_ref()) else { continue };
+            job.check()?;
+            let dev = partition::partition_path(&devs[p.disk], p.number);
+            self.journal.update(|j| j.crypts.push(c.name.clone()))?;
+            self.made.crypts.push(crate::write::luks::Opened::make(&dev, &c.name, &c.uuid, pass)?);
+            job.info(format!("made the LUKS2 container {} on {} (its own UUID and volume key)", c.name, dev.display()));
+        }
+        drop(luks);
         if let Some(vg) = &plan.vg {
             job.check()?;
-            let pvs: Vec<PathBuf> = plan
-                .partitions
-                .iter()
-                .filter(|p| p.role == PartRole::Pv)
-                .map(|p| partition::partition_path(&devs[p.disk], p.number))
-                .collect();
+            let pvs: Vec<PathBuf> = plan.partitions.iter().filter(|p| p.role == PartRole::Pv).map(&inner).collect();
             self.made.vg = Some(vg.name.clone());
             self.journal.update(|j| j.vg = Some(vg.name.clone()))?;
             lvm::create(&vg.name, &pvs, &vg.lvs)?;
@@ -175,10 +186,7 @@ impl Run {
         let dev_of = |part: usize, lv: &Option<String>| -> PathBuf {
             match (lv, &plan.vg) {
                 (Some(lv), Some(vg)) => lvm::lv_path(&vg.name, lv),
-                _ => {
-                    let p = &plan.partitions[part];
-                    partition::partition_path(&devs[p.disk], p.number)
-                }
+                _ => inner(&plan.partitions[part]),
             }
         };
         for f in plan.filesystems.iter().filter(|f| f.on.is_none()) {
@@ -374,6 +382,18 @@ fn initial_env(plan: &Plan) -> BootEnv {
             .collect(),
         swaps: plan.swaps.iter().map(|w| env_fs("swap", "swap", &w.uuid, &w.label, w.part, &w.lv, &None)).collect(),
         vg: plan.vg.as_ref().map(|v| v.name.clone()),
+        crypts: plan
+            .partitions
+            .iter()
+            .filter_map(|p| {
+                p.crypt.as_ref().map(|c| record::EnvCrypt {
+                    name: c.name.clone(),
+                    uuid: c.uuid.to_string(),
+                    disk: p.disk,
+                    partition: p.number,
+                })
+            })
+            .collect(),
         boot_entry: None,
         trial: false,
         step: Some(step::PARTITIONING.into()),
@@ -412,6 +432,27 @@ fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
             map.push((identity_old(r, None), new));
         }
     }
+    // The LUKS containers: the source's become the clone's (its own UUID and name).
+    let mut renames = Vec::new();
+    let mut extra = Vec::new();
+    for p in &plan.partitions {
+        let Some(c) = &p.crypt else { continue };
+        match &c.source {
+            Some(r) => {
+                let new = Identity {
+                    uuid: Some(c.uuid.to_string()),
+                    partuuid: Some(p.guid.to_string()),
+                    label: None,
+                    partlabel: Some(p.name.clone()),
+                    paths: vec![],
+                    mountpoint: None,
+                };
+                map.push((identity_old(r, None), new));
+                renames.push((c.source_name.clone(), c.name.clone()));
+            }
+            None => extra.push((c.source_name.clone(), c.name.clone(), c.uuid.to_string())),
+        }
+    }
     let mut changes = 0;
     let fstab = plan.mount_at.join("etc/fstab");
     if let Ok(text) = std::fs::read_to_string(&fstab) {
@@ -448,9 +489,18 @@ fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
         let r = fixup::rewrite_crypttab(&text, &map);
         changes += r.changed;
         warnings.extend(r.warnings);
-        if r.text != text {
-            replace_file(&crypttab, &r.text)?;
+        let n = fixup::rename_crypttab(&r.text, &renames, &extra);
+        changes += n.changed;
+        warnings.extend(n.warnings);
+        if n.text != text {
+            replace_file(&crypttab, &n.text)?;
         }
+    } else if !renames.is_empty() {
+        return Err(Error::not_found(
+            "the clone's /etc/crypttab",
+            "the source is encrypted but has no crypttab to unlock its clone at boot",
+            "give the source system its /etc/crypttab (as its installer wrote it), then clone again",
+        ));
     }
     Ok(changes)
 }

@@ -358,6 +358,45 @@ fn udev_encode(value: &str) -> String {
     out
 }
 
+/// Give the clone's LUKS mappings their names: each line whose name (field 1) is the old one
+/// of `renames` (old, new) gets the new one; for each of `extra` (old, new, UUID), a further
+/// container of the clone, a line is added after the old one's, with the old line's key and
+/// options and `UUID=` naming the container.
+pub fn rename_crypttab(text: &str, renames: &[(String, String)], extra: &[(String, String, String)]) -> Rewrite {
+    let mut out = Rewrite { text: String::with_capacity(text.len() + 128), ..Rewrite::default() };
+    for line in text.split_inclusive('\n') {
+        let Some((a, b)) = field_span(line, 0) else {
+            out.text.push_str(line);
+            continue;
+        };
+        let name = fstab_decode(&line[a..b]);
+        let new_name = renames.iter().find(|(o, _)| *o == name).map(|(_, n)| n);
+        let body = match new_name {
+            Some(n) => {
+                out.changed += 1;
+                format!("{}{}{}", &line[..a], fstab_encode(n), &line[b..])
+            }
+            None => line.to_string(),
+        };
+        out.text.push_str(&body);
+        for (_, n, uuid) in extra.iter().filter(|(o, _, _)| *o == name) {
+            if !out.text.ends_with('\n') {
+                out.text.push('\n');
+            }
+            let rest = field_span(line, 2).map(|(k, _)| line[k..].trim_end()).unwrap_or("none");
+            out.text.push_str(&format!("{} UUID={uuid} {rest}\n", fstab_encode(n)));
+            out.changed += 1;
+        }
+    }
+    for (old, _) in renames {
+        if !text.split_inclusive('\n').any(|l| field_span(l, 0).is_some_and(|(a, b)| fstab_decode(&l[a..b]) == *old)) {
+            out.warnings
+                .push(format!("crypttab has no line for {old}: the clone's encrypted device is not unlocked at boot"));
+        }
+    }
+    out
+}
+
 /// Layout changes between the source and the clone that fstab must follow.
 #[derive(Debug, Clone, Default)]
 pub struct LayoutChanges {
@@ -569,6 +608,26 @@ mod layout_tests {
         assert!(r.text.contains("tmpfs /tmp tmpfs defaults 0 0\n# altdisk: split"), "{}", r.text);
         assert!(r.text.ends_with("UUID=u-1 /var/my\\040data xfs defaults 0 0\n"), "{}", r.text);
         assert!(r.text.starts_with("# static\nUUID=a\t/\text4\terrors=remount-ro,noatime\t0 1\n"));
+    }
+
+    #[test]
+    fn crypttab_names_follow_the_clones_containers() {
+        let text =
+            "# <target> <source> <key> <options>\nvda3_crypt UUID=new-1 none luks,discard\nother UUID=x none luks\n";
+        let r = rename_crypttab(
+            text,
+            &[("vda3_crypt".into(), "alt_vda3_crypt".into())],
+            &[("vda3_crypt".into(), "alt_vda3_crypt_2".into(), "new-2".into())],
+        );
+        assert_eq!(
+            r.text,
+            "# <target> <source> <key> <options>\nalt_vda3_crypt UUID=new-1 none luks,discard\n\
+             alt_vda3_crypt_2 UUID=new-2 none luks,discard\nother UUID=x none luks\n"
+        );
+        assert_eq!(r.changed, 2);
+        let r = rename_crypttab("other UUID=x none luks", &[("gone".into(), "alt_gone".into())], &[]);
+        assert_eq!(r.text, "other UUID=x none luks");
+        assert!(r.warnings[0].contains("no line for gone"), "{:?}", r.warnings);
     }
 
     #[test]
