@@ -62,23 +62,22 @@ pub fn device_with_uuid(uuid: &str) -> Option<(u32, u32)> {
     dev_numbers(Path::new(out.stdout.trim()))
 }
 
-nix::ioctl_read_bad!(blksszget, 0x1268, libc::c_int);
-
 /// The logical sector size of a block device (512, or 4096 on a 4Kn disk): the unit of its
-/// partition table and of UEFI device paths. An image file (attached later as a loop device
-/// of 512-byte sectors) is 512.
+/// partition table and of UEFI device paths, as sysfs says (`queue/logical_block_size`; the
+/// device itself is not opened). Anything that is not a block device (an image file,
+/// attached later as a loop device of 512-byte sectors) is 512.
 pub fn logical_sector_size(dev: &Path) -> Result<u64> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::FileTypeExt;
-    let f = std::fs::File::open(dev).map_err(|e| Error::io("opening to read its sector size", dev, e))?;
-    let md = f.metadata().map_err(|e| Error::io("reading its sector size", dev, e))?;
-    if !md.file_type().is_block_device() {
-        return Ok(512);
+    let Some((major, minor)) = dev_numbers(dev) else { return Ok(512) };
+    let attr = format!("/sys/dev/block/{major}:{minor}/queue/logical_block_size");
+    match std::fs::read_to_string(&attr) {
+        Ok(s) => {
+            s.trim().parse::<u64>().ok().filter(|n| n.is_power_of_two() && *n >= 512).map(Ok).unwrap_or_else(|| {
+                Err(Error::corrupt(format!("sector size of {}", dev.display()), format!("{attr} says `{}`", s.trim())))
+            })
+        }
+        // A partition has no queue of its own: its disk's sectors are its own.
+        Err(_) => Ok(512),
     }
-    let mut size: libc::c_int = 0;
-    // SAFETY: BLKSSZGET writes one int through the pointer.
-    unsafe { blksszget(f.as_raw_fd(), &mut size) }.map_err(|e| Error::io("reading its sector size", dev, e.into()))?;
-    Ok(if size > 0 { size as u64 } else { 512 })
 }
 
 /// The (major, minor) of a block device node; None for anything else.
