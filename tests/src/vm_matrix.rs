@@ -145,7 +145,7 @@ exit $fail
 /// The btrfs subvolume layout (see the module documentation).
 pub const BTRFS: Recipe = Recipe {
     name: "btrfs",
-    version: "btrfs-1",
+    version: "btrfs-2",
     base: Kind::Grub,
     disks: &[4 * GIB],
     build: concat!(
@@ -203,7 +203,7 @@ check root "$(findmnt -no SOURCE /)" "/dev/vda2[/@]"
 check home "$(findmnt -no SOURCE /home)" "/dev/vda2[/@home]"
 check log "$(findmnt -no SOURCE /var/log)" "/dev/vda2[/@log]"
 check esp "$(findmnt -no SOURCE /boot/efi)" /dev/vda1
-check subvolumes "$(btrfs subvolume list / | sed 's/.* path //' | sort | paste -sd,)" "@,@/.snapshots,@/.snapshots/1/snapshot,@/var/lib/machines,@home,@log"
+check subvolumes "$(btrfs subvolume list -a / | sed 's/.* path //; s|^<FS_TREE>/||' | sort | paste -sd,)" "@,@/.snapshots,@/.snapshots/1/snapshot,@/var/lib/machines,@home,@log"
 check rootflags "$(grep -o 'rootflags=subvol=@' /proc/cmdline)" rootflags=subvol=@
 check log-data "$(cat /var/log/altdisk-matrix.log)" "the production log"
 "#,

@@ -91,7 +91,7 @@ fn vm_btrfs_subvolumes_clone_boots_and_switches_back() {
         "{cmdline}"
     );
     assert_eq!(
-        sh(&mut m, "btrfs subvolume list / | sed 's/.* path //' | sort | paste -sd,"),
+        sh(&mut m, "btrfs subvolume list -a / | sed 's/.* path //; s|^<FS_TREE>/||' | sort | paste -sd,"),
         "@,@/.snapshots,@/var/lib/machines,@home,@log",
         "the layout and the plain nested subvolume, no snapshot"
     );
