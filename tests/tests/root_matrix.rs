@@ -110,6 +110,10 @@ fn root_btrfs_subvolume_layout_is_kept() {
     require_root!();
     let mut s = Scratch::new("btrfs-layout");
     let (sdev, src) = btrfs_source(&mut s);
+    // btrfs mounts show an anonymous device in mountinfo: the mount table names the disk.
+    let table = altdisk::discover::mounts::read().unwrap();
+    let home = altdisk::discover::mounts::mount_at(&table, &src.join("home")).unwrap();
+    assert_eq!(Some((home.major, home.minor)), altdisk::discover::blockdev::dev_numbers(&sdev));
     let tdev = s.loopdev("target.img", 2048 * MIB);
     let alt = s.path("alt");
     let o = altdisk("alt_disk_copy", &["--source", p(&src), "-d", p(&tdev), "-P1", "--mount-at", p(&alt)]);
