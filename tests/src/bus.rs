@@ -18,6 +18,7 @@ use zbus::wire::OwnedVariant;
 struct FakePolkit {
     allow: Arc<AtomicBool>,
     last_flags: Arc<AtomicU32>,
+    last_flags_not_read: Arc<AtomicU32>,
     delay_ms: Arc<AtomicU32>,
 }
 
@@ -26,12 +27,15 @@ impl FakePolkit {
     async fn check_authorization(
         &self,
         _subject: (String, HashMap<String, OwnedVariant>),
-        _action_id: String,
+        action_id: String,
         _details: HashMap<String, String>,
         flags: u32,
         _cancellation_id: String,
     ) -> (bool, bool, HashMap<String, String>) {
         self.last_flags.store(flags, Ordering::SeqCst);
+        if action_id != "org.altdisk.read" {
+            self.last_flags_not_read.store(flags, Ordering::SeqCst);
+        }
         let delay = self.delay_ms.load(Ordering::SeqCst);
         if delay > 0 {
             tokio::time::sleep(Duration::from_millis(delay.into())).await;
@@ -61,6 +65,9 @@ pub struct Bus {
     pub allow: Arc<AtomicBool>,
     /// CheckAuthorization's flags of the last call (1: interactive authorisation allowed).
     pub polkit_flags: Arc<AtomicU32>,
+    /// The same for the last check of an action that changes something (not a read: the
+    /// service checks property reads too, without asking the user).
+    pub polkit_flags_not_read: Arc<AtomicU32>,
     /// How long the fake polkit takes to answer (ms), for callers that leave meanwhile.
     pub polkit_delay: Arc<AtomicU32>,
     dir: PathBuf,
@@ -102,6 +109,7 @@ impl Bus {
         let allow = Arc::new(AtomicBool::new(true));
         let polkit_flags = Arc::new(AtomicU32::new(u32::MAX));
         let polkit_delay = Arc::new(AtomicU32::new(0));
+        let polkit_flags_not_read = Arc::new(AtomicU32::new(u32::MAX));
         let polkit = if opts.polkit {
             Some(
                 zbus::connection::Builder::address(address.as_str())
@@ -111,6 +119,7 @@ impl Bus {
                         FakePolkit {
                             allow: allow.clone(),
                             last_flags: polkit_flags.clone(),
+                            last_flags_not_read: polkit_flags_not_read.clone(),
                             delay_ms: polkit_delay.clone(),
                         },
                     )
@@ -125,6 +134,7 @@ impl Bus {
             address,
             allow,
             polkit_flags,
+            polkit_flags_not_read,
             polkit_delay,
             dir: dir.to_path_buf(),
             opts,
@@ -172,7 +182,19 @@ impl Bus {
             use std::os::unix::process::CommandExt;
             cmd.uid(uid).gid(uid);
         }
-        let service = cmd.stderr(log).spawn().expect("altdiskd built");
+        cmd.stderr(log);
+        // The copy made above may still be open for writing in a child another test thread
+        // forked meanwhile (until that child execs): exec then fails with ETXTBSY for a moment.
+        let mut tries = 0;
+        let service = loop {
+            match cmd.spawn() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy && tries < 50 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                r => break r.expect("altdiskd built"),
+            }
+        };
         self.service = Some(service);
         let c = self.client().await;
         let deadline = Instant::now() + Duration::from_secs(20);

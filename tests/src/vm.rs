@@ -49,6 +49,21 @@ fn boot_timeout() -> Duration {
     env_secs("ALTDISK_VM_BOOT_TIMEOUT", 300)
 }
 
+/// vCPUs of each guest: ALTDISK_VM_SMP, else 2 when one VM runs at a time and 1 when
+/// several share the machine (ALTDISK_VM_PARALLEL), so that the guests never ask for more
+/// host threads than there are cores.
+fn vcpus() -> usize {
+    if let Some(n) = std::env::var("ALTDISK_VM_SMP").ok().and_then(|v| v.parse().ok()).filter(|&n: &usize| n > 0) {
+        return n;
+    }
+    let parallel = std::env::var("ALTDISK_VM_PARALLEL").ok().and_then(|v| v.parse().ok()).unwrap_or(1usize);
+    if parallel > 1 {
+        1
+    } else {
+        2
+    }
+}
+
 /// VM slots: TCG is CPU-bound, and two 2-vCPU guests on a 2-core machine each boot four to
 /// five times slower than one alone, so by default one QEMU runs at a time on this machine,
 /// across test processes too (an flock on /var/tmp/altdisk-tests/.vm-slot-N.lock; env
@@ -512,7 +527,7 @@ impl Machine {
         let log = fs::OpenOptions::new().create(true).append(true).open(&qemu_log)?;
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-name", &format!("altdisk-{}", self.name)]);
-        cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "max", "-m", "2048", "-smp", "2"]);
+        cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "max", "-m", "2048", "-smp", &vcpus().to_string()]);
         cmd.args(["-nic", "none", "-display", "none", "-monitor", "none", "-no-reboot"]);
         if !self.bios {
             cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", qemu_path(&ovmf_code())?));

@@ -66,6 +66,10 @@ async fn root_dbus_denied_callers_get_access_denied_everywhere() {
         ("ListJobs", m.list_jobs().await.unwrap_err()),
         ("TrialBoot", m.trial_boot("vdb").await.unwrap_err()),
         ("RemoveSystem", m.remove_system("vdb").await.unwrap_err()),
+        ("FindSystems", m.find_systems().await.unwrap_err()),
+        ("RestoreSystem", m.restore_system("vdb", false).await.unwrap_err()),
+        ("BootNow", m.boot_now("vdb", true).await.unwrap_err()),
+        ("RepairSystem", m.repair_system("vdb").await.unwrap_err()),
     ];
     for (method, e) in results {
         assert_eq!(err_name(&e), "org.altdisk.AltDisk1.Error.AccessDenied", "{method}: {e}");
@@ -432,7 +436,9 @@ async fn root_dbus_phase2_options_reach_the_clone() {
     assert!(job.steps().await.unwrap().contains(&"customizing".to_string()));
     let (ok, err) = altdisk_tests::bus::wait_finished(&job, finished, Duration::from_secs(300)).await;
     assert!(ok, "{err}");
-    let at = PathBuf::from(job.mounted_at().await.unwrap());
+    // Read afresh: the Finished signal may come to us before the cache saw MountedAt change.
+    let mounted_at = get_prop(&c, job.inner().path().as_str(), altdisk_api::JOB_IFACE, "MountedAt").await.unwrap();
+    let at = PathBuf::from(String::try_from(mounted_at).unwrap());
     assert_eq!(std::fs::read_to_string(at.join("etc/resolv.conf")).unwrap(), "nameserver 192.0.2.53\n");
     let by = std::fs::read_to_string(at.join("etc/customized-by")).unwrap();
     assert_eq!(by.trim(), t.file_name().unwrap().to_str().unwrap(), "the script ran with ALT_ROOT and ALT_DISKS");
@@ -618,4 +624,123 @@ async fn root_dbus_bad_calls_are_refused_and_write_nothing() {
         ),
     )
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn root_dbus_rescue_finds_repairs_and_refuses_to_boot_without_uefi() {
+    require_root!();
+    let mut s = Scratch::new("dbus-rescue");
+    let good = rescue_disk(&mut s, "rescuegood", true);
+    let bare = rescue_disk(&mut s, "rescuebare", false);
+    let (good_name, bare_name) = [&good, &bare].map(|d| d.file_name().unwrap().to_string_lossy().into_owned()).into();
+    let bus = Bus::start(&s.path(""), polkit()).await;
+    let c = bus.client().await;
+    let m = ManagerProxy::new(&c).await.unwrap();
+
+    // Find: both systems on their loop devices, with OS and kernels, and the running one;
+    // nothing stays mounted after looking.
+    let found = m.find_systems().await.unwrap();
+    let on = |n: &str| found.iter().find(|f| f.disks == [n]).cloned().unwrap_or_else(|| panic!("{n}: {found:?}"));
+    let g = on(&good_name);
+    assert_eq!((g.kind.as_str(), g.name.as_str(), g.os.as_str()), ("other", "linux", "Rescue Test 1"));
+    assert_eq!((g.kernels.clone(), g.bootable), (vec!["6.1.0-test".to_string()], true));
+    assert_eq!(g.root, altdisk::write::partition::partition_path(&good, 1).display().to_string());
+    assert_eq!(g.root_uuid, blkid(&altdisk::write::partition::partition_path(&good, 1), "UUID").unwrap());
+    let b = on(&bare_name);
+    assert!(!b.bootable && b.kernels.is_empty() && b.os == "Rescue Test 1", "{b:?}");
+    let running = found.iter().find(|f| f.kind == "running").unwrap_or_else(|| panic!("{found:?}"));
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mountinfo.contains("/run/altdisk/look-"), "a look stays mounted");
+
+    // Restore and boot now need the firmware's variables: refused here, saying why, before
+    // anything is written; a system that cannot boot, and the running one, are refused.
+    let uefi = m.firmware().await.unwrap() == altdisk_api::firmware::UEFI;
+    for once in [false, true] {
+        let e = m.restore_system(&good_name, once).await.unwrap_err();
+        if uefi {
+            // (Where there are UEFI variables: the test disk has no ESP to boot from.)
+            assert!(err_name(&e).ends_with(".NotFound") && e.to_string().contains("EFI system partition"), "{e}");
+        } else {
+            assert!(err_name(&e).ends_with(".NotSupported"), "{e}");
+            assert!(e.to_string().contains("BIOS") && e.to_string().contains("boot menu"), "{e}");
+        }
+    }
+    for (e, why) in [
+        (m.restore_system(&bare_name, false).await.unwrap_err(), "does not look bootable"),
+        (m.boot_now(&bare_name, false).await.unwrap_err(), "does not look bootable"),
+        (m.boot_now(&bare_name, true).await.unwrap_err(), "does not look bootable"),
+        (m.restore_system(&running.disks[0], false).await.unwrap_err(), "running system"),
+        (m.boot_now(&running.disks[0], false).await.unwrap_err(), "running system"),
+        (m.repair_system(&running.disks[0]).await.unwrap_err(), "running system"),
+    ] {
+        assert!(err_name(&e).ends_with(".Refused") && e.to_string().contains(why), "{why}: {e}");
+    }
+
+    // The offline disk swap, planned: the system read from its disk, named as such, and
+    // unmounted again (it is not a target).
+    let t = s.loopdev("swap-target.img", 512 * MIB);
+    let o = CloneOptions {
+        source_disk: Some(good_name.clone()),
+        phases: Phases::P1,
+        ..CloneOptions::new([t.to_str().unwrap()])
+    };
+    let plan = m.plan_details_of(&o).await.unwrap();
+    assert_eq!(plan.source, format!("the system on {good_name} (Rescue Test 1)"));
+    let e = m
+        .plan_details_of(&CloneOptions {
+            source_disk: Some(good_name.clone()),
+            ..CloneOptions::new([good.to_str().unwrap()])
+        })
+        .await
+        .unwrap_err();
+    assert!(err_name(&e).ends_with(".Refused"), "the source as its own target: {e}");
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains("/run/altdisk/source-"));
+
+    // Repair: a job; the system's own tools run chrooted in it, GRUB onto its disk.
+    let path = m.repair_system(&good_name).await.unwrap();
+    let j = JobProxy::builder(&c)
+        .path(path.clone())
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap();
+    let finished = j.receive_finished().await.unwrap();
+    assert_eq!(j.kind().await.unwrap(), "repair");
+    assert_eq!(j.targets().await.unwrap(), vec![good_name.clone()]);
+    let e = m.repair_system(&good_name).await.unwrap_err();
+    assert!(err_name(&e).ends_with(".Busy"), "a second repair of the same disk: {e}");
+    let (ok, err) = wait_finished(&j, finished, Duration::from_secs(120)).await;
+    assert!(ok, "{err}");
+    assert_eq!(j.phase().await.unwrap(), "done");
+    let lines = j.log_lines().await.unwrap();
+    assert!(
+        lines.iter().any(|(_, l)| l == &format!("linux on {good_name}: initramfs and boot loader installed")),
+        "{lines:?}"
+    );
+    let look = s.mkdir("look");
+    let part = altdisk::write::partition::partition_path(&good, 1);
+    run("mount", &["-o", "ro", part.to_str().unwrap(), look.to_str().unwrap()]).unwrap();
+    let called = std::fs::read_to_string(look.join("var/log/boot-tools.log")).unwrap_or_default();
+    run("umount", &[look.to_str().unwrap()]).unwrap();
+    let mut want = vec!["update-initramfs -u -k all".to_string()];
+    if !uefi {
+        want.push(format!("grub-install --target=i386-pc {}", good.display()));
+        want.push("update-grub".into());
+    }
+    assert_eq!(called.lines().map(str::trim_end).collect::<Vec<_>>(), want, "the boot tools the repair ran");
+    // Nothing of it stays mounted, and its job's directory is gone.
+    assert!(s.mounts().is_empty(), "still mounted: {:?}", s.mounts());
+    assert!(!std::fs::read_to_string("/proc/self/mountinfo").unwrap().contains(part.to_str().unwrap()));
+
+    // A system without a kernel: the job fails, saying so.
+    let j = JobProxy::builder(&c)
+        .path(m.repair_system(&bare_name).await.unwrap())
+        .cache_properties(zbus::proxy::CacheProperties::No)
+        .build()
+        .await
+        .unwrap();
+    let finished = j.receive_finished().await.unwrap();
+    let (ok, err) = wait_finished(&j, finished, Duration::from_secs(60)).await;
+    assert!(!ok && err.contains("no kernel"), "{err}");
+    assert!(s.mounts().is_empty(), "still mounted: {:?}", s.mounts());
 }

@@ -8,7 +8,7 @@
 
 use std::time::{Duration, Instant};
 
-use altdisk_api::{kind, CloneOptions, JobPhase, JobProxy, ManagerProxy, Phase2Options};
+use altdisk_api::{found_kind, kind, CloneOptions, JobPhase, JobProxy, ManagerProxy, Phase2Options};
 use altdisk_tests::bus::{check_api, err_name, uid_of, unprivileged, wait_finished, Bus, Options, TempDir};
 use futures_util::StreamExt;
 
@@ -222,4 +222,158 @@ async fn sim_clone_cancel_failure_hotplug_through_the_proxies() {
     let e = m.start_clone(&CloneOptions::new(["sdd"])).await.unwrap_err();
     assert_eq!(err_name(&e), "org.altdisk.AltDisk1.Error.AccessDenied", "{e}");
     assert!(m.disks().await.is_ok(), "reading is still allowed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_rescue_find_restore_boot_now_repair_and_an_offline_clone() {
+    let dir = TempDir::new("sim-rescue");
+    // Steps slow enough to act while a repair runs.
+    let text = sample().replace("step_seconds = 0.05", "step_seconds = 0.4");
+    let bus = start(&dir, &text).await;
+    let c = bus.client().await;
+    let m = ManagerProxy::new(&c).await.unwrap();
+    assert_eq!(m.version().await.unwrap(), "1.3");
+    check_api(&c, altdisk_api::MANAGER_PATH, altdisk_api::MANAGER_IFACE).await;
+
+    // Find: every system, whoever made it, with its OS and kernels.
+    let found = m.find_systems().await.unwrap();
+    let on = |n: &str| found.iter().find(|f| f.disks == [n]).cloned().unwrap_or_else(|| panic!("{n}: {found:?}"));
+    assert_eq!((on("nvme0n1").kind.as_str(), on("nvme0n1").host.as_str()), (found_kind::RUNNING, "prod1"));
+    assert_eq!(
+        (on("sda").kind.as_str(), on("sda").kernels.clone()),
+        (found_kind::OLD_ROOTVG, vec!["6.1.0-13-amd64".into()])
+    );
+    let other = on("sdc");
+    assert_eq!(
+        (other.kind.as_str(), other.os.as_str(), other.bootable),
+        (found_kind::OTHER, "Ubuntu 22.04.4 LTS", true)
+    );
+    assert_eq!(other.kernels, ["5.15.0-105-generic"]);
+    let incomplete = on("nvme1n1");
+    assert!(incomplete.kind == found_kind::ALTDISK && !incomplete.bootable, "{incomplete:?}");
+
+    // Restore: the system on sdc boots from now on (its entry made), sda once.
+    let said = m.restore_system("sdc", false).await.unwrap();
+    assert!(said.contains("linux on sdc is first in the UEFI boot order"), "{said}");
+    assert_eq!(m.boot_list().await.unwrap()[0].disk, "sdc");
+    assert!(m.restore_system("sda", true).await.unwrap().contains("boots next, once"));
+    assert!(m.boot_list().await.unwrap().iter().any(|b| b.disk == "sda" && b.next));
+    for (e, name) in [
+        (m.restore_system("nvme0n1", false).await.unwrap_err(), "Refused"),
+        (m.restore_system("nvme1n1", false).await.unwrap_err(), "Refused"),
+        (m.restore_system("sdd", false).await.unwrap_err(), "NotFound"),
+        (m.boot_now("nvme0n1", false).await.unwrap_err(), "Refused"),
+        (m.repair_system("nvme0n1").await.unwrap_err(), "Refused"),
+        (m.repair_system("nosuchdisk").await.unwrap_err(), "NotFound"),
+    ] {
+        assert_eq!(err_name(&e), format!("org.altdisk.AltDisk1.Error.{name}"), "{e}");
+    }
+    let said = m.boot_now("sdb", false).await.unwrap();
+    assert!(said.contains("altinst_rootvg on sdb boots next, once") && said.contains("rebooting"), "{said}");
+
+    // Repair: a job like a clone's, on the system's disks.
+    let path = m.repair_system("hdisk2").await.unwrap();
+    let j = job(&c, path.clone()).await;
+    let finished = j.receive_finished().await.unwrap();
+    assert_eq!(j.kind().await.unwrap(), "repair");
+    assert_eq!(j.targets().await.unwrap(), ["sdb"]);
+    assert_eq!(j.steps().await.unwrap(), ["validating", "making-bootable", "done"]);
+    let listed = m.list_jobs().await.unwrap();
+    assert!(listed.iter().any(|x| x.path == path && x.kind == "repair" && x.state == "running"), "{listed:?}");
+    // While it runs: the disk is Busy by any name, and nothing restarts the machine.
+    for e in [
+        m.repair_system("sdb").await.unwrap_err(),
+        m.restore_system("sdb", false).await.unwrap_err(),
+        m.start_clone(&CloneOptions { force: true, ..CloneOptions::new(["hdisk2"]) }).await.unwrap_err(),
+        m.boot_now("sda", false).await.unwrap_err(),
+    ] {
+        assert!(err_name(&e).ends_with(".Busy"), "{e}");
+    }
+    let (ok, err) = wait_finished(&j, finished, Duration::from_secs(30)).await;
+    assert!(ok, "{err}");
+    assert_eq!(j.phase().await.unwrap(), "done");
+    let lines = j.log_lines().await.unwrap();
+    assert!(lines.iter().any(|(_, l)| l.contains("regenerated the initramfs of 6.1.0-18-amd64")), "{lines:?}");
+    assert!(lines.iter().any(|(_, l)| l.starts_with("altinst_rootvg on sdb: initramfs and boot loader installed")));
+    assert_eq!(m.boot_list().await.unwrap()[0].disk, "sdb", "the repaired system's entry goes first");
+    // A repair on a disk marked to fail: the job fails, saying why.
+    let failing = text.replace("name = \"sdb\"\nmodel", "name = \"sdb\"\nfail_at = 5\nmodel");
+    assert_ne!(failing, text);
+    std::fs::write(dir.join("sim.toml"), &failing).unwrap();
+    let j = job(&c, m.repair_system("sdb").await.unwrap()).await;
+    let finished = j.receive_finished().await.unwrap();
+    let (ok, err) = wait_finished(&j, finished, Duration::from_secs(30)).await;
+    assert!(!ok && err.contains("simulated failure"), "{err}");
+
+    // The offline disk swap: the system on sdc cloned onto sdd, read from its disk.
+    let o = CloneOptions { source_disk: Some("sdc".into()), ..CloneOptions::new(["sdd"]) };
+    let plan = m.plan_details_of(&o).await.unwrap();
+    assert_eq!(plan.source, "the system on sdc (Ubuntu 22.04.4 LTS)");
+    let e = m
+        .plan_details_of(&CloneOptions { source_disk: Some("sdc".into()), force: true, ..CloneOptions::new(["sdc"]) })
+        .await
+        .unwrap_err();
+    assert!(err_name(&e).ends_with(".Refused"), "the source as its own target: {e}");
+    let j = job(&c, m.start_clone(&o).await.unwrap()).await;
+    let finished = j.receive_finished().await.unwrap();
+    let (ok, err) = wait_finished(&j, finished, Duration::from_secs(60)).await;
+    assert!(ok, "{err}");
+    let clone = m.find_systems().await.unwrap().into_iter().find(|f| f.disks == ["sdd"]).unwrap();
+    assert_eq!((clone.kind.as_str(), clone.os.as_str()), (found_kind::ALTDISK, "Ubuntu 22.04.4 LTS"));
+    assert_eq!((clone.kernels.clone(), clone.bootable), (vec!["5.15.0-105-generic".to_string()], true));
+
+    // Denied: the rescue actions, finding too (it mounts filesystems to look into them).
+    std::fs::write(
+        dir.join("sim.toml"),
+        text.replace("deny = []", "deny = [\"org.altdisk.bootlist\", \"org.altdisk.manage\"]"),
+    )
+    .unwrap();
+    for e in [
+        m.restore_system("sda", false).await.unwrap_err(),
+        m.boot_now("sda", false).await.unwrap_err(),
+        m.repair_system("sda").await.unwrap_err(),
+        m.find_systems().await.unwrap_err(),
+    ] {
+        assert_eq!(err_name(&e), "org.altdisk.AltDisk1.Error.AccessDenied", "{e}");
+    }
+}
+
+/// 1.3: Verify returns a job whose Report says equal; a refresh keeps the clone's identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_verify_and_refresh_through_the_proxies() {
+    let dir = TempDir::new("sim-verify");
+    let bus = start(&dir, &sample()).await;
+    let c = bus.client().await;
+    let m = ManagerProxy::new(&c).await.unwrap();
+    let before = m.systems().await.unwrap().into_iter().find(|s| s.disks.contains(&"sdb".to_string())).unwrap();
+    // Verify: a job of kind verify, whose report says what was found.
+    let path = m.start_verify("sdb", &altdisk_api::VerifyOptions::default()).await.unwrap();
+    let j = job(&c, path).await;
+    let finished = j.receive_finished().await.unwrap();
+    let (ok, err) = wait_finished(&j, finished, Duration::from_secs(30)).await;
+    assert!(ok, "{err}");
+    assert_eq!(j.kind().await.unwrap(), "verify");
+    let report: serde_json::Value = serde_json::from_str(&j.report().await.unwrap()).unwrap();
+    assert_eq!(report["equal"], true, "{report}");
+    assert_eq!(report["apiVersion"], "altdisk.io/v1");
+    // Bad options name the key.
+    let mut d = altdisk_api::VerifyOptions::default().to_dict();
+    d.insert("targets".into(), zbus::Variant::from("sdb").try_into().unwrap());
+    let e = m.verify("sdb", d).await.unwrap_err();
+    assert!(err_name(&e).ends_with("InvalidArgs"), "{e}");
+    // Refresh: a job of kind refresh, through copying and identities; same system after.
+    let mut o = CloneOptions::new(["sdb"]);
+    o.refresh = true;
+    let path = m.start_clone(&o).await.unwrap();
+    let j = job(&c, path).await;
+    let finished = j.receive_finished().await.unwrap();
+    let (ok, err) = wait_finished(&j, finished, Duration::from_secs(30)).await;
+    assert!(ok, "{err}");
+    assert_eq!(j.kind().await.unwrap(), "refresh");
+    assert!(j.steps().await.unwrap().contains(&"copying".to_string()));
+    let after = m.systems().await.unwrap().into_iter().find(|s| s.disks.contains(&"sdb".to_string())).unwrap();
+    assert_eq!((after.id, after.state, after.boot_entry), (before.id, before.state, before.boot_entry));
+    // A refresh with layout options is refused before a job exists.
+    o.force = true;
+    assert!(err_name(&m.start_clone(&o).await.unwrap_err()).ends_with("InvalidArgs"));
 }

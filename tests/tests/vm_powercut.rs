@@ -67,7 +67,9 @@ fn run_cuts(name: &str, cuts: &[Cut]) {
     let mut report = Vec::new();
     for (i, c) in cuts.iter().enumerate() {
         let force = if i == 0 { "" } else { " --force" };
-        let cmd = format!("ALTDISK_TEST_PAUSE_AT='{}' alt_disk_copy -d vdb{force}", c.pause_at);
+        // Steps have apostrophes ("the clone's identities"): quoted for the shell.
+        let quoted = c.pause_at.replace('\'', "'\\''");
+        let cmd = format!("ALTDISK_TEST_PAUSE_AT='{quoted}' alt_disk_copy -d vdb{force}");
         let out = m.start_until(&cmd, "altdisk-test: paused at", Duration::from_secs(1800)).unwrap();
         assert!(out.contains(&format!("paused at {}", c.pause_at)), "{out}");
         m.power_cut();

@@ -19,7 +19,7 @@ pub mod proxy;
 pub mod types;
 
 pub use error::Error;
-pub use options::{BootlistMode, CloneOptions, OptionError, Phase2Options, Phases};
+pub use options::{BootlistMode, CloneOptions, OptionError, Phase2Options, Phases, VerifyOptions};
 pub use proxy::{JobProxy, ManagerProxy};
 pub use types::*;
 
@@ -35,16 +35,17 @@ pub const JOB_IFACE: &str = "org.altdisk.AltDisk1.Job";
 pub const ERROR_PREFIX: &str = "org.altdisk.AltDisk1.Error";
 /// Major.minor of this API, as the `Version` property says it. The major version is the `1`
 /// in the names above; the minor one counts additions.
-pub const API_VERSION: &str = "1.1";
+pub const API_VERSION: &str = "1.3";
 
 /// polkit actions (core/dist/org.altdisk.policy), by what a method does.
 pub mod actions {
-    /// List disks, systems, the boot list, jobs; plan.
+    /// List disks, systems (also those found on the disks), the boot list, jobs; plan.
     pub const READ: &str = "org.altdisk.read";
     /// Start a clone, cancel a job.
     pub const CLONE: &str = "org.altdisk.clone";
-    /// Change the firmware boot order (boot list, boot next, trial boot).
+    /// Change the firmware boot order (boot list, boot next, trial boot), restore a found
+    /// system, boot one now.
     pub const BOOTLIST: &str = "org.altdisk.bootlist";
-    /// Wake, sleep, rename, remove an alternate system.
+    /// Wake, sleep, rename, remove an alternate system; repair a found system's boot.
     pub const MANAGE: &str = "org.altdisk.manage";
 }

@@ -2,7 +2,8 @@
 //! an empty string (or 0) means "none" wherever a field says so.
 //!
 //! The first three ([`DiskInfo`], [`BootEnvInfo`], [`BootEntryInfo`]) are API 1.0 and never
-//! change; the others came with 1.1 and carry what a GUI draws.
+//! change; [`FoundSystem`] came with 1.2 (the rescue actions); the others came with 1.1 and
+//! carry what a GUI draws.
 
 use serde::{Deserialize, Serialize};
 use zbus::wire::{OwnedObjectPath, Type};
@@ -170,11 +171,64 @@ pub struct SystemInfo {
     pub volume_group: String,
 }
 
+/// What a found system is (FoundSystem::kind).
+pub mod found_kind {
+    /// The system this machine runs (rootvg).
+    pub const RUNNING: &str = "running";
+    /// A system altdisk made (altinst_rootvg, a renamed one, an incomplete clone).
+    pub const ALTDISK: &str = "altdisk";
+    /// The system the running one was cloned from, or the one that ran before a switch.
+    pub const OLD_ROOTVG: &str = "old_rootvg";
+    /// Another Linux root altdisk did not make.
+    pub const OTHER: &str = "other";
+}
+
+/// A system found on the disks (`FindSystems()`, 1.2): every root filesystem with an
+/// operating system, whoever made it, with what a rescue needs to choose: `(sssbsssasssas)`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, Type)]
+pub struct FoundSystem {
+    /// rootvg for the running system, the record's name for one altdisk made, `linux` for
+    /// another Linux root.
+    pub name: String,
+    /// One of [`found_kind`].
+    pub kind: String,
+    /// Its state in words: "complete (bootable)", "incomplete (stopped while copying
+    /// files)", "not made by altdisk", "the running system".
+    pub state: String,
+    /// It looks able to boot: complete (for altdisk's), with a kernel.
+    pub bootable: bool,
+    /// Its operating system (PRETTY_NAME of its os-release), or empty.
+    pub os: String,
+    /// The host it was cloned from (altdisk's), or empty.
+    pub host: String,
+    /// When altdisk made it (RFC 3339), or empty.
+    pub created: String,
+    /// Its disks; the first is the one to name in RestoreSystem, BootNow, RepairSystem and
+    /// the `source_disk` option.
+    pub disks: Vec<String>,
+    /// Its root filesystem's device, or empty.
+    pub root: String,
+    /// Its root filesystem's UUID, or empty.
+    pub root_uuid: String,
+    /// The kernel versions in its /boot, oldest first.
+    pub kernels: Vec<String>,
+}
+
+/// What a job does (`JobInfo::kind`, the Job's `Kind`).
+pub mod job_kind {
+    /// A new clone.
+    pub const CLONE: &str = "clone";
+    /// Phases 2 and 3 of an existing clone.
+    pub const RESUME: &str = "resume";
+    /// 1.2: phase 3 again on a system found on a disk (`RepairSystem`).
+    pub const REPAIR: &str = "repair";
+}
+
 /// A job the service runs (`ListJobs()`, 1.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Type)]
 pub struct JobInfo {
     pub path: OwnedObjectPath,
-    /// clone (a new clone) or resume (phases 2 and 3 of an existing one).
+    /// One of [`job_kind`]: clone, resume (phases 2 and 3 of an existing one), repair (1.2).
     pub kind: String,
     pub targets: Vec<String>,
     /// See [`JobPhase`].
@@ -288,6 +342,10 @@ impl JobPhase {
         }
     }
 
+    /// The steps of a repair (`RepairSystem`): finding and mounting the system, its
+    /// initramfs, boot loader and boot entry, done.
+    pub const REPAIR: [JobPhase; 3] = [JobPhase::Validating, JobPhase::MakingBootable, JobPhase::Done];
+
     pub fn parse(s: &str) -> Option<JobPhase> {
         JobPhase::ALL.into_iter().find(|p| p.as_str() == s)
     }
@@ -363,6 +421,43 @@ mod tests {
         assert_eq!(BootEnvInfo::SIGNATURE.to_string(), "(sassss)");
         assert_eq!(BootEntryInfo::SIGNATURE.to_string(), "(ssssbbbb)");
         assert_eq!(PartInfo::SIGNATURE.to_string(), "(usssttssstss)");
+        // 1.1 and 1.2 types, as docs/dbus.md gives them.
+        assert_eq!(SystemInfo::SIGNATURE.to_string(), "(ssassssssaybbssbss)");
+        assert_eq!(FoundSystem::SIGNATURE.to_string(), "(sssbsssasssas)");
+    }
+
+    /// A value as the bus carries it: written in the D-Bus wire format, read back.
+    fn over_the_wire<T>(v: &T) -> T
+    where
+        T: Serialize + for<'de> Deserialize<'de> + Type,
+    {
+        use zbus::wire::{serialized::Context, to_bytes, LE};
+        let ctx = Context::new(LE, 0);
+        let bytes = to_bytes(ctx, v).expect("serialises");
+        bytes.deserialize().expect("deserialises").0
+    }
+
+    #[test]
+    fn found_systems_round_trip() {
+        let every = FoundSystem {
+            name: "old_rootvg".into(),
+            kind: found_kind::OLD_ROOTVG.into(),
+            state: "complete (bootable)".into(),
+            bootable: true,
+            os: "Debian GNU/Linux 12 (bookworm)".into(),
+            host: "prod1".into(),
+            created: "2025-03-02T09:14:00Z".into(),
+            disks: vec!["sda".into(), "sdb".into()],
+            root: "/dev/sda2".into(),
+            root_uuid: "0b7c7f4e-8f3e-4c59-9d5d-6f1c2a3b4c5d".into(),
+            kernels: vec!["6.1.0-17-amd64".into(), "6.1.0-18-amd64".into()],
+        };
+        assert_eq!(over_the_wire(&every), every);
+        // Empty strings and lists are the "none" of D-Bus.
+        let bare = FoundSystem { name: "linux".into(), kind: found_kind::OTHER.into(), ..Default::default() };
+        assert_eq!(over_the_wire(&bare), bare);
+        let list = vec![every, bare];
+        assert_eq!(over_the_wire(&list), list);
     }
 
     #[test]

@@ -9,7 +9,9 @@
 
 use std::path::{Path, PathBuf};
 
-use altdisk_api::{BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, PlanDetails, SystemInfo};
+use altdisk_api::{
+    BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, FoundSystem, PlanDetails, SystemInfo, VerifyOptions,
+};
 
 pub use crate::discover::identity::collide;
 use crate::discover::identity::{self, DevId};
@@ -32,16 +34,21 @@ pub fn keys_of(path: &Path) -> Vec<DevKey> {
     identity::ids(path).into_iter().map(DevKey::Dev).collect()
 }
 
+/// The devices a job writes, by name, each with its keys.
+pub type Writes = Vec<(String, Vec<DevKey>)>;
+
 /// What a finished job leaves behind.
 #[derive(Debug, Clone, Default)]
 pub struct Outcome {
     /// Where the clone is left mounted (phase 1 without phase 3).
     pub mounted_at: Option<PathBuf>,
+    /// What the job found, as JSON (the job's `Report`).
+    pub report: Option<String>,
 }
 
 /// A job, checked and ready to run on a thread of its own.
 pub trait Work: Send {
-    /// clone or resume.
+    /// clone, resume or repair ([`altdisk_api::job_kind`]).
     fn kind(&self) -> &'static str;
     /// Do it, reporting progress to `job` and stopping when it is cancelled.
     fn run(self: Box<Self>, job: &Job) -> Result<Outcome>;
@@ -76,6 +83,10 @@ pub trait Engine: Send + Sync + 'static {
     fn target_keys(&self, o: &CloneOptions) -> Result<Vec<(String, Vec<DevKey>)>>;
     /// Check and plan a job; `mount_at` is its own mount point.
     fn prepare(&self, o: &CloneOptions, mount_at: &Path) -> Result<Box<dyn Work>>;
+    /// The devices a verify of the system on `target` reads (all its disks), by name.
+    fn verify_keys(&self, target: &str) -> Result<Vec<(String, Vec<DevKey>)>>;
+    /// Check and plan the comparison of the system on `target` with its source.
+    fn prepare_verify(&self, target: &str, o: &VerifyOptions) -> Result<Box<dyn Work>>;
     /// Mount the system on `disk` at `at`; returns where.
     fn wake(&self, disk: &str, at: &Path) -> Result<String>;
     fn sleep(&self, mount_point: &str) -> Result<()>;
@@ -84,6 +95,19 @@ pub trait Engine: Send + Sync + 'static {
     /// Remove the system whose record is on `disk`.
     fn remove_system(&self, disk: &str) -> Result<()>;
     fn rename(&self, disk: &str, new_name: &str) -> Result<()>;
+    /// Every system on the disks (1.2); nothing of a disk with a key in `busy` is mounted to
+    /// look into it.
+    fn find_systems(&self, busy: &[DevKey]) -> Result<Vec<FoundSystem>>;
+    /// Make the system on `disk` the one that boots (`once`: at the next boot only); the line
+    /// saying what was done.
+    fn restore(&self, disk: &str, once: bool) -> Result<String>;
+    /// Boot the system on `disk` now: the machine restarts into it (or jumps into its kernel
+    /// with kexec); the line saying what was done.
+    fn boot_now(&self, disk: &str, kexec: bool) -> Result<String>;
+    /// Check a repair of the system on `disk` (phase 3 again) and make it ready to run: the
+    /// devices it writes, by name, each with its keys (for Busy), and the work; `mount_at` is
+    /// where the system is mounted while it is repaired.
+    fn prepare_repair(&self, disk: &str, mount_at: &Path) -> Result<(Writes, Box<dyn Work>)>;
     /// At start: clean up after an interrupted previous run; returns what was done.
     fn recover(&self) -> Result<Vec<String>>;
     /// A cheap value that changes when the disks change (polled for DisksChanged).

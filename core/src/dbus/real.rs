@@ -4,12 +4,14 @@
 
 use std::path::{Path, PathBuf};
 
+use std::sync::{Arc, Mutex};
+
 use altdisk_api::{
-    self as api, kind, BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, PartInfo, PlanDetails,
-    SystemInfo, SystemRef, TargetPlan,
+    self as api, kind, BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, FoundSystem, PartInfo,
+    PlanDetails, SystemInfo, SystemRef, TargetPlan, VerifyOptions,
 };
 
-use super::engine::{collide, keys_of, DevKey, Engine, Outcome, Work};
+use super::engine::{collide, keys_of, DevKey, Engine, Outcome, Work, Writes};
 use crate::boot::{bootlist, efi};
 use crate::discover::blockdev::{self, Disk, Named, Probe};
 use crate::discover::boot::{Firmware, Loader};
@@ -22,17 +24,78 @@ use crate::job::Job;
 use crate::plan::customize::Customize;
 use crate::plan::{BootlistMode, Layout, PartRole, Phases, Plan};
 use crate::run::{self, CloneRequest};
-use crate::systems::{awake, ops};
+use crate::systems::find::{self, Found};
+use crate::systems::{awake, ops, restore};
 
 pub struct RealEngine {
     /// Where jobs mount their clones, and where the service looks into disks.
     mount_root: PathBuf,
     os_cache: OsCache,
+    /// One look into the disks at a time: `find` mounts what it looks into below one
+    /// directory of this process, so two at once would mount over each other.
+    finding: Mutex<()>,
 }
 
 impl RealEngine {
     pub fn new(mount_root: PathBuf) -> RealEngine {
-        RealEngine { mount_root, os_cache: OsCache::default() }
+        RealEngine { mount_root, os_cache: OsCache::default(), finding: Mutex::new(()) }
+    }
+}
+
+/// A found system as the API gives it.
+fn found_info(f: Found) -> FoundSystem {
+    FoundSystem {
+        name: f.name,
+        kind: f.kind,
+        state: f.state,
+        bootable: f.bootable,
+        os: f.os.unwrap_or_default(),
+        host: f.host.unwrap_or_default(),
+        created: f.created.unwrap_or_default(),
+        disks: f.disks,
+        root: f.root.display().to_string(),
+        root_uuid: f.root_uuid.unwrap_or_default(),
+        kernels: f.kernels,
+    }
+}
+
+/// Run `f` with a job of its own; its answer, after the lines it logged ("made Boot0007
+/// ...; old_rootvg on sda is first in the UEFI boot order"), so a method's caller reads
+/// everything that was done.
+fn logged(f: impl FnOnce(&Job) -> Result<String>) -> Result<String> {
+    let job = Job::new();
+    let lines = Arc::new(Mutex::new(Vec::<String>::new()));
+    let l = lines.clone();
+    job.on_event(move |e| {
+        if let crate::job::Event::Log { message, .. } = e {
+            l.lock().unwrap_or_else(|p| p.into_inner()).push(message.clone());
+        }
+    });
+    let answer = f(&job)?;
+    let mut all = std::mem::take(&mut *lines.lock().unwrap_or_else(|p| p.into_inner()));
+    all.retain(|l| l != &answer);
+    all.push(answer);
+    Ok(all.join("; "))
+}
+
+/// Phase 3 again on a system found on a disk (`RepairSystem`).
+struct Repair {
+    disk: String,
+    mount_at: PathBuf,
+}
+
+impl Work for Repair {
+    fn kind(&self) -> &'static str {
+        api::job_kind::REPAIR
+    }
+
+    fn run(self: Box<Self>, job: &Job) -> Result<Outcome> {
+        job.info(format!("repairing the boot of the system on {}, mounted at {}", self.disk, self.mount_at.display()));
+        job.set_phase(crate::job::Phase::MakingBootable);
+        let said = restore::repair(&self.disk, &self.mount_at, BootlistMode::First, job)?;
+        job.info(said);
+        job.set_phase(crate::job::Phase::Done);
+        Ok(Outcome::default())
     }
 }
 
@@ -79,6 +142,8 @@ pub fn request(o: &CloneOptions, mount_at: PathBuf) -> Result<CloneRequest> {
 }
 
 enum RealWork {
+    Verify(Box<crate::systems::verify::VerifyRequest>),
+    Refresh(Box<CloneRequest>, run::Refresh),
     New(Box<run::Prepared>),
     Resume(Box<CloneRequest>),
 }
@@ -88,6 +153,8 @@ impl Work for RealWork {
         match self {
             RealWork::New(_) => "clone",
             RealWork::Resume(_) => "resume",
+            RealWork::Refresh(..) => "refresh",
+            RealWork::Verify(_) => "verify",
         }
     }
 
@@ -95,8 +162,13 @@ impl Work for RealWork {
         let report = match *self {
             RealWork::New(prep) => run::execute(*prep, job)?,
             RealWork::Resume(req) => run::resume(&req, job)?,
+            RealWork::Refresh(req, r) => run::refresh(&req, &r, job)?,
+            RealWork::Verify(req) => {
+                let r = crate::systems::verify::verify(&req, job)?;
+                return Ok(Outcome { mounted_at: None, report: serde_json::to_string(&r).ok() });
+            }
         };
-        Ok(Outcome { mounted_at: report.mounted_at })
+        Ok(Outcome { report: serde_json::to_string(&report).ok(), mounted_at: report.mounted_at })
     }
 }
 
@@ -455,10 +527,14 @@ impl Engine for RealEngine {
         let (boot, bootlist) = if plan.phases.has(3) { boot_words(plan) } else { (String::new(), String::new()) };
         Ok(PlanDetails {
             name: plan.name.clone(),
-            source: if plan.source.live {
-                "the running system".into()
-            } else {
-                format!("the system at {}", plan.source.root.display())
+            source: match (&o.source_disk, plan.source.live) {
+                // Mounted read-only where the plan read it, for as long as `prep` lives.
+                (Some(d), _) => match contents::os_name(&plan.source.root) {
+                    Some(os) => format!("the system on {d} ({os})"),
+                    None => format!("the system on {d}"),
+                },
+                (None, true) => "the running system".into(),
+                (None, false) => format!("the system at {}", plan.source.root.display()),
             },
             phases: o.phases.as_str().into(),
             needed: plan.needed,
@@ -488,8 +564,8 @@ impl Engine for RealEngine {
 
     fn target_keys(&self, o: &CloneOptions) -> Result<Vec<(String, Vec<DevKey>)>> {
         let disks = blockdev::list()?;
-        // Resuming works on every disk of the clone, also those not named.
-        if o.resumes() {
+        // Resuming and refreshing work on every disk of the clone, also those not named.
+        if o.existing() {
             if let Some(sys) = o.targets.first().and_then(|t| ops::find_by_disk(t).ok()) {
                 return Ok(sys.disks.iter().map(|d| (d.name.clone(), keys_of(&d.path))).collect());
             }
@@ -507,6 +583,13 @@ impl Engine for RealEngine {
 
     fn prepare(&self, o: &CloneOptions, mount_at: &Path) -> Result<Box<dyn Work>> {
         let req = request(o, mount_at.to_path_buf())?;
+        if o.refresh {
+            // The checks a refresh makes first, before a job exists.
+            req.customize.validate()?;
+            ops::find_by_disk(req.targets.first().map(String::as_str).unwrap_or_default())?;
+            let r = run::Refresh { checksum: o.checksum, phases: None };
+            return Ok(Box::new(RealWork::Refresh(Box::new(req), r)));
+        }
         if req.phases.has(1) {
             Ok(Box::new(RealWork::New(Box::new(run::prepare(&req)?))))
         } else {
@@ -515,6 +598,23 @@ impl Engine for RealEngine {
             ops::find_by_disk(req.targets.first().map(String::as_str).unwrap_or_default())?;
             Ok(Box::new(RealWork::Resume(Box::new(req))))
         }
+    }
+
+    fn verify_keys(&self, target: &str) -> Result<Vec<(String, Vec<DevKey>)>> {
+        let sys = ops::find_by_disk(target)?;
+        Ok(sys.disks.iter().map(|d| (d.name.clone(), keys_of(&d.path))).collect())
+    }
+
+    fn prepare_verify(&self, target: &str, o: &VerifyOptions) -> Result<Box<dyn Work>> {
+        let req = crate::systems::verify::VerifyRequest {
+            target: target.to_string(),
+            source_dir: o.source.as_ref().map(PathBuf::from),
+            against: o.against.clone(),
+            exclude: o.exclude.as_ref().map(PathBuf::from),
+            threads: 0,
+        };
+        ops::find_by_disk(target)?;
+        Ok(Box::new(RealWork::Verify(Box::new(req))))
     }
 
     fn wake(&self, disk: &str, at: &Path) -> Result<String> {
@@ -549,6 +649,41 @@ impl Engine for RealEngine {
 
     fn rename(&self, disk: &str, new_name: &str) -> Result<()> {
         ops::rename(&ops::find_by_disk(disk)?, new_name)
+    }
+
+    fn find_systems(&self, busy: &[DevKey]) -> Result<Vec<FoundSystem>> {
+        let _one = self.finding.lock().unwrap_or_else(|p| p.into_inner());
+        // Not into a disk a job here writes, nor one another run (the command line) holds.
+        let found =
+            find::find_except(|d| collide(&keys_of(&d.path), busy) || crate::plan::lock::holder(&d.path).is_some())?;
+        Ok(found.into_iter().map(found_info).collect())
+    }
+
+    fn restore(&self, disk: &str, once: bool) -> Result<String> {
+        let _one = self.finding.lock().unwrap_or_else(|p| p.into_inner());
+        logged(|job| restore::restore(disk, once, job))
+    }
+
+    fn boot_now(&self, disk: &str, kexec: bool) -> Result<String> {
+        let _one = self.finding.lock().unwrap_or_else(|p| p.into_inner());
+        logged(|job| restore::boot_now(disk, kexec, job))
+    }
+
+    fn prepare_repair(&self, disk: &str, mount_at: &Path) -> Result<(Writes, Box<dyn Work>)> {
+        let f = {
+            let _one = self.finding.lock().unwrap_or_else(|p| p.into_inner());
+            restore::repairable(disk)?
+        };
+        let disks = blockdev::list()?;
+        let keys = f
+            .disks
+            .iter()
+            .map(|n| {
+                let path = disks.iter().find(|d| &d.name == n).map(|d| d.path.clone());
+                (n.clone(), path.map(|p| keys_of(&p)).unwrap_or_default())
+            })
+            .collect();
+        Ok((keys, Box::new(Repair { disk: disk.to_string(), mount_at: mount_at.to_path_buf() })))
     }
 
     fn recover(&self) -> Result<Vec<String>> {

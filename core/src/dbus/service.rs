@@ -1,6 +1,7 @@
 //! The service: a Manager object that lists disks, systems and the boot list, plans and
-//! starts clones, and a Job object per clone with progress properties (with change signals),
-//! Log and Finished signals and Cancel. Handlers are thin: authorise, convert the options
+//! starts clones, finds the systems on the disks and restores, boots or repairs one (1.2),
+//! and a Job object per clone or repair with progress properties (with change signals), Log
+//! and Finished signals and Cancel. Handlers are thin: authorise, convert the options
 //! ([`CloneOptions::from_dict`]), call the [`Engine`], convert back.
 //!
 //! Every method call is authorised by polkit for the calling bus name, interactively only
@@ -13,14 +14,14 @@
 //! one device (a by-id link, an alias, a loop device and its backing file) collide (Busy).
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use altdisk_api::{
-    self as api, actions, BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, JobInfo, PlanDetails,
-    SystemInfo, JOBS_PATH, MANAGER_PATH,
+    self as api, actions, BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, FoundSystem, JobInfo,
+    PlanDetails, SystemInfo, VerifyOptions, JOBS_PATH, MANAGER_PATH,
 };
 use zbus::message::{Flags, Header};
 use zbus::object_server::{InterfaceRef, SignalEmitter};
@@ -28,7 +29,7 @@ use zbus::wire::{OwnedObjectPath, OwnedVariant};
 use zbus::{Connection, ObjectServer};
 use zbus_polkit::policykit1::{AuthorityProxy, CheckAuthorizationFlags, Subject};
 
-use super::engine::{collide, DevKey, Engine, Outcome};
+use super::engine::{collide, DevKey, Engine, Outcome, Work, Writes};
 use super::DbusError;
 use crate::job::{Event, Job, Level};
 
@@ -73,6 +74,43 @@ impl Shared {
 
     fn release(&self, n: u64) {
         self.busy.lock().unwrap_or_else(|p| p.into_inner()).retain(|(j, _)| *j != n);
+    }
+
+    /// Job `n` writes these devices from now on; Busy when another job writes one of them.
+    fn claim(&self, n: u64, keys: &Writes) -> Result<()> {
+        let mut busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        for (name, k) in keys {
+            if let Some((other, _)) = busy.iter().find(|(_, b)| collide(k, b)) {
+                return Err(DbusError::Busy(format!(
+                    "{name} is being written by job {JOBS_PATH}/{other}; wait for it to finish, or follow it (ListJobs)"
+                )));
+            }
+        }
+        busy.push((n, keys.iter().flat_map(|(_, k)| k.clone()).collect()));
+        Ok(())
+    }
+
+    /// Job `n` did not start: its devices are free again, its directory goes.
+    fn unclaim(&self, n: u64, mount_at: &Path) {
+        self.release(n);
+        if !self.engine.simulated() {
+            let _ = std::fs::remove_dir(mount_at);
+        }
+    }
+
+    /// The directory job `n` mounts in (made here on a real machine).
+    fn job_dir(&self, n: u64) -> PathBuf {
+        let at = self.config.mount_root.join(format!("job{n}"));
+        if !self.engine.simulated() {
+            let _ = std::fs::create_dir_all(&at);
+        }
+        at
+    }
+
+    /// The running job writing one of these devices, if any.
+    fn writer(&self, keys: &Writes) -> Option<(String, u64)> {
+        let busy = self.busy.lock().unwrap_or_else(|p| p.into_inner());
+        keys.iter().find_map(|(name, k)| busy.iter().find(|(_, b)| collide(k, b)).map(|(j, _)| (name.clone(), *j)))
     }
 }
 
@@ -259,139 +297,53 @@ impl Manager {
     ) -> Result<OwnedObjectPath> {
         self.authorize(conn, &hdr, actions::CLONE).await?;
         let o = self::options(options)?;
-        let shared = self.shared.clone();
         let o2 = o.clone();
         let keys = self.call(move |e| e.target_keys(&o2)).await?;
-        let n = shared.next_job.fetch_add(1, Ordering::SeqCst);
-        {
-            let mut busy = shared.busy.lock().unwrap_or_else(|p| p.into_inner());
-            for (name, k) in &keys {
-                if let Some((other, _)) = busy.iter().find(|(_, b)| collide(k, b)) {
-                    return Err(DbusError::Busy(format!(
-                        "{name} is being written by job {JOBS_PATH}/{other}; wait for it to finish, or follow it (ListJobs)"
-                    )));
-                }
-            }
-            busy.push((n, keys.iter().flat_map(|(_, k)| k.clone()).collect()));
-        }
-        let mount_at = shared.config.mount_root.join(format!("job{n}"));
-        let simulated = shared.engine.simulated();
-        if !simulated {
-            let _ = std::fs::create_dir_all(&mount_at);
-        }
-        let at = mount_at.clone();
-        let o2 = o.clone();
+        let n = self.shared.next_job.fetch_add(1, Ordering::SeqCst);
+        self.shared.claim(n, &keys)?;
+        let mount_at = self.shared.job_dir(n);
+        let (o2, at) = (o.clone(), mount_at.clone());
         let work = match self.call(move |e| e.prepare(&o2, &at)).await {
             Ok(w) => w,
             Err(e) => {
-                shared.release(n);
-                if !simulated {
-                    let _ = std::fs::remove_dir(&mount_at);
-                }
+                self.shared.unclaim(n, &mount_at);
                 return Err(e);
             }
         };
-        let (owner, owner_uid) = caller(conn, &hdr).await;
-        let path =
-            OwnedObjectPath::try_from(format!("{JOBS_PATH}/{n}")).map_err(|e| DbusError::Failed(e.to_string()))?;
-        let job = Job::new();
-        let started = crate::discover::record::now_rfc3339();
-        let obj = JobObject {
-            job: job.clone(),
-            engine: shared.engine.clone(),
-            phase: "validating".into(),
-            state: "running".into(),
-            bytes_done: 0,
-            bytes_total: 0,
-            files_done: 0,
-            files_total: 0,
-            rate: 0,
-            targets: o.targets.clone(),
-            error: String::new(),
-            current_path: String::new(),
-            steps: o.steps().iter().map(|s| s.as_str().to_string()).collect(),
-            kind: work.kind().into(),
-            owner_uid,
-            started: started.clone(),
-            mounted_at: String::new(),
-            log: Vec::new(),
+        let steps = o.steps().iter().map(|s| s.as_str().to_string()).collect();
+        launch(&self.shared, n, mount_at, work, o.targets.clone(), steps, conn, &hdr, server).await
+    }
+
+    /// Compare the clone on `target` with its source (the running system, `source`, or the
+    /// system `against`): a job whose `Report` holds what was found. Nothing is written.
+    async fn verify(
+        &self,
+        target: String,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
+    ) -> Result<OwnedObjectPath> {
+        self.authorize(conn, &hdr, actions::MANAGE).await?;
+        let o = VerifyOptions::from_dict(options).map_err(|e| DbusError::InvalidArgs(e.to_string()))?;
+        let t = target.clone();
+        let keys = self.call(move |e| e.verify_keys(&t)).await?;
+        let n = self.shared.next_job.fetch_add(1, Ordering::SeqCst);
+        self.shared.claim(n, &keys)?;
+        let mount_at = self.shared.job_dir(n);
+        let t = target.clone();
+        let work = match self.call(move |e| e.prepare_verify(&t, &o)).await {
+            Ok(w) => w,
+            Err(e) => {
+                self.shared.unclaim(n, &mount_at);
+                return Err(e);
+            }
         };
-        if let Err(e) = server.at(&path, obj).await {
-            shared.release(n);
-            return Err(e.into());
-        }
-        shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).insert(
-            n,
-            JobEntry { path: path.clone(), kind: work.kind(), targets: o.targets.clone(), owner_uid, owner, started },
-        );
-        jobs_changed(server).await;
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
-        job.on_event(move |e| {
-            if let Event::Log { level, message } = e {
-                let l = match level {
-                    Level::Info => api::level::INFO,
-                    Level::Warning => api::level::WARNING,
-                };
-                let _ = tx.send((l.to_string(), message.clone()));
-            }
-        });
-        let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
-        let worker_job = job.clone();
-        std::thread::spawn(move || {
-            let _ = done_tx.send(work.run(&worker_job));
-        });
-        let iface = server.interface::<_, JobObject>(&path).await?;
-        let server = server.clone();
-        let job_path = path.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_millis(200));
-            let result = loop {
-                tokio::select! {
-                    Some((level, msg)) = rx.recv() => log(&iface, level, msg).await,
-                    _ = tick.tick() => mirror(&iface).await,
-                    r = &mut done_rx => break r,
-                }
-            };
-            while let Ok((level, msg)) = rx.try_recv() {
-                log(&iface, level, msg).await;
-            }
-            mirror(&iface).await;
-            let (ok, err, state, outcome) = match result {
-                Ok(Ok(out)) => (true, String::new(), api::JobState::Succeeded, out),
-                Ok(Err(crate::Error::Cancelled)) => {
-                    (false, crate::Error::Cancelled.to_string(), api::JobState::Cancelled, Outcome::default())
-                }
-                Ok(Err(e)) => (false, e.to_string(), api::JobState::Failed, Outcome::default()),
-                Err(_) => (
-                    false,
-                    "the worker stopped without a result".to_string(),
-                    api::JobState::Failed,
-                    Outcome::default(),
-                ),
-            };
-            {
-                let mut j = iface.get_mut().await;
-                let e = iface.signal_emitter();
-                j.state = state.as_str().into();
-                j.error = err.clone();
-                j.mounted_at = outcome.mounted_at.map(|p| p.display().to_string()).unwrap_or_default();
-                let _ = j.mounted_at_changed(e).await;
-                let _ = j.error_changed(e).await;
-                let _ = j.state_changed(e).await;
-            }
-            let _ = JobObject::finished(iface.signal_emitter(), ok, &err).await;
-            shared.release(n);
-            if !simulated {
-                // Empty unless the clone stays mounted there.
-                let _ = std::fs::remove_dir(&mount_at);
-            }
-            // Late clients may still read the result; then the object goes.
-            tokio::time::sleep(shared.config.job_grace).await;
-            shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&n);
-            let _ = server.remove::<JobObject, _>(&job_path).await;
-            jobs_changed(&server).await;
-        });
-        Ok(path)
+        let steps = [api::JobPhase::Validating, api::JobPhase::Copying, api::JobPhase::Done]
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect();
+        launch(&self.shared, n, mount_at, work, vec![target], steps, conn, &hdr, server).await
     }
 
     /// Mount the alternate system on `disk` (never the running one); returns where.
@@ -573,6 +525,102 @@ impl Manager {
         may_read(&*self.shared.engine, conn, hdr).await?;
         Ok(self.shared.engine.simulated())
     }
+
+    // API 1.2 from here on: the rescue actions.
+
+    /// Every system on every disk: the running one, those altdisk made (by their records),
+    /// other Linux roots, each with its OS and kernels. Filesystems are looked into read-only;
+    /// nothing of a disk a job writes is mounted. Under the manage action, not read: looking
+    /// mounts filesystems (read-only) that an unprivileged caller could not mount itself.
+    async fn find_systems(
+        &self,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<Vec<FoundSystem>> {
+        self.authorize(conn, &hdr, actions::MANAGE).await?;
+        let busy = self.shared.busy_keys();
+        self.call(move |e| e.find_systems(&busy)).await
+    }
+
+    /// Make the system found on `disk` the one that boots: its UEFI entry (rebuilt from its
+    /// ESP when the firmware lost it) first in the boot order, or `once`: BootNext. Returns
+    /// what was done, in a line.
+    async fn restore_system(
+        &self,
+        disk: String,
+        once: bool,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String> {
+        self.authorize(conn, &hdr, actions::BOOTLIST).await?;
+        self.refuse_written(&disk).await?;
+        self.call(move |e| e.restore(&disk, once)).await
+    }
+
+    /// Boot the system found on `disk` now, leaving the boot order as it is: BootNext and a
+    /// restart, or `kexec` (also where the firmware cannot be told: BIOS). Refused while a job
+    /// runs: a restart would cut it off.
+    async fn boot_now(
+        &self,
+        disk: String,
+        kexec: bool,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> Result<String> {
+        self.authorize(conn, &hdr, actions::BOOTLIST).await?;
+        let running: Vec<u64> =
+            self.shared.busy.lock().unwrap_or_else(|p| p.into_inner()).iter().map(|(n, _)| *n).collect();
+        if let Some(n) = running.first() {
+            return Err(DbusError::Busy(format!(
+                "booting the system on {disk} now: job {JOBS_PATH}/{n} is running and a restart would cut it off; wait for it to finish (or cancel it), then boot"
+            )));
+        }
+        self.call(move |e| e.boot_now(&disk, kexec)).await
+    }
+
+    /// Run phase 3 again on the system found on `disk` (not the running one): its initramfs,
+    /// its boot loader, its boot entry (put first in the UEFI boot order). Returns its job.
+    async fn repair_system(
+        &self,
+        disk: String,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
+    ) -> Result<OwnedObjectPath> {
+        self.authorize(conn, &hdr, actions::MANAGE).await?;
+        self.refuse_written(&disk).await?;
+        let n = self.shared.next_job.fetch_add(1, Ordering::SeqCst);
+        let mount_at = self.shared.job_dir(n);
+        let at = mount_at.clone();
+        let (keys, work) = match self.call(move |e| e.prepare_repair(&disk, &at)).await {
+            Ok(r) => r,
+            Err(e) => {
+                self.shared.unclaim(n, &mount_at);
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.shared.claim(n, &keys) {
+            self.shared.unclaim(n, &mount_at);
+            return Err(e);
+        }
+        let targets = keys.iter().map(|(name, _)| name.clone()).collect();
+        let steps = api::JobPhase::REPAIR.iter().map(|s| s.as_str().to_string()).collect();
+        launch(&self.shared, n, mount_at, work, targets, steps, conn, &hdr, server).await
+    }
+}
+
+impl Manager {
+    /// Busy when a job writes `disk` (by any of its names).
+    async fn refuse_written(&self, disk: &str) -> Result<()> {
+        let d = disk.to_string();
+        let keys = self.call(move |e| e.target_keys(&CloneOptions::new([d]))).await?;
+        match self.shared.writer(&keys) {
+            Some((name, n)) => Err(DbusError::Busy(format!(
+                "{name} is being written by job {JOBS_PATH}/{n}; wait for it to finish, or follow it (ListJobs)"
+            ))),
+            None => Ok(()),
+        }
+    }
 }
 
 /// The caller's unique name and Unix user id.
@@ -583,6 +631,132 @@ async fn caller(conn: &Connection, hdr: &Header<'_>) -> (String, u32) {
         Err(_) => u32::MAX,
     };
     (sender.to_string(), uid)
+}
+
+/// Put a job that is checked and holds its devices on the bus as job `n`, run it on a thread
+/// of its own and mirror its progress onto its object; the object goes after the grace
+/// period. Clone and RepairSystem start their jobs here.
+#[allow(clippy::too_many_arguments)]
+async fn launch(
+    shared: &Arc<Shared>,
+    n: u64,
+    mount_at: PathBuf,
+    work: Box<dyn Work>,
+    targets: Vec<String>,
+    steps: Vec<String>,
+    conn: &Connection,
+    hdr: &Header<'_>,
+    server: &ObjectServer,
+) -> Result<OwnedObjectPath> {
+    let shared = shared.clone();
+    let simulated = shared.engine.simulated();
+    let (owner, owner_uid) = caller(conn, hdr).await;
+    let path = match OwnedObjectPath::try_from(format!("{JOBS_PATH}/{n}")) {
+        Ok(p) => p,
+        Err(e) => {
+            shared.unclaim(n, &mount_at);
+            return Err(DbusError::Failed(e.to_string()));
+        }
+    };
+    let job = Job::new();
+    let started = crate::discover::record::now_rfc3339();
+    let obj = JobObject {
+        job: job.clone(),
+        engine: shared.engine.clone(),
+        phase: "validating".into(),
+        state: "running".into(),
+        bytes_done: 0,
+        bytes_total: 0,
+        files_done: 0,
+        files_total: 0,
+        rate: 0,
+        targets: targets.clone(),
+        error: String::new(),
+        current_path: String::new(),
+        steps,
+        kind: work.kind().into(),
+        owner_uid,
+        started: started.clone(),
+        mounted_at: String::new(),
+        log: Vec::new(),
+        report: String::new(),
+    };
+    if let Err(e) = server.at(&path, obj).await {
+        shared.unclaim(n, &mount_at);
+        return Err(e.into());
+    }
+    shared
+        .jobs
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(n, JobEntry { path: path.clone(), kind: work.kind(), targets, owner_uid, owner, started });
+    jobs_changed(server).await;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, String)>();
+    job.on_event(move |e| {
+        if let Event::Log { level, message } = e {
+            let l = match level {
+                Level::Info => api::level::INFO,
+                Level::Warning => api::level::WARNING,
+            };
+            let _ = tx.send((l.to_string(), message.clone()));
+        }
+    });
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel();
+    let worker_job = job.clone();
+    std::thread::spawn(move || {
+        let _ = done_tx.send(work.run(&worker_job));
+    });
+    let iface = server.interface::<_, JobObject>(&path).await?;
+    let server = server.clone();
+    let job_path = path.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        let result = loop {
+            tokio::select! {
+                Some((level, msg)) = rx.recv() => log(&iface, level, msg).await,
+                _ = tick.tick() => mirror(&iface).await,
+                r = &mut done_rx => break r,
+            }
+        };
+        while let Ok((level, msg)) = rx.try_recv() {
+            log(&iface, level, msg).await;
+        }
+        mirror(&iface).await;
+        let (ok, err, state, outcome) = match result {
+            Ok(Ok(out)) => (true, String::new(), api::JobState::Succeeded, out),
+            Ok(Err(crate::Error::Cancelled)) => {
+                (false, crate::Error::Cancelled.to_string(), api::JobState::Cancelled, Outcome::default())
+            }
+            Ok(Err(e)) => (false, e.to_string(), api::JobState::Failed, Outcome::default()),
+            Err(_) => {
+                (false, "the worker stopped without a result".to_string(), api::JobState::Failed, Outcome::default())
+            }
+        };
+        {
+            let mut j = iface.get_mut().await;
+            let e = iface.signal_emitter();
+            j.state = state.as_str().into();
+            j.error = err.clone();
+            j.mounted_at = outcome.mounted_at.map(|p| p.display().to_string()).unwrap_or_default();
+            j.report = outcome.report.unwrap_or_default();
+            let _ = j.mounted_at_changed(e).await;
+            let _ = j.report_changed(e).await;
+            let _ = j.error_changed(e).await;
+            let _ = j.state_changed(e).await;
+        }
+        let _ = JobObject::finished(iface.signal_emitter(), ok, &err).await;
+        shared.release(n);
+        if !simulated {
+            // Empty unless the clone stays mounted there.
+            let _ = std::fs::remove_dir(&mount_at);
+        }
+        // Late clients may still read the result; then the object goes.
+        tokio::time::sleep(shared.config.job_grace).await;
+        shared.jobs.lock().unwrap_or_else(|p| p.into_inner()).remove(&n);
+        let _ = server.remove::<JobObject, _>(&job_path).await;
+        jobs_changed(&server).await;
+    });
+    Ok(path)
 }
 
 async fn jobs_changed(server: &ObjectServer) {
@@ -642,6 +816,7 @@ pub struct JobObject {
     started: String,
     mounted_at: String,
     log: Vec<(String, String)>,
+    report: String,
 }
 
 #[zbus::interface(name = "org.altdisk.AltDisk1.Job")]
@@ -815,6 +990,18 @@ impl JobObject {
     ) -> zbus::fdo::Result<String> {
         may_read(&*self.engine, conn, hdr).await?;
         Ok(self.mounted_at.clone())
+    }
+
+    /// What the job found, as JSON, once it has finished: a clone's or refresh's report, or
+    /// verify's (`equal`, the differences by kind and the list); empty before.
+    #[zbus(property)]
+    async fn report(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.report.clone())
     }
 }
 

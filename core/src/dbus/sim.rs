@@ -12,6 +12,11 @@
 //!   percentage of the copy, on a target disk). A finished clone becomes an altinst_rootvg
 //!   system on its targets, with a boot entry when phase 3 ran.
 //! - Wake, sleep, rename, remove, the UEFI boot list, boot next and trial boots.
+//! - The rescue actions (1.2): the systems found on the disks (the running one, those in
+//!   `[[system]]`, and other Linux roots: partitions with an `os`, with their `kernels`),
+//!   restoring one (its boot entry first, or made when there is none), booting one now (the
+//!   boot entry set; the machine, being simulated, keeps running), repair jobs (failing on a
+//!   disk with `fail_at`), and offline clones of a system on a disk (`source_disk`).
 //! - Hot-plug: the file is read again when it changes (disks added or removed there appear
 //!   and vanish; what jobs did to a disk stays).
 //! - polkit: actions listed under `deny` are refused, every other one is allowed.
@@ -22,12 +27,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use altdisk_api::{
-    self as api, kind, BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, PartInfo, PlanDetails,
-    SystemInfo, SystemRef, TargetPlan,
+    self as api, found_kind, kind, BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, FoundSystem,
+    PartInfo, PlanDetails, SystemInfo, SystemRef, TargetPlan, VerifyOptions,
 };
 use serde::{Deserialize, Serialize};
 
-use super::engine::{DevKey, Engine, Outcome, Work};
+use super::engine::{DevKey, Engine, Outcome, Work, Writes};
 use crate::discover::contents::{self, PartContent};
 use crate::discover::identity::DevId;
 use crate::error::{Error, Result};
@@ -143,6 +148,9 @@ struct FilePart {
     /// An operating system found on it.
     #[serde(default)]
     os: String,
+    /// The kernel versions in its /boot (with `os`: a system that can boot).
+    #[serde(default)]
+    kernels: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -201,6 +209,8 @@ struct Part {
     label: String,
     mountpoint: String,
     os: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    kernels: Vec<String>,
     /// Planned: bytes copied in, and from where.
     used: u64,
     source: String,
@@ -237,6 +247,11 @@ impl Disk {
 
     fn running(&self) -> bool {
         self.parts.iter().any(|p| p.mountpoint == "/")
+    }
+
+    /// Its root filesystem: the one mounted at /, else the first with an operating system.
+    fn root(&self) -> Option<&Part> {
+        self.parts.iter().find(|p| p.mountpoint == "/").or_else(|| self.parts.iter().find(|p| !p.os.is_empty()))
     }
 }
 
@@ -324,6 +339,7 @@ fn disk_from_file(file: &Path, d: &FileDisk, alias: String) -> Result<Disk> {
             label: p.label.clone(),
             mountpoint: p.mountpoint.clone(),
             os: p.os.clone(),
+            kernels: p.kernels.clone(),
             ..Default::default()
         });
         start += sz;
@@ -667,6 +683,151 @@ impl World {
         self.touched.extend(disks.iter().cloned());
         self.generation += 1;
     }
+
+    /// Every system on the disks, as the real `find` sees them: the running one, those with
+    /// a record (`[[system]]`), then other Linux roots (partitions with an OS).
+    fn found(&self) -> Vec<FoundSystem> {
+        let mut out = Vec::new();
+        let mut seen: HashSet<&str> = HashSet::new();
+        if let Some(d) = self.disks.iter().find(|d| d.running()) {
+            let root = d.root();
+            out.push(FoundSystem {
+                name: "rootvg".into(),
+                kind: found_kind::RUNNING.into(),
+                state: "the running system".into(),
+                bootable: true,
+                os: root.map(|p| p.os.clone()).unwrap_or_default(),
+                host: self.hostname.clone(),
+                disks: vec![d.name.clone()],
+                root: root.map(|p| d.part_path(p.number)).unwrap_or_default(),
+                kernels: root.map(|p| p.kernels.clone()).unwrap_or_default(),
+                ..Default::default()
+            });
+            seen.insert(&d.name);
+        }
+        for s in &self.systems {
+            if s.disks.iter().any(|n| seen.contains(n.as_str())) {
+                continue;
+            }
+            seen.extend(s.disks.iter().map(String::as_str));
+            let disk = s.disks.first().and_then(|n| self.disks.iter().find(|d| &d.name == n));
+            let root = disk.and_then(Disk::root);
+            // An incomplete clone is not looked into: it may hold anything.
+            let incomplete = s.state == "incomplete";
+            let (os, kernels) = match root {
+                Some(p) if !incomplete => (p.os.clone(), p.kernels.clone()),
+                _ => (String::new(), Vec::new()),
+            };
+            out.push(FoundSystem {
+                name: if s.former { "old_rootvg".into() } else { s.name.clone() },
+                kind: if s.former { found_kind::OLD_ROOTVG } else { found_kind::ALTDISK }.into(),
+                state: if incomplete && !s.note.is_empty() {
+                    format!("incomplete ({})", s.note)
+                } else {
+                    state_words(&s.state).into()
+                },
+                bootable: s.state == "complete" && !kernels.is_empty(),
+                os,
+                host: s.source.clone(),
+                created: s.created.clone(),
+                disks: s.disks.clone(),
+                root: match (disk, root) {
+                    (Some(d), Some(p)) => d.part_path(p.number),
+                    _ => String::new(),
+                },
+                root_uuid: String::new(),
+                kernels,
+            });
+        }
+        for d in self.disks.iter().filter(|d| !seen.contains(d.name.as_str())) {
+            for p in d.parts.iter().filter(|p| !p.os.is_empty()) {
+                out.push(FoundSystem {
+                    name: "linux".into(),
+                    kind: found_kind::OTHER.into(),
+                    state: "not made by altdisk".into(),
+                    bootable: !p.kernels.is_empty(),
+                    os: p.os.clone(),
+                    disks: vec![d.name.clone()],
+                    root: d.part_path(p.number),
+                    kernels: p.kernels.clone(),
+                    ..Default::default()
+                });
+            }
+        }
+        out
+    }
+
+    /// The system whose root is on the named disk.
+    fn found_on(&self, disk: &str) -> Result<FoundSystem> {
+        let d = self.disk(disk)?.name.clone();
+        self.found().into_iter().find(|f| f.disks.contains(&d)).ok_or_else(|| {
+            Error::not_found(
+                format!("system on {d}"),
+                "no root filesystem with an operating system was found on it",
+                "see FindSystems for the systems on this machine's disks",
+            )
+        })
+    }
+
+    /// Make the boot entry of the system `f` (reuse the one that boots its disk, else make one
+    /// as if from its ESP) and put it first, or `once`: BootNext. What was done, in a line.
+    fn place(&mut self, f: &FoundSystem, once: bool) -> Result<String> {
+        let disk = f.disks.first().cloned().unwrap_or_default();
+        if self.firmware == api::firmware::BIOS {
+            return Err(Error::unsupported(
+                format!("changing the boot order to {disk}"),
+                ": on a BIOS machine the firmware's setup owns the order",
+                format!(
+                    "choose {disk} in the firmware's boot menu at power-on (often F12, F11 or Esc), or make it the first disk in the setup; repairing it (RepairSystem) puts its GRUB in its boot code"
+                ),
+            ));
+        }
+        let mut said = Vec::new();
+        let number = match self.entries.iter().find(|e| e.disk == disk && e.active) {
+            Some(e) => e.number.clone(),
+            None => {
+                let description = format!("{} on {disk}", f.name);
+                let n = self.new_entry(&disk, &description);
+                said.push(format!("made {n} ({description}) booting \\EFI\\BOOT\\BOOTX64.EFI (simulated)"));
+                n
+            }
+        };
+        if once {
+            self.set_next(&number);
+            said.push(format!("{} on {disk} boots next, once ({number})", f.name));
+        } else {
+            self.put_first(std::slice::from_ref(&number));
+            said.push(format!("{} on {disk} is first in the UEFI boot order ({number})", f.name));
+        }
+        Ok(said.join("; "))
+    }
+}
+
+fn refuse_running(f: &FoundSystem) -> Result<()> {
+    if f.kind == found_kind::RUNNING {
+        return Err(Error::refused(
+            format!("{} on {}", f.name, f.disks.join(" ")),
+            "it is the running system",
+            "name the system to restore or repair (see FindSystems)",
+        ));
+    }
+    Ok(())
+}
+
+fn refuse_unbootable(f: &FoundSystem) -> Result<()> {
+    if !f.bootable {
+        let disk = f.disks.first().cloned().unwrap_or_default();
+        return Err(Error::refused(
+            format!("{} on {disk}", f.name),
+            format!(
+                "it does not look bootable ({}{})",
+                f.state,
+                if f.kernels.is_empty() { ", no kernel in /boot" } else { "" }
+            ),
+            "repair it first (RepairSystem), or choose another system (FindSystems)",
+        ));
+    }
+    Ok(())
 }
 
 fn phases_done(state: &str) -> Vec<u8> {
@@ -688,6 +849,8 @@ struct SimPlan {
     simulated: bool,
     name: String,
     source: String,
+    /// The disk of the system cloned offline.
+    source_disk: Option<String>,
     phases: String,
     needed: u64,
     targets: Vec<SimTarget>,
@@ -770,16 +933,25 @@ impl World {
             }
             return Ok(v);
         }
-        let running = self.disks.iter().find(|d| d.running());
+        // The disk cloned: the one named (offline: nothing of it is mounted, so its ESP and root
+        // are known by their kind), else the running one.
+        let offline = o.source_disk.is_some();
+        let source = match &o.source_disk {
+            Some(n) => self.disks.iter().find(|d| &d.name == n),
+            None => self.disks.iter().find(|d| d.running()),
+        };
         let mut v = Vec::new();
-        match running {
+        match source {
             Some(d) => {
+                let root_number = d.root().map(|p| p.number);
                 for p in &d.parts {
                     let (role, mountpoint) = match p.fstype.as_str() {
                         "swap" => ("swap", String::new()),
                         "" => continue,
-                        _ if p.mountpoint.is_empty() => continue,
-                        _ => ("filesystem", p.mountpoint.clone()),
+                        _ if !p.mountpoint.is_empty() && !offline => ("filesystem", p.mountpoint.clone()),
+                        "vfat" if offline => ("filesystem", "/boot/efi".to_string()),
+                        _ if offline && Some(p.number) == root_number => ("filesystem", "/".to_string()),
+                        _ => continue,
                     };
                     let root = mountpoint == "/";
                     let name = match (p.name.as_str(), role) {
@@ -848,6 +1020,36 @@ impl World {
             }
         }
         check_phase2(o)?;
+        // Offline: the system on a disk, read-only.
+        let source_disk = match &o.source_disk {
+            Some(n) => {
+                if o.source.is_some() {
+                    return Err(Error::usage(
+                        "source with source_disk",
+                        "they both name the system to clone",
+                        "give one: source_disk clones the system on that disk",
+                    ));
+                }
+                let f = self.found_on(n)?;
+                let what = format!("{} on {}", f.name, f.disks.join(" "));
+                if f.kind == found_kind::RUNNING {
+                    return Err(Error::refused(
+                        what,
+                        "it is the running system",
+                        "clone the running system without source_disk",
+                    ));
+                }
+                if f.os.is_empty() {
+                    return Err(Error::refused(
+                        what,
+                        format!("nothing on it can be cloned ({})", f.state),
+                        "choose a complete system (see FindSystems)",
+                    ));
+                }
+                Some((self.disk(n)?.name.clone(), f.os))
+            }
+            None => None,
+        };
         let mut targets = Vec::new();
         let mut seen = HashSet::new();
         for t in &o.targets {
@@ -855,6 +1057,9 @@ impl World {
                 (None, t.clone(), o.size.unwrap_or(0))
             } else {
                 let d = self.disk(t)?;
+                if source_disk.as_ref().is_some_and(|(n, _)| n == &d.name) {
+                    return Err(Error::refused(d.path(), "it holds the system being cloned", "choose another disk"));
+                }
                 self.check_target(d, o.force)?;
                 (Some(d.name.clone()), d.path(), d.size)
             };
@@ -918,6 +1123,7 @@ impl World {
                 label: it.label.clone(),
                 mountpoint: it.mountpoint.clone(),
                 os: String::new(),
+                kernels: Vec::new(),
                 used: it.used,
                 source: it.source.clone(),
                 role: it.role.into(),
@@ -944,10 +1150,12 @@ impl World {
             api_version: crate::API_VERSION,
             simulated: true,
             name: crate::ALTINST_ROOTVG.into(),
-            source: match &o.source {
-                Some(s) => format!("the system at {s}"),
-                None => "the running system".into(),
+            source: match (&source_disk, &o.source) {
+                (Some((d, os)), _) => format!("the system on {d} ({os})"),
+                (None, Some(s)) => format!("the system at {s}"),
+                (None, None) => "the running system".into(),
             },
+            source_disk: source_disk.map(|(d, _)| d),
             phases: o.phases.as_str().into(),
             needed,
             targets,
@@ -1033,6 +1241,8 @@ fn render(p: &SimPlan) -> String {
 enum SimJob {
     New { plan: SimPlan },
     Resume { system: String, disks: Vec<String> },
+    Refresh { system: String, disks: Vec<String> },
+    Verify { system: String, disks: Vec<String> },
 }
 
 struct SimWork {
@@ -1134,6 +1344,9 @@ impl SimWork {
             w.next_id += 1;
             format!("sim-job-{}", w.next_id)
         };
+        if let Some(d) = &plan.source_disk {
+            job.info(format!("mounted the system on {d} read-only, as its fstab says (simulated)"));
+        }
         self.step(job, Phase::Validating, format!("checked {}", plan.targets.len()))?;
         job.check()?;
         job.set_phase(Phase::Partitioning);
@@ -1145,12 +1358,15 @@ impl SimWork {
             w.systems.retain(|s| !s.disks.iter().any(|d| disks.contains(d)));
             w.entries.retain(|e| !disks.contains(&e.disk));
             // The clone's partitions, not mounted here; its root carries the source's OS.
-            let os = w
+            let (os, kernels) = w
                 .disks
                 .iter()
-                .find(|d| d.running())
-                .and_then(|d| d.parts.iter().find(|p| p.mountpoint == "/"))
-                .map(|p| p.os.clone())
+                .find(|d| match &plan.source_disk {
+                    Some(n) => &d.name == n,
+                    None => d.running(),
+                })
+                .and_then(Disk::root)
+                .map(|p| (p.os.clone(), p.kernels.clone()))
                 .unwrap_or_default();
             for t in &plan.targets {
                 if let Some(n) = &t.disk {
@@ -1160,6 +1376,7 @@ impl SimWork {
                             .iter()
                             .map(|p| Part {
                                 os: if p.mountpoint == "/" { os.clone() } else { String::new() },
+                                kernels: if p.mountpoint == "/" { kernels.clone() } else { Vec::new() },
                                 mountpoint: String::new(),
                                 ..p.clone()
                             })
@@ -1256,7 +1473,7 @@ impl SimWork {
         w.changed(&disks);
         drop(w);
         job.set_phase(Phase::Done);
-        Ok(Outcome { mounted_at: keep_mounted.then(|| self.mount_at.clone()) })
+        Ok(Outcome { mounted_at: keep_mounted.then(|| self.mount_at.clone()), report: None })
     }
 
     fn customize(&self, job: &Job) -> Result<()> {
@@ -1284,6 +1501,55 @@ impl SimWork {
         }
         let step = self.lock().step;
         Self::wait(job, step)
+    }
+
+    /// A refresh: the phases the system had, on the same disks; nothing else changes.
+    fn run_refresh(&self, job: &Job, system: &str, disks: &[String]) -> Result<Outcome> {
+        self.step(job, Phase::Validating, format!("refreshing {system} on {}", disks.join(" ")))?;
+        self.step(
+            job,
+            Phase::Copying,
+            "refreshed: 412 written, 37 with new metadata, 9 deleted, 60211 unchanged (simulated)".into(),
+        )?;
+        self.step(job, Phase::FixingIdentities, "fstab follows the clone's identities (simulated)".into())?;
+        let bootable = self.lock().systems.iter().any(|s| s.disks == disks && s.phases_done.contains(&3));
+        if bootable {
+            self.step(job, Phase::MakingBootable, "rebuilt the initramfs and boot loader (simulated)".into())?;
+        }
+        self.step(job, Phase::CleaningUp, "left as it was found".into())?;
+        let mut w = self.lock();
+        if let Some(s) = w.systems.iter_mut().find(|s| s.disks == disks) {
+            s.updated = crate::discover::record::now_rfc3339();
+        }
+        w.changed(disks);
+        drop(w);
+        job.set_phase(Phase::Done);
+        Ok(Outcome::default())
+    }
+
+    /// A verify: the simulated clone equals its source.
+    fn run_verify(&self, job: &Job, system: &str, disks: &[String]) -> Result<Outcome> {
+        self.step(job, Phase::Validating, format!("mounting {system} on {} read-only (simulated)", disks.join(" ")))?;
+        self.step(job, Phase::Copying, "compared 60669 entries (simulated)".into())?;
+        job.set_phase(Phase::Done);
+        let report = serde_json::json!({
+            "apiVersion": crate::API_VERSION,
+            "source": "the running system",
+            "clone": format!("{system} on {}", disks.join(" ")),
+            "equal": true,
+            "entries": 60669,
+            "files_hashed": 52111,
+            "bytes_hashed": 3_900_000_000u64,
+            "differences": {},
+            "unexpected": 0,
+            "expected": 2,
+            "list": [
+                {"kind": "content", "path": "/etc/fstab", "expected": true},
+                {"kind": "times", "path": "/etc", "expected": true}
+            ],
+            "seconds": 1.0
+        });
+        Ok(Outcome { mounted_at: None, report: Some(report.to_string()) })
     }
 
     fn run_resume(&self, job: &Job, system: &str, disks: &[String]) -> Result<Outcome> {
@@ -1334,6 +1600,8 @@ impl Work for SimWork {
         match self.job {
             SimJob::New { .. } => "clone",
             SimJob::Resume { .. } => "resume",
+            SimJob::Refresh { .. } => "refresh",
+            SimJob::Verify { .. } => "verify",
         }
     }
 
@@ -1341,13 +1609,16 @@ impl Work for SimWork {
         let r = match &self.job {
             SimJob::New { plan } => self.run_new(job, plan),
             SimJob::Resume { system, disks } => self.run_resume(job, system, disks),
+            SimJob::Refresh { system, disks } => self.run_refresh(job, system, disks),
+            SimJob::Verify { system, disks } => self.run_verify(job, system, disks),
         };
         if let Err(e) = &r {
             job.set_phase(Phase::CleaningUp);
             job.warn(format!("{e}"));
             let disks: Vec<String> = match &self.job {
                 SimJob::New { plan } => plan.targets.iter().filter_map(|t| t.disk.clone()).collect(),
-                SimJob::Resume { disks, .. } => disks.clone(),
+                SimJob::Resume { disks, .. } | SimJob::Refresh { disks, .. } => disks.clone(),
+                SimJob::Verify { .. } => Vec::new(),
             };
             let mut w = self.lock();
             if let Some(s) = w.systems.iter_mut().find(|s| s.disks == disks) {
@@ -1359,6 +1630,66 @@ impl Work for SimWork {
             w.changed(&disks);
         }
         r
+    }
+}
+
+/// Phase 3 again on a system found on a disk (`RepairSystem`).
+struct SimRepair {
+    world: Arc<Mutex<World>>,
+    found: FoundSystem,
+    mount_at: PathBuf,
+}
+
+impl Work for SimRepair {
+    fn kind(&self) -> &'static str {
+        api::job_kind::REPAIR
+    }
+
+    fn run(self: Box<Self>, job: &Job) -> Result<Outcome> {
+        let f = &self.found;
+        let disk = f.disks.first().cloned().unwrap_or_default();
+        let (step, uefi, fail) = {
+            let w = self.world.lock().unwrap_or_else(|p| p.into_inner());
+            let d = w.disks.iter().find(|d| d.name == disk);
+            (w.step, w.firmware == api::firmware::UEFI, d.and_then(|d| d.fail_at.map(|_| d.part_path(1))))
+        };
+        job.set_phase(Phase::Validating);
+        job.info(format!(
+            "mounted {} read-write at {}, with its other filesystems as its fstab says (simulated)",
+            f.root,
+            self.mount_at.display()
+        ));
+        SimWork::wait(job, step)?;
+        job.set_phase(Phase::MakingBootable);
+        job.info(format!("regenerated the initramfs of {} (simulated)", f.kernels.join(", ")));
+        SimWork::wait(job, step)?;
+        if let Some(dev) = fail {
+            return Err(Error::io(
+                "installing the boot loader (simulated failure)",
+                dev,
+                std::io::Error::from_raw_os_error(libc::EIO),
+            ));
+        }
+        let mut said = format!("{} on {disk}: initramfs and boot loader installed", f.name);
+        if uefi {
+            job.info("installed GRUB for UEFI (\\EFI\\debian), and the fallback \\EFI\\BOOT\\BOOTX64.EFI (simulated)");
+            let mut w = self.world.lock().unwrap_or_else(|p| p.into_inner());
+            let n = w.new_entry(&disk, &f.name);
+            w.put_first(std::slice::from_ref(&n));
+            if let Some(s) = w.systems.iter_mut().find(|s| s.disks.contains(&disk)) {
+                s.boot_entry = n.clone();
+                s.made = true;
+            }
+            w.generation += 1;
+            said.push_str(&format!("; {n} made"));
+        } else {
+            job.info(format!("installed GRUB for BIOS in the boot code of {disk} (simulated)"));
+        }
+        SimWork::wait(job, step)?;
+        job.info(said);
+        job.info(format!("unmounted {}", self.mount_at.display()));
+        job.set_phase(Phase::Done);
+        Ok(Outcome::default())
     }
 }
 
@@ -1661,7 +1992,7 @@ impl Engine for SimEngine {
 
     fn target_keys(&self, o: &CloneOptions) -> Result<Vec<(String, Vec<DevKey>)>> {
         let w = self.world();
-        if o.resumes() {
+        if o.existing() {
             if let Some(s) = o.targets.first().and_then(|t| w.disk(t).ok()).and_then(|d| w.system_on(&d.name)) {
                 return Ok(s.disks.iter().map(|n| (n.clone(), vec![DevKey::Sim(n.clone())])).collect());
             }
@@ -1678,9 +2009,40 @@ impl Engine for SimEngine {
             .collect()
     }
 
+    fn verify_keys(&self, target: &str) -> Result<Vec<(String, Vec<DevKey>)>> {
+        let w = self.world();
+        let d = w.disk(target)?;
+        let s = w.system_on(&d.name).ok_or_else(|| {
+            Error::not_found(format!("altdisk system on {}", d.name), "the disk has no altdisk record", "see Systems")
+        })?;
+        Ok(s.disks.iter().map(|n| (n.clone(), vec![DevKey::Sim(n.clone())])).collect())
+    }
+
+    fn prepare_verify(&self, target: &str, o: &VerifyOptions) -> Result<Box<dyn Work>> {
+        let w = self.world();
+        let d = w.disk(target)?;
+        let s = w.system_on(&d.name).ok_or_else(|| {
+            Error::not_found(format!("altdisk system on {}", d.name), "the disk has no altdisk record", "see Systems")
+        })?;
+        let job = SimJob::Verify { system: s.name.clone(), disks: s.disks.clone() };
+        let opts = CloneOptions { targets: vec![target.to_string()], source: o.source.clone(), ..Default::default() };
+        Ok(Box::new(SimWork { world: self.world.clone(), job, opts, mount_at: PathBuf::new() }))
+    }
+
     fn prepare(&self, o: &CloneOptions, mount_at: &Path) -> Result<Box<dyn Work>> {
         let w = self.world();
-        let job = if o.resumes() {
+        let job = if o.refresh {
+            let first = o.targets.first().map(String::as_str).unwrap_or_default();
+            let d = w.disk(first)?;
+            let s = w.system_on(&d.name).filter(|s| !s.former && !d.running()).ok_or_else(|| {
+                Error::not_found(
+                    format!("altdisk system on {}", d.name),
+                    "the disk has no alternate system altdisk made",
+                    "see Systems for the clones there are",
+                )
+            })?;
+            SimJob::Refresh { system: s.name.clone(), disks: s.disks.clone() }
+        } else if o.resumes() {
             check_phase2(o)?;
             let first = o.targets.first().map(String::as_str).unwrap_or_default();
             let d = w.disk(first)?;
@@ -1799,6 +2161,46 @@ impl Engine for SimEngine {
         let disks = s.disks.clone();
         w.changed(&disks);
         Ok(())
+    }
+
+    fn find_systems(&self, _busy: &[DevKey]) -> Result<Vec<FoundSystem>> {
+        Ok(self.world().found())
+    }
+
+    fn restore(&self, disk: &str, once: bool) -> Result<String> {
+        let mut w = self.world();
+        let f = w.found_on(disk)?;
+        refuse_running(&f)?;
+        refuse_unbootable(&f)?;
+        w.place(&f, once)
+    }
+
+    fn boot_now(&self, disk: &str, kexec: bool) -> Result<String> {
+        let mut w = self.world();
+        let f = w.found_on(disk)?;
+        refuse_running(&f)?;
+        refuse_unbootable(&f)?;
+        if !kexec && w.firmware == api::firmware::UEFI {
+            let line = w.place(&f, true)?;
+            return Ok(format!("{line}; rebooting (simulated: the machine keeps running)"));
+        }
+        let kernel = f.kernels.last().cloned().unwrap_or_default();
+        Ok(format!("booting {} ({kernel}) with kexec (simulated: the machine keeps running)", f.name))
+    }
+
+    fn prepare_repair(&self, disk: &str, mount_at: &Path) -> Result<(Writes, Box<dyn Work>)> {
+        let w = self.world();
+        let f = w.found_on(disk)?;
+        refuse_running(&f)?;
+        if f.kernels.is_empty() {
+            return Err(Error::refused(
+                format!("{} on {}", f.name, f.disks.join(" ")),
+                format!("it has no kernel under /boot with modules in /lib/modules ({}), so it cannot boot", f.state),
+                "install a kernel package in it, or clone a complete system again",
+            ));
+        }
+        let keys = f.disks.iter().map(|n| (n.clone(), vec![DevKey::Sim(n.clone())])).collect();
+        Ok((keys, Box::new(SimRepair { world: self.world.clone(), found: f, mount_at: mount_at.to_path_buf() })))
     }
 
     fn recover(&self) -> Result<Vec<String>> {
@@ -1926,6 +2328,97 @@ mod tests {
         assert_eq!(e.firmware(), api::firmware::BIOS);
         assert!(matches!(e.boot_list(), Err(Error::Unsupported { .. })));
         std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn rescue_finds_restores_boots_and_repairs() {
+        let (e, dir) = engine(&SAMPLE.replace("step_seconds = 0.5", "step_seconds = 0.0"));
+        let found = e.find_systems(&[]).unwrap();
+        let on = |n: &str| {
+            found.iter().find(|f| f.disks == [n]).unwrap_or_else(|| panic!("nothing found on {n}: {found:?}")).clone()
+        };
+        let (running, former, alternate, other, incomplete) =
+            (on("nvme0n1"), on("sda"), on("sdb"), on("sdc"), on("nvme1n1"));
+        assert_eq!((running.kind.as_str(), running.name.as_str()), (found_kind::RUNNING, "rootvg"));
+        assert_eq!(running.kernels, ["6.1.0-17-amd64", "6.1.0-18-amd64"]);
+        assert_eq!((former.kind.as_str(), former.bootable), (found_kind::OLD_ROOTVG, true));
+        assert_eq!((alternate.kind.as_str(), alternate.name.as_str()), (found_kind::ALTDISK, "altinst_rootvg"));
+        assert_eq!(alternate.state, "complete (bootable)");
+        assert_eq!(
+            (other.kind.as_str(), other.name.as_str(), other.os.as_str()),
+            ("other", "linux", "Ubuntu 22.04.4 LTS")
+        );
+        assert_eq!((other.root.as_str(), other.bootable), ("/dev/sdc1", true));
+        assert!(!incomplete.bootable && incomplete.state.starts_with("incomplete (interrupted"), "{incomplete:?}");
+        assert!(incomplete.os.is_empty() && incomplete.kernels.is_empty(), "an incomplete clone is looked into");
+        assert_eq!(found.len(), 5, "free, in-use and failing disks hold no system: {found:?}");
+
+        // Restore: refused for the running, the incomplete, a disk with nothing; else the
+        // entry is made (the firmware had none for sdc) and put first, or booted once.
+        assert!(matches!(e.restore("nvme0n1", false), Err(Error::Refused { .. })));
+        assert!(matches!(e.restore("nvme1n1", false), Err(Error::Refused { .. })));
+        assert!(matches!(e.restore("sdd", false), Err(Error::NotFound { .. })));
+        let said = e.restore("sdc", false).unwrap();
+        let made = e.boot_list().unwrap()[0].clone();
+        assert_eq!((made.disk.as_str(), made.description.as_str()), ("sdc", "linux on sdc"));
+        assert!(!["Boot0001", "Boot0002", "Boot0003", "Boot0004"].contains(&made.number.as_str()), "{made:?}");
+        assert_eq!(
+            said,
+            format!(
+                "made {0} (linux on sdc) booting \\EFI\\BOOT\\BOOTX64.EFI (simulated); linux on sdc is first in the UEFI boot order ({0})",
+                made.number
+            )
+        );
+        let said = e.restore("sda", true).unwrap();
+        assert_eq!(said, "old_rootvg on sda boots next, once (Boot0002)");
+        let list = e.boot_list().unwrap();
+        assert!(list[0].disk == "sdc" && list.iter().any(|b| b.disk == "sda" && b.next), "{list:?}");
+        // Boot now: BootNext (the machine keeps running), or kexec.
+        assert!(e.boot_now("sdb", false).unwrap().contains("boots next, once (Boot0003); rebooting"));
+        assert!(e.boot_list().unwrap().iter().any(|b| b.disk == "sdb" && b.next));
+        assert!(e.boot_now("sdb", true).unwrap().starts_with("booting altinst_rootvg (6.1.0-18-amd64) with kexec"));
+        assert!(matches!(e.boot_now("nvme1n1", true), Err(Error::Refused { .. })));
+
+        // Repair: a job on the system's disks; its entry made again and put first.
+        assert!(matches!(e.prepare_repair("nvme0n1", Path::new("/x")), Err(Error::Refused { .. })));
+        assert!(matches!(e.prepare_repair("nvme1n1", Path::new("/x")), Err(Error::Refused { .. })));
+        let (keys, work) = e.prepare_repair("sda", Path::new("/run/altdisk/mnt/job9")).unwrap();
+        assert_eq!(keys, vec![("sda".to_string(), vec![DevKey::Sim("sda".into())])]);
+        assert_eq!(work.kind(), "repair");
+        let job = Job::new();
+        work.run(&job).unwrap();
+        assert_eq!(job.snapshot().phase, Phase::Done);
+        let first = e.boot_list().unwrap()[0].clone();
+        assert_eq!((first.disk.as_str(), first.system.as_str()), ("sda", "old_rootvg"));
+        // On a disk marked to fail, the repair fails.
+        let failing = SAMPLE.replace("step_seconds = 0.5", "step_seconds = 0.0").replace(
+            "name = \"sdb\"\nmodel = \"WDC WDS500G2B0A\"",
+            "name = \"sdb\"\nfail_at = 10\nmodel = \"WDC WDS500G2B0A\"",
+        );
+        let (e2, dir2) = engine(&failing);
+        let (_, work) = e2.prepare_repair("sdb", Path::new("/x")).unwrap();
+        let err = work.run(&Job::new()).unwrap_err();
+        assert!(err.to_string().contains("simulated failure"), "{err}");
+
+        // An offline clone of the system on sdc: its root, read from the disk.
+        let o = CloneOptions { source_disk: Some("sdc".into()), ..CloneOptions::new(["sdd"]) };
+        let plan = e.plan_details(&o, Path::new("/x"), &[]).unwrap();
+        assert_eq!(plan.source, "the system on sdc (Ubuntu 22.04.4 LTS)");
+        let root = plan.targets[0].after.iter().find(|p| p.mountpoint == "/").unwrap();
+        assert_eq!(root.source, "/dev/sdc1");
+        for (source, target) in [("sdc", "sdc"), ("nvme0n1", "sdd"), ("nvme1n1", "sdd")] {
+            let o = CloneOptions { source_disk: Some(source.into()), force: true, ..CloneOptions::new([target]) };
+            assert!(matches!(e.plan(&o, Path::new("/x")), Err(Error::Refused { .. })), "{source} onto {target}");
+        }
+        let o = CloneOptions { source_disk: Some("sdd".into()), ..CloneOptions::new(["sdf"]) };
+        assert!(matches!(e.plan(&o, Path::new("/x")), Err(Error::NotFound { .. })));
+
+        // BIOS: the firmware owns the order; kexec still boots.
+        std::fs::write(dir.join("sim.toml"), SAMPLE.replace("firmware = \"uefi\"", "firmware = \"bios\"")).unwrap();
+        assert!(matches!(e.restore("sda", false), Err(Error::Unsupported { .. })));
+        assert!(e.boot_now("sda", false).unwrap().contains("with kexec"));
+        std::fs::remove_dir_all(dir).unwrap();
+        std::fs::remove_dir_all(dir2).unwrap();
     }
 
     #[test]

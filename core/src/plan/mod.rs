@@ -202,6 +202,14 @@ pub struct PlanFs {
     /// btrfs, a filesystem's own entry: the subvolume made its default, as the source's is.
     #[serde(default)]
     pub default_subvol: Option<String>,
+    /// Inodes the source's files use (its own and those merged into it).
+    #[serde(default)]
+    pub used_inodes: u64,
+    /// Inodes it must be made with, when what mkfs gives a filesystem of its size by default
+    /// would be too few for the source's files (ext: `mkfs -N`; xfs: the share of space
+    /// inodes may take); None: the default is plenty.
+    #[serde(default)]
+    pub inodes: Option<u64>,
 }
 
 impl PlanFs {
@@ -404,11 +412,12 @@ impl Plan {
                             format!("{merged}; subvolumes {}", subvols.join(", "))
                         };
                         format!(
-                            "{} {} {}{from}{merged}, {} used",
+                            "{} {} {}{from}{merged}, {} used{}",
                             fs.fstype,
                             fs.mountpoint,
                             fs.label.as_deref().map(|l| format!("[{l}]")).unwrap_or_default(),
-                            size::human(fs.used)
+                            size::human(fs.used),
+                            fs.inodes.map(|n| format!(", made with {n} inodes")).unwrap_or_default()
                         )
                     }
                     PartRole::Swap(_) => "swap (recreated)".into(),

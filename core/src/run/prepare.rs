@@ -242,7 +242,11 @@ fn mount_source_disk(disk: &str, also_source_dir: bool) -> Result<SystemMount> {
             format!("boot it once, or check it with e2fsck -f {} from here, then clone again", f.root.display()),
         ));
     }
-    let at = PathBuf::from(format!("/run/altdisk/source-{}", std::process::id()));
+    // One directory per mount: the service plans and runs several offline clones at once,
+    // and one must never be mounted over (or unmounted under) another.
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let at = PathBuf::from(format!("/run/altdisk/source-{}/{n}", std::process::id()));
     SystemMount::mount(&f.root, &at, true)
 }
 

@@ -19,10 +19,14 @@ use crate::discover::record::{self, BootEnv, State};
 use crate::error::Result;
 use crate::systems::mount::SystemMount;
 
-/// Where systems are mounted to be looked at (`/run/altdisk/look-PID/...`, so what a killed
-/// process left is known as its own: see [`crate::write::journal::recover`]).
+/// Where a system is mounted to be looked at (`/run/altdisk/look-PID/N`, so what a killed
+/// process left is known as its own: see [`crate::write::journal::recover`]). A directory
+/// per look: the service may look from several threads at once (a find, a repair, an
+/// offline clone's plan), and one look must never mount over another.
 fn look_dir() -> PathBuf {
-    PathBuf::from(format!("/run/altdisk/look-{}", std::process::id()))
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    PathBuf::from(format!("/run/altdisk/look-{}/{n}", std::process::id()))
 }
 
 /// A system found on the disks.
@@ -68,22 +72,24 @@ fn look(dev: &Path, table: &[mounts::Mount], id: &str) -> (Option<String>, Vec<S
     if let Some(m) = table.iter().find(|m| (m.major, m.minor) == (major, minor) && m.root == "/") {
         return (os_name(&m.target), kernels(&m.target));
     }
-    let at = look_dir().join(id);
-    match SystemMount::mount(dev, &at, true) {
+    let dir = look_dir();
+    let at = dir.join(id);
+    let r = match SystemMount::mount(dev, &at, true) {
         Ok(sm) => {
             let r = (os_name(&sm.root), kernels(&sm.root));
             if let Err(e) = sm.unmount() {
                 tracing::warn!("{e}");
             }
-            let _ = std::fs::remove_dir(&at);
             r
         }
         Err(e) => {
             tracing::debug!("not looking into {}: {e}", dev.display());
-            let _ = std::fs::remove_dir(&at);
             (None, Vec::new())
         }
-    }
+    };
+    let _ = std::fs::remove_dir(&at);
+    let _ = std::fs::remove_dir(&dir);
+    r
 }
 
 fn state_words(e: &BootEnv) -> String {
@@ -95,6 +101,13 @@ fn state_words(e: &BootEnv) -> String {
 
 /// Every system on this machine's disks.
 pub fn find() -> Result<Vec<Found>> {
+    find_except(|_| false)
+}
+
+/// Every system on this machine's disks, without mounting anything of a disk `busy` says
+/// another run writes (the service's jobs): of those, only what their records say, and no
+/// other Linux roots.
+pub fn find_except(busy: impl Fn(&Disk) -> bool) -> Result<Vec<Found>> {
     let disks = blockdev::list()?;
     let table = mounts::read()?;
     let root = mounts::mount_at(&table, Path::new("/")).map(|m| (m.major, m.minor));
@@ -130,7 +143,9 @@ pub fn find() -> Result<Vec<Found>> {
         });
         let running = ds.iter().any(|d| running_disk(d));
         let (os, kernels) = match &dev {
-            Some(dev) if dev.exists() && env.state != State::Incomplete => look(dev, &table, &id.to_string()),
+            Some(dev) if dev.exists() && env.state != State::Incomplete && !ds.iter().any(|d| busy(d)) => {
+                look(dev, &table, &id.to_string())
+            }
             _ => (None, Vec::new()),
         };
         let kind = if running {
@@ -156,7 +171,7 @@ pub fn find() -> Result<Vec<Found>> {
         });
     }
     // Other Linux roots: a filesystem with an os-release, on a disk without a record.
-    for d in disks.iter().filter(|d| !seen.contains(&d.name.as_str())) {
+    for d in disks.iter().filter(|d| !seen.contains(&d.name.as_str()) && !busy(d)) {
         for p in d.partitions.iter().filter(|p| p.holders.is_empty() && p.size >= 256 << 20) {
             let probe = Probe::read(&p.path).unwrap_or_default();
             if !matches!(probe.fstype.as_deref(), Some("ext2" | "ext3" | "ext4" | "xfs" | "btrfs")) {

@@ -133,10 +133,7 @@ fn place(f: &Found, d: &Disk, mode: BootlistMode, job: &Job) -> Result<String> {
     })
 }
 
-/// `altdisk restore DISK [--once]`: the system on DISK boots from now on (or next time only).
-pub fn restore(disk: &str, once: bool, job: &Job) -> Result<String> {
-    let (f, d) = system_and_disk(disk)?;
-    refuse_running(&f)?;
+fn refuse_unbootable(f: &Found, d: &Disk) -> Result<()> {
     if !f.bootable {
         return Err(Error::refused(
             format!("{} on {}", f.name, d.name),
@@ -148,14 +145,24 @@ pub fn restore(disk: &str, once: bool, job: &Job) -> Result<String> {
             format!("repair it first (altdisk repair {}), or choose another system (altdisk find)", d.name),
         ));
     }
+    Ok(())
+}
+
+/// `altdisk restore DISK [--once]`: the system on DISK boots from now on (or next time only).
+pub fn restore(disk: &str, once: bool, job: &Job) -> Result<String> {
+    let (f, d) = system_and_disk(disk)?;
+    refuse_running(&f)?;
+    refuse_unbootable(&f, &d)?;
     place(&f, &d, if once { BootlistMode::Trial } else { BootlistMode::First }, job)
 }
 
 /// `altdisk boot-now DISK [--kexec]`: boot the system on DISK at once, leaving the boot order
-/// as it is: BootNext and a reboot on UEFI, or kexec (also where UEFI cannot serve).
+/// as it is: BootNext and a reboot on UEFI, or kexec (also where UEFI cannot serve). A system
+/// that does not look bootable is refused before the machine goes down.
 pub fn boot_now(disk: &str, kexec: bool, job: &Job) -> Result<String> {
     let (f, d) = system_and_disk(disk)?;
     refuse_running(&f)?;
+    refuse_unbootable(&f, &d)?;
     if !kexec && Firmware::current() == Firmware::Uefi {
         let line = place(&f, &d, BootlistMode::Trial, job)?;
         job.info(line.clone());
@@ -207,6 +214,14 @@ fn kernel_cmdline(root: &Path, f: &Found) -> String {
         }
     }
     format!("root=UUID={} ro", f.root_uuid.clone().unwrap_or_default())
+}
+
+/// The system on `disk`, when `repair` may be asked for it (it is not the running one): what
+/// the service checks before it starts a repair job.
+pub fn repairable(disk: &str) -> Result<Found> {
+    let (f, _) = system_and_disk(disk)?;
+    refuse_running(&f)?;
+    Ok(f)
 }
 
 /// `altdisk repair DISK`: re-run phase 3 on the system on DISK (not the running one): mounted

@@ -13,3 +13,4 @@ pub mod journal;
 pub mod luks;
 pub mod lvm;
 pub mod partition;
+pub(crate) mod workers;
