@@ -265,7 +265,8 @@ impl Run {
         self.save(Some(step::IDENTITIES))?;
         let (map, layout) = self.identities(src);
         let mut warnings = Vec::new();
-        self.fstab_changes = rewrite_identities(&self.mount_at, &map, &layout, &CryptRenames::default(), &mut warnings)?;
+        self.fstab_changes =
+            rewrite_identities(&self.mount_at, &map, &layout, &CryptRenames::default(), &mut warnings)?;
         self.warnings.extend(warnings);
         units::ensure_in_clone(&self.mount_at, self.needs_units(), job)?;
         self.flush(job)?;
