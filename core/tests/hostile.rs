@@ -79,6 +79,7 @@ fn identity(s: &str) -> Identity {
         label: Some("root".into()),
         partlabel: Some("root".into()),
         paths: vec![format!("/dev/{s}")],
+        mountpoint: None,
     }
 }
 
@@ -89,11 +90,14 @@ proptest! {
         let _ = mounts::parse_mountinfo(&text(&mutate(MOUNTINFO.as_bytes(), &edits)));
         let _ = mounts::parse_swaps(&s);
         let _ = mounts::unescape(&s);
+        let _ = altdisk::discover::btrfs::parse_default(&s);
     }
 
     #[test]
     fn fstab_and_crypttab(s in formatted(), a in "[a-f0-9-]{0,36}", b in "[A-Za-z0-9-]{0,36}") {
-        let map = vec![(identity(&a), identity(&b))];
+        // One old device at two mount points going to two new ones (btrfs subvolumes).
+        let at = |mp: &str| Identity { mountpoint: Some(mp.into()), ..identity(&a) };
+        let map = vec![(identity(&a), identity(&b)), (at("/home"), identity(&a)), (at("/"), identity(&b))];
         let r = fixup::rewrite_fstab(&s, &map);
         prop_assert!(r.changed <= s.lines().count() + 1);
         let _ = fixup::rewrite_crypttab(&s, &map);
@@ -101,6 +105,7 @@ proptest! {
             retype: vec![("/".into(), "ext3".into(), "ext4".into())],
             merged: vec!["/home".into()],
             split: vec![(b.clone(), "/var".into(), "xfs".into())],
+            subvol: vec![("/".into(), Some(format!("/@{b}"))), ("/var".into(), None)],
         };
         let _ = fixup::adjust_layout(&s, &changes);
     }
@@ -162,7 +167,7 @@ proptest! {
             guid: uuid::Uuid::new_v4(),
             name: "root".into(),
         };
-        altdisk::write::partition::write_gpt(&img, 8 << 20, uuid::Uuid::new_v4(), &[part]).unwrap();
+        altdisk::write::partition::write_gpt(&img, 8 << 20, uuid::Uuid::new_v4(), 512, &[part]).unwrap();
         let head = std::fs::read(&img).unwrap()[..34 * 512].to_vec();
         // Edits land in the protective MBR, the header and the entries.
         let edits: Vec<(usize, u8, u8)> = edits.into_iter().map(|(p, b, _)| (p % head.len(), b, 0)).collect();

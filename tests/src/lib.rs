@@ -10,7 +10,9 @@
 pub mod bus;
 pub mod pkg;
 pub mod vm;
+pub mod vm_derived;
 pub mod vm_lvm;
+pub mod vm_matrix;
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -551,7 +553,7 @@ pub fn rescue_disk(s: &mut Scratch, name: &str, bootable: bool) -> PathBuf {
         guid: uuid::Uuid::new_v4(),
         name: "root".into(),
     }];
-    partition::write_gpt(&dev, 320 << 20, uuid::Uuid::new_v4(), &parts).unwrap();
+    partition::write_gpt(&dev, 320 << 20, uuid::Uuid::new_v4(), 512, &parts).unwrap();
     partition::add_partition_nodes(&dev, &parts).unwrap();
     let root = partition::partition_path(&dev, 1);
     let r = s.mkfs_mount(&root, "ext4", Some(name), name);

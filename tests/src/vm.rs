@@ -130,11 +130,23 @@ impl Drop for SlotGuard {
     }
 }
 
-/// The bootloader of a production image.
+/// The kind of a production image: tests/vm/kinds/<name>.conf.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
+    /// Debian 12, GRUB for UEFI, initramfs-tools.
     Grub,
+    /// Debian 12, systemd-boot.
     SystemdBoot,
+    /// Debian 12, GRUB for BIOS in the MBR of an msdos disk.
+    BiosMbr,
+    /// Debian 12, GRUB for BIOS on a GPT disk with a BIOS boot partition.
+    BiosGpt,
+    /// Debian 12 with dracut, GRUB for UEFI.
+    Dracut,
+    /// Debian 13, GRUB for UEFI.
+    Trixie,
+    /// The Grub kind with cryptsetup (the base of the LUKS machine).
+    GrubCrypt,
 }
 
 impl Kind {
@@ -143,6 +155,43 @@ impl Kind {
         match self {
             Kind::Grub => "grub",
             Kind::SystemdBoot => "systemd-boot",
+            Kind::BiosMbr => "bios-mbr",
+            Kind::BiosGpt => "bios-gpt",
+            Kind::Dracut => "dracut",
+            Kind::Trixie => "trixie",
+            Kind::GrubCrypt => "grub-crypt",
+        }
+    }
+
+    /// Its machines boot through SeaBIOS (no OVMF): see [`Machine::set_bios`].
+    pub fn bios(self) -> bool {
+        matches!(self, Kind::BiosMbr | Kind::BiosGpt)
+    }
+}
+
+/// How a disk is attached to the guest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DiskModel {
+    /// virtio-blk, 512-byte sectors (vda, vdb...).
+    #[default]
+    Virtio,
+    /// virtio-blk with 4096-byte logical and physical sectors (a 4Kn disk).
+    Virtio4k,
+    /// An NVMe controller with one namespace of 512-byte sectors (nvme0n1...).
+    Nvme,
+    /// NVMe with 4096-byte sectors.
+    Nvme4k,
+}
+
+impl DiskModel {
+    /// QEMU's -device value for the drive `id`, with the serial `serial`.
+    fn device(self, id: &str, serial: &str) -> String {
+        let k4 = ",logical_block_size=4096,physical_block_size=4096";
+        match self {
+            DiskModel::Virtio => format!("virtio-blk-pci,drive={id},serial={serial}"),
+            DiskModel::Virtio4k => format!("virtio-blk-pci,drive={id},serial={serial}{k4}"),
+            DiskModel::Nvme => format!("nvme,drive={id},serial={serial}"),
+            DiskModel::Nvme4k => format!("nvme,drive={id},serial={serial}{k4}"),
         }
     }
 }
@@ -321,6 +370,12 @@ pub struct Machine {
     boots: u32,
     last_boot: Option<Duration>,
     boot_timeout: Duration,
+    /// Disks attached other than as virtio-blk with 512-byte sectors, by path.
+    models: HashMap<PathBuf, DiskModel>,
+    /// SeaBIOS instead of OVMF.
+    bios: bool,
+    /// A console prompt answered at every boot (the initramfs asking for a passphrase).
+    answer: Option<(String, String)>,
 }
 
 const MAX_COMMAND: usize = 24 * 1024;
@@ -348,6 +403,9 @@ impl Machine {
             boots: 0,
             last_boot: None,
             boot_timeout: boot_timeout(),
+            models: HashMap::new(),
+            bios: false,
+            answer: None,
         };
         let disk = fs::canonicalize(&image.disk).with_context(|| format!("image disk {}", image.disk.display()))?;
         let overlay = dir.join("disk0.qcow2");
@@ -392,6 +450,24 @@ impl Machine {
         self.reap();
         assert!(self.vm.is_none(), "Machine::set_disks: the VM is running");
         self.disks = disks;
+    }
+
+    /// Attach the disk `disk` (one of [`Machine::disks`]) as `model` from the next boot on;
+    /// the model stays with the disk when [`Machine::set_disks`] reorders them.
+    pub fn set_disk_model(&mut self, disk: &Path, model: DiskModel) {
+        self.models.insert(disk.to_path_buf(), model);
+    }
+
+    /// Boot through SeaBIOS (QEMU's default BIOS) instead of OVMF from the next boot on:
+    /// the disks' own boot code starts, and there is no NVRAM.
+    pub fn set_bios(&mut self, bios: bool) {
+        self.bios = bios;
+    }
+
+    /// Type `text` and Enter at the console each time `prompt` shows while the machine boots
+    /// (before the login): what an admin types at the initramfs's passphrase prompt.
+    pub fn set_console_answer(&mut self, prompt: &str, text: &str) {
+        self.answer = Some((prompt.to_string(), text.to_string()));
     }
 
     /// The NVRAM file of this machine.
@@ -453,12 +529,15 @@ impl Machine {
         cmd.args(["-name", &format!("altdisk-{}", self.name)]);
         cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "max", "-m", "2048", "-smp", &vcpus().to_string()]);
         cmd.args(["-nic", "none", "-display", "none", "-monitor", "none", "-no-reboot"]);
-        cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", qemu_path(&ovmf_code())?));
-        cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", qemu_path(&self.vars)?));
+        if !self.bios {
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", qemu_path(&ovmf_code())?));
+            cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", qemu_path(&self.vars)?));
+        }
         for (i, disk) in self.disks.iter().enumerate() {
             let format = disk_format(disk)?;
             cmd.arg("-drive").arg(format!("file={},format={format},if=none,id=d{i},discard=unmap", qemu_path(disk)?));
-            cmd.arg("-device").arg(format!("virtio-blk-pci,drive=d{i},serial={}", disk_serial(disk, i)));
+            let model = self.models.get(disk).copied().unwrap_or_default();
+            cmd.arg("-device").arg(model.device(&format!("d{i}"), &disk_serial(disk, i)));
         }
         cmd.arg("-virtfs").arg(format!(
             "local,path={},mount_tag=host,security_model=none,readonly=on,id=host",
@@ -551,18 +630,32 @@ impl Machine {
     fn wait_shell(&mut self, deadline: Instant) -> Result<()> {
         let vm = self.vm.as_mut().unwrap();
         // 1. A login: agetty's autologin (or a plain login prompt, where we type root).
-        //    Nothing is typed before: a key would stop GRUB's or systemd-boot's countdown.
-        let auto = vm
-            .wait_for(deadline, |t| {
-                if contains(t, "(automatic login)") {
-                    Some(true)
-                } else if contains(t, " login: ") {
-                    Some(false)
-                } else {
-                    None
+        //    Nothing is typed before: a key would stop GRUB's or systemd-boot's countdown;
+        //    only the console answer is typed, each time its prompt shows (a passphrase).
+        let mut answered = 0usize;
+        let auto = loop {
+            let seen = vm
+                .wait_for(deadline, |t| {
+                    if contains(t, "(automatic login)") {
+                        Some(Err(true))
+                    } else if contains(t, " login: ") {
+                        Some(Err(false))
+                    } else {
+                        let (prompt, _) = self.answer.as_ref()?;
+                        let from = answered.min(t.len());
+                        find(&t[from..], prompt).map(|i| Ok(from + i + prompt.len()))
+                    }
+                })
+                .context("waiting for the login on ttyS0")?;
+            match seen {
+                Ok(end) => {
+                    answered = end;
+                    let (_, text) = self.answer.as_ref().expect("an answer was looked for");
+                    vm.send(&format!("{text}\n"))?;
                 }
-            })
-            .context("waiting for the login on ttyS0")?;
+                Err(auto) => break auto,
+            }
+        };
         if !auto {
             // Give a slow "(automatic login)" a moment before typing the name ourselves.
             let short = (Instant::now() + Duration::from_secs(3)).min(deadline);

@@ -12,27 +12,20 @@
 //! NVRAM and check it ([`VERIFY_SCRIPT`]). The cached result is that disk (a standalone raw
 //! file) and the NVRAM after the verification boot.
 //!
-//! Cache: `$ALTDISK_VM_CACHE/vm-lvm-<hash>` (default /var/cache/altdisk-tests), where
-//! <hash> covers the scripts here, [`RECIPE_VERSION`] and the GRUB image's directory name
-//! (itself a hash of tests/vm/), so any change builds a new image. Built in
-//! `vm-lvm-<hash>.tmp.*`, renamed when complete (COMPLETE is written last); an flock on
-//! `vm-lvm-<hash>.lock` keeps two builds from racing. Older `vm-lvm-*` images are pruned
-//! after a build. `image.env` in the directory records the UUIDs, sizes and timings.
+//! Cache: `$ALTDISK_VM_CACHE/vm-lvm-<hash>` (default /var/cache/altdisk-tests), built and
+//! kept as every image built inside a guest is ([`crate::vm_derived`]); `image.env` in the
+//! directory records the UUIDs, sizes and timings.
 //!
 //! Call [`lvm_production_image`] before booting any machine of your own: a build needs
 //! a VM slot, and a process that holds a slot while waiting for the build's lock would
 //! wait for the slot timeout.
 
 use std::collections::BTreeMap;
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::Result;
 
-use crate::vm::{production_image, Image, Kind, Machine};
+use crate::vm::{Image, Kind};
+use crate::vm_derived::{derived_image, Recipe};
 
 /// Bump when the Rust side of the recipe (below) changes in a way the image shows.
 pub const RECIPE_VERSION: &str = "lvm-1";
@@ -219,235 +212,25 @@ efibootmgr -v
 exit $fail
 "#;
 
-/// The cache root (env ALTDISK_VM_CACHE, default /var/cache/altdisk-tests).
-fn cache_root() -> PathBuf {
-    std::env::var_os("ALTDISK_VM_CACHE").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("/var/cache/altdisk-tests"))
-}
-
-/// FNV-1a, 64 bits: stable across Rust versions (unlike DefaultHasher).
-fn fnv1a(data: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in data {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
-}
-
-fn image_in(dir: &Path) -> Image {
-    Image { disk: dir.join("disk.raw"), vars: dir.join("vars.fd") }
-}
-
-fn complete(dir: &Path) -> bool {
-    dir.join("COMPLETE").exists() && dir.join("disk.raw").exists() && dir.join("vars.fd").exists()
-}
+/// How the image is built.
+pub const RECIPE: Recipe = Recipe {
+    name: "lvm",
+    version: RECIPE_VERSION,
+    base: Kind::Grub,
+    disks: &[4 * GIB],
+    build: BUILD_SCRIPT,
+    verify: VERIFY_SCRIPT,
+    console_answer: None,
+};
 
 /// The cached LVM production image (built first if needed: about five minutes under TCG,
 /// progress on stderr). See the module documentation.
 pub fn lvm_production_image() -> Result<Image> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    let grub = production_image(Kind::Grub)?;
-    let grub_dir = grub
-        .disk
-        .parent()
-        .and_then(|d| d.file_name())
-        .and_then(|n| n.to_str())
-        .ok_or_else(|| anyhow!("odd GRUB image path {}", grub.disk.display()))?
-        .to_string();
-    let recipe = format!("{RECIPE_VERSION}\n{grub_dir}\n{BUILD_SCRIPT}\n{VERIFY_SCRIPT}");
-    let name = format!("vm-lvm-{:016x}", fnv1a(recipe.as_bytes()));
-    let root = cache_root();
-    let out = root.join(&name);
-    if complete(&out) {
-        return Ok(image_in(&out));
-    }
-
-    let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
-    let lock = fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(root.join(format!("{name}.lock")))
-        .context("opening the build lock")?;
-    if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_err() {
-        eprintln!("vm-lvm: another build of {} is running: waiting for it", out.display());
-        rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive).context("locking the build")?;
-    }
-    if complete(&out) {
-        return Ok(image_in(&out));
-    }
-    // Leftovers of an interrupted build of this image (we hold its lock).
-    let _ = fs::remove_dir_all(&out);
-    remove_matching(&root, |n| n.starts_with(&format!("{name}.tmp.")));
-
-    let work = root.join(format!("{name}.tmp.{}", uuid::Uuid::new_v4().simple()));
-    fs::create_dir_all(&work)?;
-    let start = Instant::now();
-    eprintln!("vm-lvm: building the LVM production image in {} (from {grub_dir})", work.display());
-    match build(&grub, &work) {
-        Ok(env) => {
-            let mut text = format!("GRUB_IMAGE={grub_dir}\nRECIPE={RECIPE_VERSION}\n");
-            for (k, v) in &env {
-                text.push_str(&format!("{k}={v}\n"));
-            }
-            text.push_str(&format!("BUILD_SECONDS={}\n", start.elapsed().as_secs()));
-            fs::write(work.join("image.env"), text)?;
-            for f in ["disk.raw", "vars.fd"] {
-                read_only(&work.join(f))?;
-            }
-            fs::write(work.join("COMPLETE"), format!("{}\n", uuid::Uuid::new_v4()))?;
-            fs::rename(&work, &out).with_context(|| format!("renaming {} to {}", work.display(), out.display()))?;
-            eprintln!("vm-lvm: done in {:.0?}: {}", start.elapsed(), out.display());
-        }
-        Err(e) => {
-            if std::env::var("ALTDISK_KEEP_VM").as_deref() == Ok("1") {
-                eprintln!("vm-lvm: keeping the failed build in {}", work.display());
-            } else {
-                let _ = fs::remove_dir_all(&work);
-            }
-            return Err(e.context("building the LVM production image"));
-        }
-    }
-    drop(lock);
-    prune(&root, &name);
-    Ok(image_in(&out))
+    derived_image(&RECIPE)
 }
 
 /// KEY=VALUE pairs of the image's image.env (UUIDs of root, home, swap, boot, ESP; the
 /// ESP's PARTUUID; KVER; GRUB_ROOT, the root= of grub.cfg; timings).
 pub fn image_env(image: &Image) -> Result<BTreeMap<String, String>> {
-    let p = image.disk.with_file_name("image.env");
-    let text = fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?;
-    Ok(text.lines().filter_map(|l| l.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect())
-}
-
-/// The build proper, into `work`: returns the image.env pairs.
-fn build(grub: &Image, work: &Path) -> Result<BTreeMap<String, String>> {
-    let mut env = BTreeMap::new();
-    let mut log = String::new();
-    let mut m = Machine::new("lvm-build", grub, &[4 * GIB])?;
-    m.boot().context("booting the GRUB image")?;
-    eprintln!("vm-lvm: GRUB image up after {:.0?}; building on vdb", m.last_boot_time().unwrap_or_default());
-    let t = Instant::now();
-    let (rc, out) = m.run(BUILD_SCRIPT, Duration::from_secs(3600))?;
-    log.push_str(&out);
-    fs::write(work.join("build.log"), &log)?;
-    if rc != 0 {
-        bail!("the build script failed (exit {rc}):\n{}", crate::vm::tail_str(&out, 6000));
-    }
-    eprintln!("vm-lvm: built in the guest in {:.0?}", t.elapsed());
-    for l in out.lines() {
-        if let Some((k, v)) = l.strip_prefix("IMAGE_ENV ").and_then(|kv| kv.split_once('=')) {
-            env.insert(k.trim().to_string(), v.trim().to_string());
-        }
-    }
-    m.shutdown()?;
-    powered_off(&m, "build")?;
-
-    // The new disk, standalone, becomes the image's disk.
-    let disk = work.join("disk.raw");
-    move_sparse(&m.disks()[1], &disk)?;
-
-    // Verification: the new disk alone (vda), the NVRAM grub-install wrote.
-    m.set_disks(vec![disk.clone()]);
-    m.boot().context("booting the LVM disk alone")?;
-    let boot = m.last_boot_time().unwrap_or_default();
-    eprintln!("vm-lvm: the LVM disk booted alone in {boot:.0?}");
-    let (rc, out) = m.run(VERIFY_SCRIPT, Duration::from_secs(600))?;
-    log.push_str("\n--- verification boot ---\n");
-    log.push_str(&out);
-    fs::write(work.join("build.log"), &log)?;
-    if rc != 0 {
-        bail!("the LVM disk booted alone, but: \n{}", crate::vm::tail_str(&out, 6000));
-    }
-    if let Some(c) = out.lines().find_map(|l| l.strip_prefix("cmdline: ")) {
-        env.insert("CMDLINE".into(), c.trim().to_string());
-    }
-    env.insert("BOOT_SECONDS".into(), boot.as_secs().to_string());
-    m.shutdown()?;
-    powered_off(&m, "verification")?;
-    fs::copy(m.vars(), work.join("vars.fd")).context("copying the NVRAM")?;
-    Ok(env)
-}
-
-/// The guest powered itself off (rather than being killed after a shutdown timeout).
-fn powered_off(m: &Machine, what: &str) -> Result<()> {
-    let log = fs::read(m.serial_log()).unwrap_or_default();
-    let text = String::from_utf8_lossy(&log);
-    let last = text.rsplit("Power down").next().unwrap_or("");
-    if !text.contains("Power down") || last.len() > 4096 {
-        bail!("the {what} boot did not power off cleanly; end of the console:\n{}", crate::vm::tail_str(&text, 3000));
-    }
-    Ok(())
-}
-
-/// Rename when on the same file system, else a sparse copy.
-fn move_sparse(from: &Path, to: &Path) -> Result<()> {
-    if fs::rename(from, to).is_ok() {
-        return Ok(());
-    }
-    let st = Command::new("cp").arg("--sparse=always").arg(from).arg(to).status()?;
-    if !st.success() {
-        bail!("cp {} {} failed", from.display(), to.display());
-    }
-    Ok(())
-}
-
-fn read_only(p: &Path) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    fs::set_permissions(p, fs::Permissions::from_mode(0o444)).with_context(|| format!("chmod {}", p.display()))
-}
-
-fn remove_matching(root: &Path, f: impl Fn(&str) -> bool) {
-    if let Ok(rd) = fs::read_dir(root) {
-        for e in rd.flatten() {
-            if e.file_name().to_str().is_some_and(&f) {
-                let _ = fs::remove_dir_all(e.path());
-            }
-        }
-    }
-}
-
-/// Drops LVM images of other recipes (unless being built: their lock is held), so the
-/// cache does not grow with each edit. ALTDISK_VM_PRUNE=0 keeps them.
-fn prune(root: &Path, keep: &str) {
-    if std::env::var("ALTDISK_VM_PRUNE").as_deref() == Ok("0") {
-        return;
-    }
-    let Ok(rd) = fs::read_dir(root) else { return };
-    for e in rd.flatten() {
-        let Some(n) = e.file_name().to_str().map(String::from) else { continue };
-        // An image directory, or the lock of a build that failed (no directory).
-        let n = match n.strip_suffix(".lock") {
-            Some(base) if !root.join(base).exists() => base.to_string(),
-            _ => n,
-        };
-        if !n.starts_with("vm-lvm-") || n == keep || n.contains('.') {
-            continue;
-        }
-        let lock_path = root.join(format!("{n}.lock"));
-        let Ok(lock) = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path) else {
-            continue;
-        };
-        if rustix::fs::flock(&lock, rustix::fs::FlockOperation::NonBlockingLockExclusive).is_ok() {
-            if root.join(&n).is_dir() {
-                let _ = fs::remove_dir_all(root.join(&n));
-                eprintln!("vm-lvm: pruned the outdated image {}", root.join(&n).display());
-            }
-            remove_matching(root, |x| x.starts_with(&format!("{n}.tmp.")));
-            let _ = fs::remove_file(&lock_path);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fnv1a_is_the_reference() {
-        assert_eq!(fnv1a(b""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(fnv1a(b"a"), 0xaf63_dc4c_8601_ec8c);
-    }
+    crate::vm_derived::image_env(image)
 }

@@ -35,7 +35,7 @@ fn system_disk(s: &mut Scratch) -> PathBuf {
             name: "root".into(),
         },
     ];
-    partition::write_gpt(&dev, 600 * MIB, uuid::Uuid::new_v4(), &parts).unwrap();
+    partition::write_gpt(&dev, 600 * MIB, uuid::Uuid::new_v4(), 512, &parts).unwrap();
     partition::add_partition_nodes(&dev, &parts).unwrap();
     let boot = partition::partition_path(&dev, 1);
     let root = partition::partition_path(&dev, 2);

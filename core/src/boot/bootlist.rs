@@ -143,6 +143,18 @@ pub fn set_next<V: Vars>(m: &BootManager<V>, name: &str) -> Result<u16> {
     Ok(n)
 }
 
+/// On a BIOS machine the firmware owns the boot order: what to do to boot another disk.
+pub const BIOS_HOWTO: &str = "pick the disk in the firmware's boot menu at power-on (QEMU/SeaBIOS: Esc; most PCs: F12, F11, F10 or F8), or put it first in the firmware setup";
+
+/// The refusal of a boot-list change on a BIOS machine, naming the disk wanted.
+pub fn bios_refusal(what: &str, disk: &str) -> crate::error::Error {
+    crate::error::Error::unsupported(
+        what.to_string(),
+        ": this machine boots through BIOS, whose boot order belongs to the firmware, not to the system",
+        format!("to boot {disk}, {BIOS_HOWTO}"),
+    )
+}
+
 /// On a BIOS machine: the disks whose first sector carries a boot loader.
 pub fn bios_bootable() -> Result<Vec<(String, PathBuf)>> {
     let mut v = Vec::new();

@@ -19,17 +19,33 @@ use crate::job::Job;
 pub struct RootIds {
     pub old: Vec<String>,
     pub new: String,
+    /// btrfs: the subvolume the clone's root is ("/@"), for `rootflags=subvol=`.
+    pub subvol: Option<String>,
 }
 
-/// Replace the `root=` of a kernel command line.
+/// Replace the `root=` of a kernel command line, and make `rootflags=` name the clone's
+/// root subvolume (a `subvolid=`, which differs in the clone, is dropped).
 pub fn rewrite_cmdline(line: &str, ids: &RootIds) -> String {
     let mut out: Vec<String> = Vec::new();
     let mut had_root = false;
+    let mut had_flags = false;
     for w in line.split_whitespace() {
-        if let Some(v) = w.strip_prefix("root=") {
+        if w.starts_with("root=") {
             had_root = true;
-            let _ = v;
             out.push(format!("root={}", ids.new));
+        } else if let Some(flags) = w.strip_prefix("rootflags=") {
+            had_flags = true;
+            let mut v: Vec<String> = flags
+                .split(',')
+                .filter(|o| !o.is_empty() && !o.starts_with("subvol=") && !o.starts_with("subvolid="))
+                .map(String::from)
+                .collect();
+            if let Some(sv) = ids.subvol.as_deref().filter(|s| *s != "/") {
+                v.push(format!("subvol={sv}"));
+            }
+            if !v.is_empty() {
+                out.push(format!("rootflags={}", v.join(",")));
+            }
         } else if w.starts_with("BOOT_IMAGE=") || w.starts_with("initrd=") {
             // Set by the boot loader at boot, not part of the configured line.
             continue;
@@ -39,6 +55,10 @@ pub fn rewrite_cmdline(line: &str, ids: &RootIds) -> String {
     }
     if !had_root {
         out.insert(0, format!("root={}", ids.new));
+    }
+    if let Some(sv) = ids.subvol.as_deref().filter(|s| !had_flags && *s != "/") {
+        let at = out.iter().position(|w| w.starts_with("root=")).map_or(0, |i| i + 1);
+        out.insert(at, format!("rootflags=subvol={sv}"));
     }
     out.join(" ")
 }
@@ -123,9 +143,34 @@ pub fn install(
                 &["--target=i386-pc", d.as_str()],
             )?;
             grub_config(root, job)?;
+            grub_pc_install_device(root, disk, job)?;
         }
     }
     Ok(())
+}
+
+/// Debian's grub-pc reinstalls GRUB on upgrades into the disks debconf names
+/// (`grub-pc/install_devices`), which in a copy still name the source's disk: the clone
+/// names its own, by its stable /dev/disk/by-id link when it has one.
+fn grub_pc_install_device(root: &Path, disk: &Path, job: &Job) -> Result<()> {
+    if !any_tool(root, "debconf-set-selections") || !exists(root, "var/lib/dpkg/info/grub-pc.list") {
+        return Ok(());
+    }
+    let real = std::fs::canonicalize(disk).unwrap_or_else(|_| disk.to_path_buf());
+    let mut ids: Vec<PathBuf> = std::fs::read_dir("/dev/disk/by-id")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| std::fs::canonicalize(p).is_ok_and(|t| t == real))
+        .collect();
+    ids.sort();
+    let name = ids.first().unwrap_or(&real).display().to_string();
+    job.info(format!("the clone's grub-pc reinstalls GRUB on {name} when it is upgraded"));
+    Cmd::in_root("naming the clone's disk for grub-pc upgrades", root, "debconf-set-selections")?
+        .stdin(format!("grub-pc grub-pc/install_devices multiselect {name}\n"))
+        .run()
+        .map(|_| ())
 }
 
 fn grub_config(root: &Path, job: &Job) -> Result<()> {
@@ -167,10 +212,26 @@ mod tests {
 
     #[test]
     fn rewrites_root_on_the_command_line() {
-        let ids = RootIds { old: vec!["UUID=aaa".into(), "aaa".into()], new: "UUID=bbb".into() };
+        let ids = RootIds { old: vec!["UUID=aaa".into(), "aaa".into()], new: "UUID=bbb".into(), subvol: None };
         assert_eq!(rewrite_cmdline("BOOT_IMAGE=/vmlinuz root=UUID=aaa ro quiet", &ids), "root=UUID=bbb ro quiet");
         assert_eq!(rewrite_cmdline("root=/dev/vda2 console=ttyS0", &ids), "root=UUID=bbb console=ttyS0");
         assert_eq!(rewrite_cmdline("quiet", &ids), "root=UUID=bbb quiet");
         assert_eq!(rewrite_cmdline("root=PARTUUID=x resume=UUID=aaa", &ids), "root=UUID=bbb resume=UUID=bbb");
+    }
+
+    #[test]
+    fn rootflags_follow_the_root_subvolume() {
+        let ids = RootIds { old: vec!["UUID=aaa".into()], new: "UUID=bbb".into(), subvol: Some("/@".into()) };
+        assert_eq!(
+            rewrite_cmdline("root=UUID=aaa ro rootflags=subvol=@ quiet", &ids),
+            "root=UUID=bbb ro rootflags=subvol=/@ quiet"
+        );
+        assert_eq!(
+            rewrite_cmdline("root=UUID=aaa rootflags=compress=zstd,subvolid=256 ro", &ids),
+            "root=UUID=bbb rootflags=compress=zstd,subvol=/@ ro"
+        );
+        assert_eq!(rewrite_cmdline("root=UUID=aaa ro", &ids), "root=UUID=bbb rootflags=subvol=/@ ro");
+        let top = RootIds { subvol: None, ..ids };
+        assert_eq!(rewrite_cmdline("root=UUID=aaa rootflags=subvol=@ ro", &top), "root=UUID=bbb ro");
     }
 }

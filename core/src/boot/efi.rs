@@ -28,9 +28,9 @@ pub struct HardDrive {
 }
 
 impl HardDrive {
-    /// Partition `number` of `disk`, as its GPT says (in 512-byte units, whatever the disk's
-    /// sector size: UEFI device paths count in the disk's logical blocks, which the firmware
-    /// reads from the disk, and Linux efivars tools write 512-byte units likewise).
+    /// Partition `number` of `disk`, as its GPT says: start and size in the disk's logical
+    /// blocks (4096 bytes on a 4Kn disk), as the firmware's partition driver reports them
+    /// (EDK2 copies the GPT entry's LBAs into the HD node it matches boot entries against).
     pub fn of_partition(disk: &std::path::Path, number: u32) -> Result<HardDrive> {
         let g = crate::discover::gpt::read_gpt(disk)
             .ok_or_else(|| Error::corrupt(format!("partition table of {}", disk.display()), "it cannot be read"))?;
@@ -39,8 +39,8 @@ impl HardDrive {
         })?;
         Ok(HardDrive {
             partition: number,
-            start_lba: p.starting_lba * g.sector_size / 512,
-            size_lba: (p.ending_lba + 1 - p.starting_lba) * g.sector_size / 512,
+            start_lba: p.starting_lba,
+            size_lba: p.ending_lba + 1 - p.starting_lba,
             partuuid: Uuid::from_bytes_le(p.unique_partition_guid),
         })
     }
@@ -405,6 +405,28 @@ impl<V: Vars> BootManager<V> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hard_drive_nodes_count_in_the_disks_own_sectors() {
+        use crate::write::partition::{write_gpt, PartSpec};
+        const MIB: u64 = 1 << 20;
+        let path = std::env::temp_dir().join(format!("altdisk-hd-{}.img", Uuid::new_v4()));
+        std::fs::File::create(&path).unwrap().set_len(64 * MIB).unwrap();
+        let esp = PartSpec {
+            number: 2,
+            start: 2 * MIB,
+            size: 32 * MIB,
+            type_guid: "c12a7328-f81f-11d2-ba4b-00a0c93ec93b".into(),
+            guid: Uuid::new_v4(),
+            name: "alt_esp".into(),
+        };
+        for (sector, start, size) in [(512, 4096, 65536), (4096, 512, 8192)] {
+            write_gpt(&path, 64 * MIB, Uuid::new_v4(), sector, std::slice::from_ref(&esp)).unwrap();
+            let hd = HardDrive::of_partition(&path, 2).unwrap();
+            assert_eq!((hd.partition, hd.start_lba, hd.size_lba, hd.partuuid), (2, start, size, esp.guid), "{sector}");
+        }
+        std::fs::remove_file(&path).unwrap();
+    }
 
     /// Bytes of `efibootmgr -c -d /dev/vdb -p 1 -L "altinst_rootvg on vdb" -l '\EFI\debian\grubx64.efi'`
     /// for a partition at LBA 2048 of 524288 sectors with PARTUUID

@@ -23,7 +23,11 @@ pub fn place_boot_entry(
     made: impl FnOnce(u16) -> Result<()>,
 ) -> Result<Option<u16>> {
     if setup.firmware == Firmware::Bios {
-        job.info(format!("BIOS machine: the boot order belongs to the firmware setup; {} now carries GRUB", disk.name));
+        job.info(format!(
+            "BIOS machine: {} now carries GRUB; the firmware owns the boot order: to boot it, {}",
+            disk.name,
+            crate::boot::bootlist::BIOS_HOWTO
+        ));
         return Ok(None);
     }
     let file = setup.efi_file().expect("UEFI loaders have a file");

@@ -62,6 +62,24 @@ pub fn device_with_uuid(uuid: &str) -> Option<(u32, u32)> {
     dev_numbers(Path::new(out.stdout.trim()))
 }
 
+/// The logical sector size of a block device (512, or 4096 on a 4Kn disk): the unit of its
+/// partition table and of UEFI device paths, as sysfs says (`queue/logical_block_size`; the
+/// device itself is not opened). Anything that is not a block device (an image file,
+/// attached later as a loop device of 512-byte sectors) is 512.
+pub fn logical_sector_size(dev: &Path) -> Result<u64> {
+    let Some((major, minor)) = dev_numbers(dev) else { return Ok(512) };
+    let attr = format!("/sys/dev/block/{major}:{minor}/queue/logical_block_size");
+    match std::fs::read_to_string(&attr) {
+        Ok(s) => {
+            s.trim().parse::<u64>().ok().filter(|n| n.is_power_of_two() && *n >= 512).map(Ok).unwrap_or_else(|| {
+                Err(Error::corrupt(format!("sector size of {}", dev.display()), format!("{attr} says `{}`", s.trim())))
+            })
+        }
+        // A partition has no queue of its own: its disk's sectors are its own.
+        Err(_) => Ok(512),
+    }
+}
+
 /// The (major, minor) of a block device node; None for anything else.
 pub fn dev_numbers(path: &Path) -> Option<(u32, u32)> {
     use std::os::unix::fs::{FileTypeExt, MetadataExt};

@@ -9,6 +9,7 @@ use crate::error::{IoContext, Result};
 pub struct Mount {
     pub id: u32,
     pub parent: u32,
+    /// The device the filesystem lives on ([`read`] puts a btrfs mount's disk here).
     pub major: u32,
     pub minor: u32,
     /// The directory of the filesystem that is mounted here ("/" unless a bind of a subtree
@@ -85,11 +86,19 @@ fn parse_line(line: &str) -> Option<Mount> {
     })
 }
 
-/// The current mount table of this process's namespace.
+/// The current mount table of this process's namespace. A btrfs mount shows an anonymous
+/// device number (0:N) rather than its disk's: it is replaced by the numbers of the block
+/// device its source names, so every mount says which disk holds it.
 pub fn read() -> Result<Vec<Mount>> {
     let text =
         std::fs::read_to_string("/proc/self/mountinfo").ctx("reading the mount table", "/proc/self/mountinfo")?;
-    Ok(parse_mountinfo(&text))
+    let mut table = parse_mountinfo(&text);
+    for m in table.iter_mut().filter(|m| m.major == 0 && m.is_block_backed()) {
+        if let Some((major, minor)) = crate::discover::blockdev::dev_numbers(Path::new(&m.source)) {
+            (m.major, m.minor) = (major, minor);
+        }
+    }
+    Ok(table)
 }
 
 /// The mount that is visible at `path` (the last one stacked there), if `path` is a mount point.

@@ -55,6 +55,20 @@ pub struct EnvFs {
     /// The logical volume holding it, in the record's volume group.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lv: Option<String>,
+    /// btrfs: the subvolume mounted there ("/@home"); several entries then share one
+    /// filesystem (one UUID, one partition or volume).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subvol: Option<String>,
+}
+
+/// A LUKS2 container of the system: which partition, its UUID, and the mapping name its
+/// crypttab gives it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct EnvCrypt {
+    pub name: String,
+    pub uuid: String,
+    pub disk: usize,
+    pub partition: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -88,6 +102,9 @@ pub struct BootEnv {
     /// The LVM volume group of this system, when it has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub vg: Option<String>,
+    /// Its LUKS2 containers (an encrypted system).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub crypts: Vec<EnvCrypt>,
     /// The UEFI Boot#### entry made for this system.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub boot_entry: Option<u16>,
@@ -312,6 +329,7 @@ mod tests {
             filesystems: vec![],
             swaps: vec![],
             vg: None,
+            crypts: vec![],
             boot_entry: None,
             trial: false,
             step: None,

@@ -45,6 +45,29 @@ pub struct SourceFs {
     /// Set when the filesystem lives on an LVM logical volume.
     #[serde(default)]
     pub lv: Option<SourceLv>,
+    /// btrfs: the subvolume mounted here ("/@", "/@home"; "/" is the top level), when the
+    /// filesystem is mounted from a subvolume or more than once.
+    #[serde(default)]
+    pub subvol: Option<String>,
+    /// On the second and later mounts of one btrfs filesystem: the mount point of its first
+    /// mount, which stands for the filesystem (its device, size and used space; this one
+    /// counts none of its own).
+    #[serde(default)]
+    pub on: Option<String>,
+    /// btrfs, first mount only: the default subvolume (what mounts without `subvol=`), when
+    /// it is not the top level.
+    #[serde(default)]
+    pub default_subvol: Option<String>,
+    /// The LUKS container it lives on (directly, or below its logical volume).
+    #[serde(default)]
+    pub crypt: Option<SourceCrypt>,
+}
+
+impl SourceFs {
+    /// A further mount of a filesystem listed earlier (a btrfs subvolume of it).
+    pub fn is_subvol_mount(&self) -> bool {
+        self.on.is_some()
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,7 +203,152 @@ fn to_fs(m: &Mount, mountpoint: String) -> Result<SourceFs> {
         used_bytes,
         used_inodes,
         read_only: m.is_read_only(),
+        subvol: None,
+        on: None,
+        default_subvol: None,
+        crypt: None,
     })
+}
+
+/// A dm-crypt mapping found under a device: its name, whether it is LUKS (not plain
+/// dm-crypt), and the device it decrypts, as "major:minor".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CryptLayer {
+    pub name: String,
+    pub luks: bool,
+    pub below: String,
+}
+
+/// The dm-crypt mapping device (major, minor) lives on, itself or below it (LVM on LUKS);
+/// `sys` is the sysfs root.
+pub fn crypt_below(sys: &Path, major: u32, minor: u32) -> Option<CryptLayer> {
+    fn walk(sys: &Path, dev: &str, depth: u32) -> Option<CryptLayer> {
+        let dir = sys.join("dev/block").join(dev);
+        let uuid = std::fs::read_to_string(dir.join("dm/uuid")).unwrap_or_default();
+        let slaves = || {
+            std::fs::read_dir(dir.join("slaves"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .filter_map(|e| std::fs::read_to_string(e.path().join("dev")).ok())
+                .map(|d| d.trim().to_string())
+        };
+        if uuid.starts_with("CRYPT-") {
+            return Some(CryptLayer {
+                name: std::fs::read_to_string(dir.join("dm/name")).unwrap_or_default().trim().to_string(),
+                luks: uuid.starts_with("CRYPT-LUKS"),
+                below: slaves().next().unwrap_or_default(),
+            });
+        }
+        if depth > 16 {
+            return None;
+        }
+        slaves().find_map(|d| walk(sys, &d, depth + 1))
+    }
+    walk(sys, &format!("{major}:{minor}"), 0)
+}
+
+/// An encrypted device a filesystem or swap of the source lives on (LUKS; directly, or as a
+/// physical volume of its volume group).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct SourceCrypt {
+    /// The mapping's name, as the source's crypttab gives it ("vda3_crypt").
+    pub name: String,
+    /// The LUKS container (a partition).
+    pub device: PathBuf,
+    pub probe: Probe,
+    /// Other names of the container, for crypttab rewriting.
+    pub paths: Vec<String>,
+}
+
+/// The LUKS container under device (major, minor), if any; plain dm-crypt (no header to
+/// copy the setup from) is refused.
+fn source_crypt(what: &str, major: u32, minor: u32) -> Result<Option<SourceCrypt>> {
+    let Some(layer) = crypt_below(Path::new("/sys"), major, minor) else { return Ok(None) };
+    let device = std::fs::canonicalize(format!("/sys/dev/block/{}", layer.below))
+        .ok()
+        .and_then(|p| p.file_name().map(|n| Path::new("/dev").join(n)))
+        .unwrap_or_default();
+    if !layer.luks || !device.starts_with("/dev/") {
+        return Err(Error::unsupported(
+            format!("cloning {what}, which lives on the encrypted device {} (plain dm-crypt)", layer.name),
+            ": altdisk makes LUKS2 clones of LUKS systems only, and will not copy encrypted data into an unencrypted clone",
+            "clone systems encrypted with LUKS, or copy the disk block for block (dd) while it is not running",
+        ));
+    }
+    Ok(Some(SourceCrypt { name: layer.name, probe: Probe::read(&device)?, paths: device_paths(&device), device }))
+}
+
+/// Inode number of the root directory of every btrfs subvolume (the top level's too).
+const BTRFS_SUBVOL_ROOT_INO: u64 = 256;
+
+/// Several mounts of one filesystem: btrfs subvolumes (as Ubuntu, Fedora and openSUSE
+/// install them: `@` on /, `@home` on /home) become one filesystem with its subvolume
+/// mounts; anything else mounted twice (a bind mount) is refused. A btrfs filesystem
+/// mounted once from a subvolume other than the top level keeps that subvolume too.
+fn group_subvolumes(filesystems: &mut [SourceFs], roots: &[String]) -> Result<()> {
+    for i in 0..filesystems.len() {
+        let f = &filesystems[i];
+        let first = filesystems[..i].iter().position(|o| (o.major, o.minor) == (f.major, f.minor));
+        let root = &roots[i];
+        let shared = first.is_some() || filesystems[i + 1..].iter().any(|o| (o.major, o.minor) == (f.major, f.minor));
+        if f.fstype != "btrfs" {
+            if let Some(o) = first {
+                return Err(Error::unsupported(
+                    format!(
+                        "{} mounted again at {} (it is mounted at {} too)",
+                        f.device.display(),
+                        f.mountpoint,
+                        filesystems[o].mountpoint
+                    ),
+                    ": a filesystem mounted twice (a bind mount) is cloned only as btrfs subvolumes",
+                    "unmount the second mount (or clone with --source after mounting the system once)",
+                ));
+            }
+            continue;
+        }
+        if !shared && root == "/" {
+            continue;
+        }
+        use std::os::unix::fs::MetadataExt;
+        let ino = std::fs::symlink_metadata(&f.path).map(|m| m.ino()).unwrap_or(0);
+        if ino != BTRFS_SUBVOL_ROOT_INO {
+            return Err(Error::unsupported(
+                format!("{} at {} (the directory {root} of a btrfs filesystem)", f.device.display(), f.mountpoint),
+                ": it is a bind mount of a directory, not a subvolume; altdisk clones btrfs subvolume mounts",
+                "unmount the bind mount, or make the directory a subvolume",
+            ));
+        }
+        if let Some(o) = filesystems[..i]
+            .iter()
+            .position(|o| (o.major, o.minor) == (f.major, f.minor) && o.subvol.as_deref() == Some(root))
+        {
+            return Err(Error::unsupported(
+                format!(
+                    "btrfs subvolume {root} of {} mounted at {} and at {}",
+                    f.device.display(),
+                    filesystems[o].mountpoint,
+                    f.mountpoint
+                ),
+                ": one subvolume mounted twice",
+                "unmount one of them",
+            ));
+        }
+        let f = &mut filesystems[i];
+        f.subvol = Some(root.clone());
+        if let Some(o) = first {
+            let owner = filesystems[o].mountpoint.clone();
+            let f = &mut filesystems[i];
+            f.on = Some(owner);
+            // Used space is the filesystem's, counted once on its first mount.
+            f.used_bytes = 0;
+            f.used_inodes = 0;
+        } else {
+            let path = f.path.clone();
+            f.default_subvol = crate::discover::btrfs::default_subvol(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// The disks that hold device (major, minor): its own disk, or for a device-mapper device
@@ -221,7 +389,8 @@ pub fn discover(dir: Option<&Path>, disks: &[Disk]) -> Result<Source> {
     let mut src_disks: Vec<String> =
         disks_of(disks, root_mount.major, root_mount.minor).iter().map(|d| d.name.clone()).collect();
     let mut filesystems = vec![to_fs(root_mount, "/".into())?];
-    let mut seen_devs = vec![(root_mount.major, root_mount.minor)];
+    // The directory of its filesystem each mount shows (a btrfs subvolume: "/@home").
+    let mut roots = vec![root_mount.root.clone()];
     for m in mounts::below(&table, &root) {
         if !m.is_block_backed() {
             continue;
@@ -232,20 +401,17 @@ pub fn discover(dir: Option<&Path>, disks: &[Disk]) -> Result<Source> {
         }
         let rel = m.target.strip_prefix(&root).unwrap_or(&m.target);
         let mountpoint = format!("/{}", rel.display());
-        if seen_devs.contains(&(m.major, m.minor)) {
-            return Err(Error::unsupported(
-                format!("{} mounted again at {mountpoint}", m.source),
-                " yet (several mounts of one filesystem, such as btrfs subvolumes @ and @home)",
-                "clone with --source after mounting the filesystem once, or wait for subvolume-layout support",
-            ));
-        }
-        seen_devs.push((m.major, m.minor));
+        roots.push(m.root.clone());
         for d in disks_of(disks, m.major, m.minor) {
             if !src_disks.contains(&d.name) {
                 src_disks.push(d.name.clone());
             }
         }
         filesystems.push(to_fs(m, mountpoint)?);
+    }
+    group_subvolumes(&mut filesystems, &roots)?;
+    for f in filesystems.iter_mut() {
+        f.crypt = source_crypt(&f.mountpoint, f.major, f.minor)?;
     }
     let mut swaps = Vec::new();
     if live {
@@ -307,4 +473,50 @@ fn swaps_from_fstab(root: &Path, disks: &[Disk]) -> Result<Vec<SourceSwap>> {
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sysfs tree: (device, dm uuid, dm name, slaves).
+    fn sysfs(devs: &[(&str, &str, &str, &[&str])]) -> PathBuf {
+        let root = std::env::temp_dir().join(format!("altdisk-sysfs-{}", uuid::Uuid::new_v4()));
+        for (dev, uuid, name, slaves) in devs {
+            let d = root.join("dev/block").join(dev);
+            std::fs::create_dir_all(d.join("slaves")).unwrap();
+            if !uuid.is_empty() {
+                std::fs::create_dir_all(d.join("dm")).unwrap();
+                std::fs::write(d.join("dm/uuid"), format!("{uuid}\n")).unwrap();
+                std::fs::write(d.join("dm/name"), format!("{name}\n")).unwrap();
+            }
+            for s in *slaves {
+                let l = d.join("slaves").join(s.replace(':', "-"));
+                std::fs::create_dir_all(&l).unwrap();
+                std::fs::write(l.join("dev"), format!("{s}\n")).unwrap();
+            }
+        }
+        root
+    }
+
+    #[test]
+    fn finds_luks_below_lvm() {
+        // vda3 (254:3) <- vda3_crypt (253:0) <- production--vg-root (253:1); vda2 plain.
+        let sys = sysfs(&[
+            ("254:3", "", "", &[]),
+            ("253:0", "CRYPT-LUKS2-0123456789abcdef-vda3_crypt", "vda3_crypt", &["254:3"]),
+            ("253:1", "LVM-abcdefgh", "production--vg-root", &["253:0"]),
+            ("253:2", "LVM-ijklmnop", "plain--vg-root", &["254:2"]),
+            ("254:2", "", "", &[]),
+            ("253:5", "CRYPT-PLAIN-swap", "cryptswap", &["254:5"]),
+        ]);
+        assert!(crypt_below(&sys, 253, 5).is_some_and(|c| !c.luks && c.below == "254:5"));
+        let luks = CryptLayer { name: "vda3_crypt".into(), luks: true, below: "254:3".into() };
+        assert_eq!(crypt_below(&sys, 253, 1), Some(luks.clone()));
+        assert_eq!(crypt_below(&sys, 253, 0), Some(luks));
+        assert_eq!(crypt_below(&sys, 253, 2), None);
+        assert_eq!(crypt_below(&sys, 254, 2), None);
+        assert_eq!(crypt_below(&sys, 9, 9), None);
+        std::fs::remove_dir_all(sys).unwrap();
+    }
 }

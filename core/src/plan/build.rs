@@ -11,8 +11,8 @@ use std::path::Path;
 use uuid::Uuid;
 
 use super::layout::{
-    alt_label, check_fstype, check_label, check_lv_name, default_inodes, default_layout, inode_bytes, inodes_needed,
-    min_size, needed, EXT_MIN_BYTES_PER_INODE,
+    alt_label, check_fstype, check_label, check_lv_name, check_subvol, default_inodes, default_layout, inode_bytes,
+    inodes_needed, min_size, needed, EXT_MIN_BYTES_PER_INODE,
 };
 use super::place::{self, Disks, Item, LvItem};
 use super::{
@@ -40,6 +40,7 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
 
     let mut demand = Demand::default();
     let mut filesystems = plan_filesystems(src, &layout, &listed, opts.skip_space_check, &mut demand, &mut warnings)?;
+    esp_for_sectors(&mut demand, &mut filesystems, targets[0].sector_size, &mut warnings);
     let order = mount_order(&filesystems);
     let mut swaps = plan_swaps(src, &layout, &mut demand)?;
     check_lv_names(&demand.lvs)?;
@@ -62,7 +63,9 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
     };
     let mut partitions = disks.into_partitions();
     let mut filesystems = reorder(&filesystems, &mut partitions, &order);
+    share_filesystems(&mut filesystems);
     size_inodes(&mut filesystems, opts.skip_space_check, &mut warnings)?;
+    encrypt(src, &mut partitions, &filesystems, opts.boot.as_ref())?;
 
     check_esp(opts.boot.as_ref(), &filesystems)?;
     if opts.customize.device_reset && !opts.phases.has(3) {
@@ -116,11 +119,52 @@ fn plan_filesystems(
         let esp = sf.map(source::is_esp).unwrap_or(false);
         check_fstype(lf, esp)?;
         check_label(lf)?;
+        let subvol = lf.subvol.as_deref().map(|sv| check_subvol(&lf.mountpoint, sv)).transpose()?;
+        if subvol.is_some() && lf.fstype != "btrfs" {
+            return Err(Error::usage(
+                format!("layout for {}", lf.mountpoint),
+                format!("it names a subvolume, which {} does not have", lf.fstype),
+                "make it btrfs, or remove subvol",
+            ));
+        }
         let merged = merged_into(src, &lf.mountpoint, listed);
         let used = sf.map(|f| f.used_bytes).unwrap_or(0) + merged.iter().map(|f| f.used_bytes).sum::<u64>();
         let inodes = sf.map(|f| f.used_inodes).unwrap_or(0) + merged.iter().map(|f| f.used_inodes).sum::<u64>();
         for m in &merged {
             warnings.push(format!("{} is not in the layout: its files go into {}", m.mountpoint, lf.mountpoint));
+        }
+        if let Some(on) = &lf.on {
+            check_subvol_entry(lf, on, subvol.is_some())?;
+            filesystems.push(PlanFs {
+                mountpoint: lf.mountpoint.clone(),
+                fstype: lf.fstype.clone(),
+                label: None,
+                uuid: String::new(),
+                size: 0,
+                used,
+                grow: false,
+                source: sf.map(|f| source_ref(&f.device, &f.path, &f.fstype, &f.probe, &f.paths)),
+                merged: merged.iter().map(|f| f.mountpoint.clone()).collect(),
+                part: usize::MAX,
+                lv: None,
+                // Its files count in its filesystem's entry.
+                used_inodes: 0,
+                inodes: None,
+                subvol,
+                on: Some(on.clone()),
+                default_subvol: None,
+            });
+            continue;
+        }
+        // A further mount of a btrfs filesystem counts no used space of its own: made a
+        // filesystem of its own, it needs a size.
+        let measured = sf.is_some_and(|f| !f.is_subvol_mount());
+        if sf.is_some() && !measured && matches!(lf.size.as_str(), "auto" | "grow") {
+            return Err(Error::usage(
+                format!("layout for {}", lf.mountpoint),
+                "it is a btrfs subvolume of the source made a filesystem of its own, and a subvolume's used space is not measured",
+                "give it a size such as \"10G\" (or keep it a subvolume with on = and subvol =)",
+            ));
         }
         let (need, grow) = fs_size(lf, sf.is_some(), used, inodes, skip_space_check)?;
         if sf.is_none() {
@@ -168,9 +212,173 @@ fn plan_filesystems(
             lv: lf.lv.clone(),
             used_inodes: inodes,
             inodes: None,
+            subvol,
+            on: None,
+            default_subvol: sf.and_then(|f| f.default_subvol.clone()),
         });
     }
+    check_subvolumes(&mut filesystems, demand, warnings)?;
     Ok(filesystems)
+}
+
+/// FAT32 needs at least 65525 clusters: on 4096-byte sectors (one sector a cluster at the
+/// least) an ESP of 256 MiB is too small, and firmware would read it as FAT16. On a first
+/// target of larger sectors the ESP is made at least 260 MiB (what 4Kn installers use).
+pub(super) const ESP_MIN_4K: u64 = 260 * MIB;
+
+fn esp_for_sectors(demand: &mut Demand, filesystems: &mut [PlanFs], sector_size: u64, warnings: &mut Vec<String>) {
+    if sector_size < 4096 {
+        return;
+    }
+    for it in demand.parts.iter_mut().filter(|it| it.first_disk_only && it.need < ESP_MIN_4K) {
+        if let PartRole::Filesystem(i) = it.role {
+            warnings.push(format!(
+                "{} grows from {} to {}: FAT32 on {sector_size}-byte sectors needs it",
+                filesystems[i].mountpoint,
+                size::human(it.need),
+                size::human(ESP_MIN_4K)
+            ));
+            filesystems[i].size = ESP_MIN_4K;
+        }
+        it.need = ESP_MIN_4K;
+    }
+}
+
+/// A layout entry that is a subvolume of another's filesystem (`on`) names its subvolume
+/// and has nothing of a filesystem's own.
+fn check_subvol_entry(lf: &LayoutFs, on: &str, has_subvol: bool) -> Result<()> {
+    let bad = |why: &str, todo: &str| {
+        Err(Error::usage(format!("layout for {} (on = \"{on}\")", lf.mountpoint), why.to_string(), todo.to_string()))
+    };
+    if lf.fstype != "btrfs" {
+        return bad("only btrfs subvolumes live on another mount point's filesystem", "make it btrfs, or remove on");
+    }
+    if !has_subvol {
+        return bad("it names no subvolume", "add subvol = \"/@name\"");
+    }
+    if lf.label.is_some() || lf.lv.is_some() || lf.size != "auto" {
+        return bad(
+            "a subvolume has no label, logical volume or size of its own: its filesystem's are used",
+            "remove label, lv and size from it (or remove on to make it a filesystem of its own)",
+        );
+    }
+    Ok(())
+}
+
+/// The subvolume entries point at a btrfs filesystem of the layout, no subvolume is named
+/// twice in one filesystem, the files merged into a subvolume are counted in its
+/// filesystem's size, and a default subvolume the clone does not have is dropped.
+fn check_subvolumes(filesystems: &mut [PlanFs], demand: &mut Demand, warnings: &mut Vec<String>) -> Result<()> {
+    for i in 0..filesystems.len() {
+        let Some(on) = filesystems[i].on.clone() else { continue };
+        let mp = filesystems[i].mountpoint.clone();
+        let Some(o) = filesystems.iter().position(|f| f.mountpoint == on) else {
+            return Err(Error::usage(
+                format!("layout for {mp}"),
+                format!("on = \"{on}\" names no mount point of the layout"),
+                "name the mount point whose btrfs filesystem holds the subvolume",
+            ));
+        };
+        if filesystems[o].fstype != "btrfs" || filesystems[o].on.is_some() {
+            return Err(Error::usage(
+                format!("layout for {mp}"),
+                format!("on = \"{on}\" is not a btrfs filesystem of its own"),
+                "name the mount point that carries the btrfs filesystem (the one without on)",
+            ));
+        }
+        let extra = filesystems[i].used;
+        if extra > 0 {
+            let role = PartRole::Filesystem(o);
+            if let Some(it) = demand.parts.iter_mut().find(|it| it.role == role) {
+                it.need += needed(extra, 0, "btrfs");
+            } else if let Some(l) = demand.lvs.iter_mut().find(|l| l.role == role) {
+                l.need += needed(extra, 0, "btrfs");
+            }
+        }
+    }
+    for f in filesystems.iter().filter(|f| f.on.is_none() && f.fstype == "btrfs") {
+        let mut all: Vec<&str> = std::iter::once(f)
+            .chain(filesystems.iter().filter(|o| o.on.as_deref() == Some(f.mountpoint.as_str())))
+            .filter_map(|o| o.subvol.as_deref())
+            .collect();
+        all.sort();
+        if let Some(w) = all.windows(2).find(|w| w[0] == w[1]) {
+            return Err(Error::usage(
+                format!("subvolume {} of the btrfs filesystem on {}", w[0], f.mountpoint),
+                "it is mounted at two mount points of the layout",
+                "give each mount point its own subvolume",
+            ));
+        }
+    }
+    for i in 0..filesystems.len() {
+        let Some(d) = filesystems[i].default_subvol.clone() else { continue };
+        if !filesystems[i].subvolumes_of(filesystems).contains(&d.as_str()) {
+            warnings.push(format!(
+                "the source's default btrfs subvolume {d} (on {}) is not in the clone's layout: the clone's default is its top level",
+                filesystems[i].mountpoint
+            ));
+            filesystems[i].default_subvol = None;
+        }
+    }
+    Ok(())
+}
+
+/// The partitions that become LUKS2 containers, as the source's are: the physical volumes
+/// of a volume group whose logical volumes live on LUKS (every one: the group may spread
+/// over more disks than the source's), and the partition of a filesystem whose source
+/// filesystem does. Each gets its own name (the source's with AIX's alt_ prefix flipped, a
+/// number after the first) and UUID. A clone made bootable with an encrypted root needs a
+/// /boot of its own outside: GRUB is not set up to unlock LUKS.
+fn encrypt(src: &Source, partitions: &mut [PlanPart], filesystems: &[PlanFs], boot: Option<&BootSetup>) -> Result<()> {
+    let mut seen: std::collections::BTreeMap<String, usize> = std::collections::BTreeMap::new();
+    let mut container = |sc: &source::SourceCrypt| {
+        let n = seen.entry(sc.name.clone()).or_insert(0);
+        *n += 1;
+        let base = alt_label(&sc.name, 120);
+        let (name, source) = if *n == 1 {
+            (base, Some(source_ref(&sc.device, &sc.device, "crypto_LUKS", &sc.probe, &sc.paths)))
+        } else {
+            (format!("{base}_{n}"), None)
+        };
+        super::PlanCrypt { name, uuid: Uuid::new_v4(), source_name: sc.name.clone(), source }
+    };
+    if let Some(sc) = src.filesystems.iter().filter(|f| f.lv.is_some()).find_map(|f| f.crypt.as_ref()) {
+        for p in partitions.iter_mut().filter(|p| p.role == PartRole::Pv) {
+            p.crypt = Some(container(sc));
+        }
+    }
+    for f in filesystems.iter().filter(|f| f.lv.is_none() && f.on.is_none()) {
+        let sf = src.filesystems.iter().find(|s| s.mountpoint == f.mountpoint && s.lv.is_none());
+        if let (Some(sc), Some(p)) = (sf.and_then(|s| s.crypt.as_ref()), partitions.get_mut(f.part)) {
+            p.crypt = Some(container(sc));
+        }
+    }
+    let encrypted = |f: &PlanFs| match &f.lv {
+        Some(_) => partitions.iter().any(|p| p.role == PartRole::Pv && p.crypt.is_some()),
+        None => partitions.get(f.part).is_some_and(|p| p.crypt.is_some()),
+    };
+    let root = filesystems.iter().find(|f| f.mountpoint == "/");
+    let boot_fs = filesystems.iter().find(|f| f.mountpoint == "/boot");
+    if boot.is_some() && root.is_some_and(encrypted) && boot_fs.is_none_or(encrypted) {
+        return Err(Error::unsupported(
+            "making a clone bootable whose /boot is encrypted",
+            ": its kernels would live in LUKS, which GRUB is not set up to unlock (GRUB_ENABLE_CRYPTODISK)",
+            "keep /boot a filesystem of its own outside the encrypted volume (as Debian's guided install does), or clone with -P12 and make it bootable yourself",
+        ));
+    }
+    Ok(())
+}
+
+/// Each subvolume entry takes its filesystem's partition or logical volume and identity.
+fn share_filesystems(filesystems: &mut [PlanFs]) {
+    for i in 0..filesystems.len() {
+        let Some(on) = filesystems[i].on.clone() else { continue };
+        if let Some(o) = filesystems.iter().position(|f| f.mountpoint == on) {
+            let o = filesystems[o].clone();
+            let f = &mut filesystems[i];
+            (f.part, f.lv, f.uuid, f.size, f.label) = (o.part, o.lv, o.uuid, o.size, o.label);
+        }
+    }
 }
 
 /// The source filesystems left out of the layout whose files go into the one at `mountpoint`:
@@ -399,6 +607,7 @@ fn size_targets(targets: &[TargetIn], image_size: Option<u64>, total_need: u64) 
                 None
             },
             disk_guid: Uuid::new_v4(),
+            sector_size: t.sector_size,
         });
     }
     for d in &plan_disks {
@@ -464,6 +673,10 @@ mod tests {
             read_only: false,
             paths: vec![],
             lv: None,
+            subvol: None,
+            on: None,
+            default_subvol: None,
+            crypt: None,
         }
     }
 
@@ -490,7 +703,14 @@ mod tests {
     }
 
     fn disk(name: &str, size: u64) -> TargetIn {
-        TargetIn { name: name.into(), path: format!("/dev/{name}").into(), alias: None, size: Some(size), image: false }
+        TargetIn {
+            name: name.into(),
+            path: format!("/dev/{name}").into(),
+            alias: None,
+            size: Some(size),
+            image: false,
+            sector_size: 512,
+        }
     }
 
     #[test]
@@ -590,6 +810,8 @@ mod tests {
             label: None,
             size: "2G".into(),
             lv: None,
+            subvol: None,
+            on: None,
         });
         l.filesystems[0].fstype = "btrfs".into();
         let text = l.to_toml();
@@ -628,6 +850,8 @@ mod tests {
             label: None,
             size: "auto".into(),
             lv: None,
+            subvol: None,
+            on: None,
         });
         assert!(build(
             &source(),
@@ -640,10 +864,197 @@ mod tests {
 
     #[test]
     fn new_image_is_sized_from_the_plan() {
-        let t = TargetIn { name: "/tmp/x.img".into(), path: "/tmp/x.img".into(), alias: None, size: None, image: true };
+        let t = TargetIn {
+            name: "/tmp/x.img".into(),
+            path: "/tmp/x.img".into(),
+            alias: None,
+            size: None,
+            image: true,
+            sector_size: 512,
+        };
         let p = build(&source(), &[t], &PlanOptions::default(), "x").unwrap();
         assert!(p.targets[0].size >= p.needed);
         assert!(p.targets[0].image.as_ref().unwrap().create);
+    }
+
+    /// One btrfs filesystem mounted three times (@ on /, @home on /home, @log on
+    /// /var/log), as Ubuntu installs it, beside an ext4 /boot.
+    fn btrfs_source() -> Source {
+        let mut src = source();
+        src.filesystems.retain(|f| f.mountpoint != "/home");
+        let root = &mut src.filesystems[0];
+        root.fstype = "btrfs".into();
+        root.subvol = Some("/@".into());
+        root.default_subvol = Some("/@".into());
+        for (mp, sv) in [("/home", "/@home"), ("/var/log", "/@log")] {
+            let mut f = src.filesystems[0].clone();
+            f.mountpoint = mp.into();
+            f.subvol = Some(sv.into());
+            f.on = Some("/".into());
+            f.default_subvol = None;
+            f.used_bytes = 0;
+            src.filesystems.push(f);
+        }
+        src
+    }
+
+    #[test]
+    fn btrfs_subvolumes_share_one_filesystem() {
+        let src = btrfs_source();
+        let l = default_layout(&src, false);
+        let home = l.filesystems.iter().find(|f| f.mountpoint == "/home").unwrap();
+        assert_eq!(
+            (home.on.as_deref(), home.subvol.as_deref(), home.label.as_deref()),
+            (Some("/"), Some("/@home"), None)
+        );
+        assert_eq!(Layout::parse(&l.to_toml(), "t").unwrap(), l, "the layout round-trips");
+        let p = build(&src, &[disk("vdb", 20 * GIB)], &PlanOptions::default(), "x").unwrap();
+        let fs_parts: Vec<_> = p.partitions.iter().filter(|x| matches!(x.role, PartRole::Filesystem(_))).collect();
+        assert_eq!(fs_parts.len(), 2, "/ (btrfs) and /boot: {:?}", p.partitions);
+        let root = &p.filesystems[0];
+        assert_eq!(root.mountpoint, "/");
+        assert_eq!(root.subvolumes_of(&p.filesystems), vec!["/@", "/@home", "/@log"]);
+        assert_eq!(root.default_subvol.as_deref(), Some("/@"));
+        assert_eq!(root.mount_options().as_deref(), Some("subvol=/@"));
+        for mp in ["/home", "/var/log"] {
+            let f = p.filesystems.iter().find(|f| f.mountpoint == mp).unwrap();
+            assert_eq!((f.part, &f.uuid, &f.label, f.on.as_deref()), (root.part, &root.uuid, &root.label, Some("/")));
+        }
+        let text = p.render();
+        assert!(text.contains("subvolumes /@ on /, /@home on /home, /@log on /var/log"), "{text}");
+        // Still one partition holds it all: the space check counts the filesystem once.
+        assert!(build(&src, &[disk("vdb", 4 * GIB)], &PlanOptions::default(), "x").is_ok());
+    }
+
+    #[test]
+    fn btrfs_subvolume_layout_errors() {
+        let src = btrfs_source();
+        let try_layout = |edit: &dyn Fn(&mut Layout)| {
+            let mut l = default_layout(&src, false);
+            edit(&mut l);
+            build(&src, &[disk("vdb", 20 * GIB)], &PlanOptions { layout: Some(l), ..Default::default() }, "x")
+        };
+        let fs = |l: &mut Layout, mp: &str| -> usize { l.filesystems.iter().position(|f| f.mountpoint == mp).unwrap() };
+        // /home made a filesystem of its own needs a size: a subvolume's use is not measured.
+        let e = try_layout(&|l| {
+            let i = fs(l, "/home");
+            l.filesystems[i].on = None;
+            l.filesystems[i].subvol = None;
+            l.filesystems[i].fstype = "ext4".into();
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("give it a size"), "{e}");
+        let p = try_layout(&|l| {
+            let i = fs(l, "/home");
+            l.filesystems[i].on = None;
+            l.filesystems[i].subvol = None;
+            l.filesystems[i].fstype = "ext4".into();
+            l.filesystems[i].size = "1G".into();
+        })
+        .unwrap();
+        let home = p.filesystems.iter().find(|f| f.mountpoint == "/home").unwrap();
+        assert!(home.on.is_none() && home.part != p.filesystems[0].part && home.fstype == "ext4");
+        assert_eq!(p.filesystems[0].subvolumes_of(&p.filesystems), vec!["/@", "/@log"]);
+        // on = a mount point that is not btrfs, or not in the layout.
+        let e = try_layout(&|l| {
+            let i = fs(l, "/home");
+            l.filesystems[i].on = Some("/boot".into());
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("not a btrfs filesystem"), "{e}");
+        let e = try_layout(&|l| {
+            let i = fs(l, "/home");
+            l.filesystems[i].on = Some("/nowhere".into());
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("no mount point"), "{e}");
+        // One subvolume at two mount points; a subvolume with a size; a bad path.
+        let e = try_layout(&|l| {
+            let i = fs(l, "/var/log");
+            l.filesystems[i].subvol = Some("@home".into());
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("two mount points"), "{e}");
+        let e = try_layout(&|l| {
+            let i = fs(l, "/home");
+            l.filesystems[i].size = "2G".into();
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("no label, logical volume or size"), "{e}");
+        let e = try_layout(&|l| {
+            let i = fs(l, "/home");
+            l.filesystems[i].subvol = Some("/@home/../x".into());
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("not a subvolume path"), "{e}");
+        // Renaming a subvolume drops a default that no longer exists, with a warning.
+        let p = try_layout(&|l| l.filesystems[0].subvol = Some("@root".into())).unwrap();
+        assert_eq!(p.filesystems[0].default_subvol, None);
+        assert!(p.warnings.iter().any(|w| w.contains("default btrfs subvolume /@")), "{:?}", p.warnings);
+    }
+
+    #[test]
+    fn the_esp_grows_to_hold_fat32_on_4k_sectors() {
+        let mut src = source();
+        let mut esp = fs("/boot/efi", "vfat", 10 * MIB, None);
+        esp.device_size = 256 * MIB;
+        src.filesystems.insert(1, esp);
+        let esp_of = |p: &Plan| {
+            let f = p.filesystems.iter().find(|f| f.mountpoint == "/boot/efi").unwrap();
+            (f.size, p.partitions[f.part].size)
+        };
+        let p = build(&src, &[disk("vdb", 20 * GIB)], &PlanOptions::default(), "x").unwrap();
+        assert_eq!(esp_of(&p), (256 * MIB, 256 * MIB));
+        assert_eq!(p.targets[0].sector_size, 512);
+        let mut t = disk("vdb", 20 * GIB);
+        t.sector_size = 4096;
+        let p = build(&src, &[t], &PlanOptions::default(), "x").unwrap();
+        assert_eq!(esp_of(&p), (super::ESP_MIN_4K, super::ESP_MIN_4K));
+        assert_eq!(p.targets[0].sector_size, 4096);
+        assert!(p.warnings.iter().any(|w| w.contains("FAT32 on 4096-byte sectors")), "{:?}", p.warnings);
+        assert!(p.partitions.iter().all(|x| x.start % 4096 == 0 && x.size % 4096 == 0));
+    }
+
+    #[test]
+    fn lvm_on_luks_gets_luks_physical_volumes_and_keeps_boot_outside() {
+        let mut src = source();
+        let crypt = crate::discover::source::SourceCrypt {
+            name: "vda3_crypt".into(),
+            device: "/dev/vda3".into(),
+            probe: Probe { uuid: Some("1111-luks".into()), fstype: Some("crypto_LUKS".into()), ..Default::default() },
+            paths: vec!["/dev/vda3".into()],
+        };
+        let lv = |n: &str, sz| {
+            Some(crate::discover::source::SourceLv { vg: "production-vg".into(), lv: n.into(), size: sz })
+        };
+        src.filesystems[0].lv = lv("root", 3 * GIB);
+        src.filesystems[0].crypt = Some(crypt.clone());
+        src.filesystems[2].lv = lv("home", GIB);
+        src.filesystems[2].crypt = Some(crypt);
+        let boot = crate::discover::boot::BootSetup {
+            firmware: crate::discover::boot::Firmware::Uefi,
+            loader: crate::discover::boot::Loader::GrubEfi { id: "debian".into(), shim: false },
+            initramfs: crate::discover::boot::Initramfs::UpdateInitramfs,
+            esp: None,
+            kernels: vec!["6.1".into()],
+        };
+        let opts = PlanOptions { boot: Some(boot.clone()), ..Default::default() };
+        let p = build(&src, &[disk("vdb", 12 * GIB), disk("vdc", 4 * GIB)], &opts, "altinst_rootvg").unwrap();
+        let pvs: Vec<&PlanPart> = p.partitions.iter().filter(|x| x.role == PartRole::Pv).collect();
+        assert_eq!(pvs.len(), 2);
+        let names: Vec<&str> = pvs.iter().map(|x| x.crypt.as_ref().unwrap().name.as_str()).collect();
+        assert_eq!(names, ["alt_vda3_crypt", "alt_vda3_crypt_2"]);
+        assert!(pvs[0].crypt.as_ref().unwrap().source.as_ref().is_some_and(|r| r.uuid.as_deref() == Some("1111-luks")));
+        assert!(pvs[1].crypt.as_ref().unwrap().source.is_none());
+        assert_ne!(pvs[0].crypt.as_ref().unwrap().uuid, pvs[1].crypt.as_ref().unwrap().uuid);
+        let boot_part = p.filesystems.iter().find(|f| f.mountpoint == "/boot").map(|f| &p.partitions[f.part]).unwrap();
+        assert!(boot_part.crypt.is_none(), "/boot stays outside");
+        assert!(p.render().contains("LUKS2 alt_vda3_crypt (new key): LVM physical volume"), "{}", p.render());
+        // Without a /boot of its own the kernels would be inside LUKS: refused when made bootable.
+        src.filesystems.retain(|f| f.mountpoint != "/boot");
+        let e = build(&src, &[disk("vdb", 12 * GIB)], &opts, "x").unwrap_err();
+        assert!(matches!(e, Error::Unsupported { .. }) && e.to_string().contains("/boot is encrypted"), "{e}");
+        assert!(build(&src, &[disk("vdb", 12 * GIB)], &PlanOptions::default(), "x").is_ok(), "fine without phase 3");
     }
 
     #[test]

@@ -36,6 +36,13 @@ pub struct LayoutFs {
     /// The logical volume holding it in the clone's volume group (LVM sources).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lv: Option<String>,
+    /// btrfs: the subvolume mounted here, as a path from the top level ("/@home").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subvol: Option<String>,
+    /// btrfs: a subvolume of the filesystem of this other mount point ("/"), not a
+    /// filesystem of its own (no size, label or logical volume of its own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -67,6 +74,7 @@ impl Layout {
         let head = "# altdisk layout (the counterpart of AIX image.data). Edit and pass with -i FILE.\n\
                     # size: \"auto\" (used space plus headroom), \"grow\" (the rest of its disk) or e.g. \"20G\".\n\
                     # fstype: ext2, ext3, ext4, xfs, btrfs (vfat for the ESP).\n\
+                    # btrfs: subvol = the subvolume mounted there; on = the mount point whose filesystem holds it.\n\
                     # Leave a filesystem out to merge it into its parent; add a mount point to split it out.\n\n";
         format!("{head}{}", toml::to_string_pretty(self).unwrap_or_default())
     }
@@ -188,8 +196,14 @@ pub fn default_layout(src: &Source, convert_ext: bool) -> Layout {
             };
             LayoutFs {
                 mountpoint: f.mountpoint.clone(),
-                label: f.probe.label.as_deref().map(|l| alt_label(l, label_max(&fstype))),
-                size: if let Some(lv) = &f.lv {
+                label: match f.on {
+                    Some(_) => None,
+                    None => f.probe.label.as_deref().map(|l| alt_label(l, label_max(&fstype))),
+                },
+                size: if f.on.is_some() {
+                    // A subvolume shares its filesystem's space.
+                    "auto".into()
+                } else if let Some(lv) = &f.lv {
                     // Logical volumes keep their size, as AIX keeps its logical volumes'.
                     format!("{}M", lv.size.div_ceil(MIB))
                 } else if f.mountpoint == "/" && !src.filesystems.iter().any(|x| x.lv.is_some()) {
@@ -203,6 +217,8 @@ pub fn default_layout(src: &Source, convert_ext: bool) -> Layout {
                 },
                 fstype,
                 lv: f.lv.as_ref().map(|l| l.lv.clone()),
+                subvol: f.subvol.clone(),
+                on: f.on.clone(),
             }
         })
         .collect();
@@ -245,6 +261,21 @@ pub(super) fn check_label(fs: &LayoutFs) -> Result<()> {
         )),
         _ => Ok(()),
     }
+}
+
+/// A btrfs subvolume path as the layout gives it: from the top level, `/` first ("@home"
+/// is taken as "/@home"), no `.` or `..` parts, no empty parts.
+pub(super) fn check_subvol(mountpoint: &str, sv: &str) -> Result<String> {
+    let p = format!("/{}", sv.trim_start_matches('/'));
+    let parts_ok = p == "/" || p[1..].split('/').all(|c| !c.is_empty() && c != "." && c != "..");
+    if !parts_ok || p.contains(['\0', '\n', ',']) {
+        return Err(Error::usage(
+            format!("subvolume `{sv}` for {mountpoint}"),
+            "it is not a subvolume path (like /@home: parts separated by /, no . or .., no commas)",
+            "fix subvol in the layout file",
+        ));
+    }
+    Ok(p)
 }
 
 /// LVM's rules for names, and AIX's: the clone's volumes keep the source's names.

@@ -106,6 +106,13 @@ pub struct PlanDisk {
     /// Set for image files: whether altdisk creates (or grows) the file.
     pub image: Option<ImageTarget>,
     pub disk_guid: Uuid,
+    /// Logical sector size (512, or 4096 on a 4Kn disk): the unit of its partition table.
+    #[serde(default = "sector_512")]
+    pub sector_size: u64,
+}
+
+fn sector_512() -> u64 {
+    512
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -134,6 +141,23 @@ pub struct PlanPart {
     pub guid: Uuid,
     pub name: String,
     pub role: PartRole,
+    /// A LUKS2 container on the partition, holding what its role says.
+    #[serde(default)]
+    pub crypt: Option<PlanCrypt>,
+}
+
+/// A LUKS2 container of the clone: made with its own UUID and volume key, unlocked by the
+/// passphrase the user gives, opened under the name the clone's crypttab gives it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PlanCrypt {
+    /// The mapping's name in the clone ("alt_vda3_crypt": AIX's alt_ prefix, flipped).
+    pub name: String,
+    pub uuid: Uuid,
+    /// The source's mapping this one stands for, and its container (whose crypttab line
+    /// becomes this one's); a further container of the clone (a volume group spread over
+    /// more disks) gets a crypttab line of its own.
+    pub source_name: String,
+    pub source: Option<SourceRef>,
 }
 
 /// The identities of the source filesystem a planned one is made from.
@@ -167,6 +191,17 @@ pub struct PlanFs {
     /// The logical volume holding it, in `Plan::vg`.
     #[serde(default)]
     pub lv: Option<String>,
+    /// btrfs: the subvolume mounted here ("/@home"), made before anything is copied.
+    #[serde(default)]
+    pub subvol: Option<String>,
+    /// btrfs: the mount point of the filesystem holding this subvolume; such an entry has no
+    /// partition of its own (`part`, `lv`, `uuid` are its filesystem's) and is not made by
+    /// mkfs.
+    #[serde(default)]
+    pub on: Option<String>,
+    /// btrfs, a filesystem's own entry: the subvolume made its default, as the source's is.
+    #[serde(default)]
+    pub default_subvol: Option<String>,
     /// Inodes the source's files use (its own and those merged into it).
     #[serde(default)]
     pub used_inodes: u64,
@@ -175,6 +210,26 @@ pub struct PlanFs {
     /// inodes may take); None: the default is plenty.
     #[serde(default)]
     pub inodes: Option<u64>,
+}
+
+impl PlanFs {
+    /// The subvolumes to make in this filesystem (its own and those of the entries `on`
+    /// it), shallowest first; the top level ("/") is not made.
+    pub fn subvolumes_of<'a>(&'a self, all: &'a [PlanFs]) -> Vec<&'a str> {
+        let mut v: Vec<&str> = std::iter::once(self)
+            .chain(all.iter().filter(|f| f.on.as_deref() == Some(self.mountpoint.as_str())))
+            .filter_map(|f| f.subvol.as_deref())
+            .filter(|s| *s != "/")
+            .collect();
+        v.sort_by_key(|s| (s.matches('/').count(), *s));
+        v.dedup();
+        v
+    }
+
+    /// The mount options that select its subvolume.
+    pub fn mount_options(&self) -> Option<String> {
+        self.subvol.as_ref().map(|s| format!("subvol={s}"))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -250,6 +305,8 @@ pub struct TargetIn {
     /// Current size; for a new image file, None (sized from the plan or `image_size`).
     pub size: Option<u64>,
     pub image: bool,
+    /// Logical sector size (512 for image files).
+    pub sector_size: u64,
 }
 
 /// Everything the plan is built from besides the source and the targets: a plan is complete
@@ -345,6 +402,15 @@ impl Plan {
                         } else {
                             format!(", with {}", fs.merged.join(", "))
                         };
+                        let subvols: Vec<String> = std::iter::once(fs)
+                            .chain(self.filesystems.iter().filter(|o| o.on.as_deref() == Some(fs.mountpoint.as_str())))
+                            .filter_map(|o| o.subvol.as_ref().map(|sv| format!("{sv} on {}", o.mountpoint)))
+                            .collect();
+                        let merged = if subvols.is_empty() {
+                            merged
+                        } else {
+                            format!("{merged}; subvolumes {}", subvols.join(", "))
+                        };
                         format!(
                             "{} {} {}{from}{merged}, {} used{}",
                             fs.fstype,
@@ -358,6 +424,10 @@ impl Plan {
                     PartRole::Pv => {
                         format!("LVM physical volume of {}", self.vg.as_ref().map(|v| v.name.as_str()).unwrap_or("?"))
                     }
+                };
+                let what = match &p.crypt {
+                    Some(c) => format!("LUKS2 {} (new key): {what}", c.name),
+                    None => what,
                 };
                 let _ = writeln!(
                     s,

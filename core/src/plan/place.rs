@@ -111,6 +111,7 @@ impl Disks {
             guid: Uuid::new_v4(),
             name: name.into(),
             role,
+            crypt: None,
         });
         self.cursor[d] += size;
         self.partitions.len() - 1
@@ -312,7 +313,15 @@ mod tests {
     use super::*;
 
     fn disk(size: u64) -> PlanDisk {
-        PlanDisk { name: "vdb".into(), path: "/dev/vdb".into(), alias: None, size, image: None, disk_guid: Uuid::nil() }
+        PlanDisk {
+            name: "vdb".into(),
+            path: "/dev/vdb".into(),
+            alias: None,
+            size,
+            image: None,
+            disk_guid: Uuid::nil(),
+            sector_size: 512,
+        }
     }
 
     #[test]

@@ -62,6 +62,7 @@ impl Run {
                 name: self.env.name.clone(),
                 disks: self.disks.iter().map(|d| d.dev.clone()).collect(),
                 vg: self.made.vg.take(),
+                crypts: self.made.crypts.drain(..).map(|c| c.keep()).collect(),
             })?;
             self.mounted_at = Some(self.mount_at.clone());
         } else {
@@ -70,6 +71,9 @@ impl Run {
             if let Some(vg) = self.made.vg.take() {
                 lvm::settle();
                 lvm::deactivate(&vg)?;
+            }
+            while let Some(c) = self.made.crypts.pop() {
+                c.close()?;
             }
             self.made.loops.clear();
             for d in self.disks.iter().filter(|d| d.image) {
@@ -87,8 +91,9 @@ impl Run {
         };
         if setup.firmware == Firmware::Bios {
             job.info(format!(
-                "BIOS machine: the boot order belongs to the firmware setup; {} now carries GRUB",
-                disk.name
+                "BIOS machine: {} now carries GRUB; the firmware owns the boot order: to boot it, {}",
+                disk.name,
+                crate::boot::bootlist::BIOS_HOWTO
             ));
             return Ok(());
         }

@@ -167,7 +167,7 @@ fn open_existing(
         skip_boot_checks: req.skip_boot_checks,
         disks,
         env,
-        made: Made { loops, mounts, vg },
+        made: Made { loops, mounts, vg, crypts: Vec::new() },
         boot: None,
         root_ids: ops::root_ids(&sys).ok(),
         cmdline: String::new(),

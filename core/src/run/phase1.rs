@@ -33,11 +33,13 @@ pub(super) struct Phase1 {
     plan: Plan,
     targets: Vec<Target>,
     exclude: ExcludeList,
+    /// The passphrase of the clone's LUKS2 containers, if it has any.
+    luks: Option<crate::write::luks::Passphrase>,
 }
 
 /// Set up the run of a new clone (nothing written yet).
 pub(super) fn start(prep: Prepared) -> Result<(Run, Phase1)> {
-    let Prepared { plan, targets, exclude, locks, source_mount, .. } = prep;
+    let Prepared { plan, targets, exclude, locks, source_mount, luks, .. } = prep;
     let journal = journal::Journal::begin(
         &crate::plan::lock::Holder::this_run().what,
         prepare::record_paths(&targets),
@@ -61,7 +63,7 @@ pub(super) fn start(prep: Prepared) -> Result<(Run, Phase1)> {
         skip_boot_checks: false,
         disks: Vec::new(),
         env: initial_env(&plan),
-        made: Made { loops: Vec::new(), mounts: Vec::new(), vg: None },
+        made: Made { loops: Vec::new(), mounts: Vec::new(), vg: None, crypts: Vec::new() },
         boot: plan.boot.clone(),
         root_ids: Some(root_ids(&plan)),
         cmdline,
@@ -87,12 +89,12 @@ pub(super) fn start(prep: Prepared) -> Result<(Run, Phase1)> {
     if let Some(root) = run._source.as_ref().map(|s| s.root.clone()) {
         run.journal.update(|j| j.source_mount = Some(root))?;
     }
-    Ok((run, Phase1 { plan, targets, exclude }))
+    Ok((run, Phase1 { plan, targets, exclude, luks }))
 }
 
 impl Run {
     pub(super) fn phase1(&mut self, p: Phase1, job: &Job) -> Result<()> {
-        let Phase1 { plan, targets, exclude } = p;
+        let Phase1 { plan, targets, exclude, luks } = p;
         job.check()?;
         job.set_phase(Phase::Partitioning);
         let me = crate::plan::lock::Holder::this_run();
@@ -137,7 +139,7 @@ impl Run {
                     (disk.path.clone(), false)
                 }
             };
-            partition::write_gpt(&record, d.size, d.disk_guid, &parts)?;
+            partition::write_gpt(&record, d.size, d.disk_guid, d.sector_size, &parts)?;
             self.disks.push(RunDisk { record: record.clone(), dev: record.clone(), meta, image });
             self.save(Some(step::PARTITIONING))?;
             if image {
@@ -154,14 +156,23 @@ impl Run {
             partition::add_partition_nodes(&dev, &parts)?;
         }
         let devs: Vec<PathBuf> = self.disks.iter().map(|d| d.dev.clone()).collect();
+        // The device a partition's contents go on: the partition, or its open LUKS container.
+        let inner = |p: &plan::PlanPart| match &p.crypt {
+            Some(c) => crate::write::luks::mapper_path(&c.name),
+            None => partition::partition_path(&devs[p.disk], p.number),
+        };
+        for p in &plan.partitions {
+            let (Some(c), Some(pass)) = (&p.crypt, luks.as_ref()) else { continue };
+            job.check()?;
+            let dev = partition::partition_path(&devs[p.disk], p.number);
+            self.journal.update(|j| j.crypts.push(c.name.clone()))?;
+            self.made.crypts.push(crate::write::luks::Opened::make(&dev, &c.name, &c.uuid, pass)?);
+            job.info(format!("made the LUKS2 container {} on {} (its own UUID and volume key)", c.name, dev.display()));
+        }
+        drop(luks);
         if let Some(vg) = &plan.vg {
             job.check()?;
-            let pvs: Vec<PathBuf> = plan
-                .partitions
-                .iter()
-                .filter(|p| p.role == PartRole::Pv)
-                .map(|p| partition::partition_path(&devs[p.disk], p.number))
-                .collect();
+            let pvs: Vec<PathBuf> = plan.partitions.iter().filter(|p| p.role == PartRole::Pv).map(&inner).collect();
             self.made.vg = Some(vg.name.clone());
             self.journal.update(|j| j.vg = Some(vg.name.clone()))?;
             lvm::create(&vg.name, &pvs, &vg.lvs)?;
@@ -177,17 +188,20 @@ impl Run {
         let dev_of = |part: usize, lv: &Option<String>| -> PathBuf {
             match (lv, &plan.vg) {
                 (Some(lv), Some(vg)) => lvm::lv_path(&vg.name, lv),
-                _ => {
-                    let p = &plan.partitions[part];
-                    partition::partition_path(&devs[p.disk], p.number)
-                }
+                _ => inner(&plan.partitions[part]),
             }
         };
-        for f in &plan.filesystems {
+        for f in plan.filesystems.iter().filter(|f| f.on.is_none()) {
             job.check()?;
             let dev = dev_of(f.part, &f.lv);
             tfs::mkfs(&dev, &f.fstype, &f.uuid, f.label.as_deref(), f.inodes)?;
             job.info(format!("made {} {} on {}", f.fstype, f.mountpoint, dev.display()));
+            let subvols = f.subvolumes_of(&plan.filesystems);
+            if !subvols.is_empty() || f.default_subvol.is_some() {
+                std::fs::create_dir_all(&plan.mount_at).ctx("creating the mount point", &plan.mount_at)?;
+                tfs::make_subvolumes(&dev, &plan.mount_at, &subvols, f.default_subvol.as_deref())?;
+                job.info(format!("made btrfs subvolumes {} on {}", subvols.join(" "), dev.display()));
+            }
         }
         for s in &plan.swaps {
             tfs::mkfs(&dev_of(s.part, &s.lv), "swap", &s.uuid, s.label.as_deref(), None)?;
@@ -197,7 +211,8 @@ impl Run {
         for f in &plan.filesystems {
             let at = plan.mount_at.join(f.mountpoint.trim_start_matches('/'));
             std::fs::create_dir_all(&at).ctx("creating a mount point in the clone", &at)?;
-            self.made.mounts.push(Mounted::mount(&dev_of(f.part, &f.lv), &at, &f.fstype, None)?);
+            let opts = f.mount_options();
+            self.made.mounts.push(Mounted::mount(&dev_of(f.part, &f.lv), &at, &f.fstype, opts.as_deref())?);
         }
 
         job.set_phase(Phase::Copying);
@@ -236,6 +251,7 @@ impl Run {
                 rel_prefix,
                 detect_changes: snap.is_none() && !sf.read_only,
                 skip: skip.clone(),
+                keep_snapshots: false,
                 update: None,
                 keep: Arc::default(),
             };
@@ -255,6 +271,12 @@ impl Run {
                 if total.changed_count > 10 { ", ..." } else { "" }
             ));
         }
+        if total.snapshots_skipped > 0 {
+            job.info(format!(
+                "{} btrfs snapshot(s) not copied (the clone starts without the source's snapshots)",
+                total.snapshots_skipped
+            ));
+        }
         if total.sockets_skipped > 0 {
             job.info(format!("{} sockets skipped (they belong to running programs)", total.sockets_skipped));
         }
@@ -272,13 +294,14 @@ impl Run {
     }
 }
 
-fn identity_old(r: &plan::SourceRef) -> Identity {
+fn identity_old(r: &plan::SourceRef, mountpoint: Option<&str>) -> Identity {
     Identity {
         uuid: r.uuid.clone(),
         partuuid: r.partuuid.clone(),
         label: r.label.clone(),
         partlabel: r.partlabel.clone(),
         paths: r.paths.clone(),
+        mountpoint: mountpoint.map(String::from),
     }
 }
 
@@ -292,29 +315,35 @@ fn root_ids(plan: &Plan) -> RootIds {
         old.extend(r.label.iter().map(|u| format!("LABEL={u}")));
         old.extend(r.paths.iter().cloned());
     }
-    RootIds { old, new: format!("UUID={}", root.uuid) }
+    RootIds { old, new: format!("UUID={}", root.uuid), subvol: root.subvol.clone() }
 }
 
 /// The record of a new clone, before anything is written: incomplete, no phase done.
 fn initial_env(plan: &Plan) -> BootEnv {
     // Where a filesystem or swap lives: a partition (GUID, disk, number) or a logical volume.
-    let env_fs =
-        |mountpoint: &str, fstype: &str, uuid: &str, label: &Option<String>, part: usize, lv: &Option<String>| {
-            let (partuuid, disk, partition) = match plan.partitions.get(part) {
-                Some(p) => (p.guid.to_string(), p.disk, p.number),
-                None => (String::new(), 0, 0),
-            };
-            EnvFs {
-                mountpoint: mountpoint.into(),
-                fstype: fstype.into(),
-                uuid: uuid.into(),
-                partuuid,
-                label: label.clone(),
-                disk,
-                partition,
-                lv: lv.clone(),
-            }
+    let env_fs = |mountpoint: &str,
+                  fstype: &str,
+                  uuid: &str,
+                  label: &Option<String>,
+                  part: usize,
+                  lv: &Option<String>,
+                  subvol: &Option<String>| {
+        let (partuuid, disk, partition) = match plan.partitions.get(part) {
+            Some(p) => (p.guid.to_string(), p.disk, p.number),
+            None => (String::new(), 0, 0),
         };
+        EnvFs {
+            mountpoint: mountpoint.into(),
+            fstype: fstype.into(),
+            uuid: uuid.into(),
+            partuuid,
+            label: label.clone(),
+            disk,
+            partition,
+            lv: lv.clone(),
+            subvol: subvol.clone(),
+        }
+    };
     BootEnv {
         api_version: crate::API_VERSION.into(),
         name: plan.name.clone(),
@@ -335,10 +364,22 @@ fn initial_env(plan: &Plan) -> BootEnv {
         filesystems: plan
             .filesystems
             .iter()
-            .map(|f| env_fs(&f.mountpoint, &f.fstype, &f.uuid, &f.label, f.part, &f.lv))
+            .map(|f| env_fs(&f.mountpoint, &f.fstype, &f.uuid, &f.label, f.part, &f.lv, &f.subvol))
             .collect(),
-        swaps: plan.swaps.iter().map(|w| env_fs("swap", "swap", &w.uuid, &w.label, w.part, &w.lv)).collect(),
+        swaps: plan.swaps.iter().map(|w| env_fs("swap", "swap", &w.uuid, &w.label, w.part, &w.lv, &None)).collect(),
         vg: plan.vg.as_ref().map(|v| v.name.clone()),
+        crypts: plan
+            .partitions
+            .iter()
+            .filter_map(|p| {
+                p.crypt.as_ref().map(|c| record::EnvCrypt {
+                    name: c.name.clone(),
+                    uuid: c.uuid.to_string(),
+                    disk: p.disk,
+                    partition: p.number,
+                })
+            })
+            .collect(),
         boot_entry: None,
         trial: false,
         step: Some(step::PARTITIONING.into()),
@@ -358,9 +399,10 @@ fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
             label: f.label.clone(),
             partlabel: p.map(|p| p.name.clone()),
             paths: vec![],
+            mountpoint: None,
         };
         if let Some(r) = &f.source {
-            map.push((identity_old(r), new.clone()));
+            map.push((identity_old(r, Some(&f.mountpoint)), new.clone()));
         }
     }
     for s in &plan.swaps {
@@ -372,11 +414,41 @@ fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
                 label: s.label.clone(),
                 partlabel: p.map(|p| p.name.clone()),
                 paths: vec![],
+                mountpoint: None,
             };
-            map.push((identity_old(r), new));
+            map.push((identity_old(r, None), new));
         }
     }
-    rewrite_identities(&plan.mount_at, &map, &layout_changes(plan), warnings)
+    // The LUKS containers: the source's become the clone's (its own UUID and name).
+    let mut renames = Vec::new();
+    let mut extra = Vec::new();
+    for p in &plan.partitions {
+        let Some(c) = &p.crypt else { continue };
+        match &c.source {
+            Some(r) => {
+                let new = Identity {
+                    uuid: Some(c.uuid.to_string()),
+                    partuuid: Some(p.guid.to_string()),
+                    label: None,
+                    partlabel: Some(p.name.clone()),
+                    paths: vec![],
+                    mountpoint: None,
+                };
+                map.push((identity_old(r, None), new));
+                renames.push((c.source_name.clone(), c.name.clone()));
+            }
+            None => extra.push((c.source_name.clone(), c.name.clone(), c.uuid.to_string())),
+        }
+    }
+    rewrite_identities(&plan.mount_at, &map, &layout_changes(plan), &CryptRenames { renames, extra }, warnings)
+}
+
+/// The clone's LUKS containers for its crypttab: (source name, clone name) of each copied
+/// container, and (source name, clone name, UUID) of each the source's crypttab lacks.
+#[derive(Default)]
+pub(super) struct CryptRenames {
+    pub renames: Vec<(String, String)>,
+    pub extra: Vec<(String, String, String)>,
 }
 
 /// Point the clone at `mount_at` to its own identities: fstab (and its layout changes),
@@ -386,8 +458,10 @@ pub(super) fn rewrite_identities(
     mount_at: &Path,
     map: &[(Identity, Identity)],
     layout: &fixup::LayoutChanges,
+    crypt: &CryptRenames,
     warnings: &mut Vec<String>,
 ) -> Result<usize> {
+    let CryptRenames { renames, extra } = crypt;
     let mut changes = 0;
     let fstab = mount_at.join("etc/fstab");
     if let Ok(text) = std::fs::read_to_string(&fstab) {
@@ -424,9 +498,18 @@ pub(super) fn rewrite_identities(
         let r = fixup::rewrite_crypttab(&text, map);
         changes += r.changed;
         warnings.extend(r.warnings);
-        if r.text != text {
-            replace_file(&crypttab, &r.text)?;
+        let n = fixup::rename_crypttab(&r.text, renames, extra);
+        changes += n.changed;
+        warnings.extend(n.warnings);
+        if n.text != text {
+            replace_file(&crypttab, &n.text)?;
         }
+    } else if !renames.is_empty() {
+        return Err(Error::not_found(
+            "the clone's /etc/crypttab",
+            "the source is encrypted but has no crypttab to unlock its clone at boot",
+            "give the source system its /etc/crypttab (as its installer wrote it), then clone again",
+        ));
     }
     Ok(changes)
 }
@@ -441,6 +524,9 @@ fn layout_changes(plan: &Plan) -> fixup::LayoutChanges {
             }
             Some(_) => {}
             None => c.split.push((f.uuid.clone(), f.mountpoint.clone(), f.fstype.clone())),
+        }
+        if f.fstype == "btrfs" {
+            c.subvol.push((f.mountpoint.clone(), f.subvol.clone()));
         }
         c.merged.extend(f.merged.iter().cloned());
     }

@@ -33,6 +33,8 @@ pub struct Prepared {
     /// The system being cloned, when it is not running (`--source-disk`): mounted read-only
     /// for the run, unmounted when the run ends.
     pub(super) source_mount: Option<SystemMount>,
+    /// The passphrase of the clone's LUKS2 containers (an encrypted source).
+    pub(super) luks: Option<crate::write::luks::Passphrase>,
 }
 
 /// Tools phase 1 runs.
@@ -40,6 +42,9 @@ fn required_tools(plan: &Plan) -> Vec<&'static str> {
     let mut v = vec!["blkid"];
     for f in &plan.filesystems {
         v.extend(tfs::tools_for(&f.fstype));
+        if f.subvol.is_some() || f.default_subvol.is_some() {
+            v.push("btrfs");
+        }
     }
     if !plan.swaps.is_empty() {
         v.push("mkswap");
@@ -49,6 +54,9 @@ fn required_tools(plan: &Plan) -> Vec<&'static str> {
     }
     if plan.vg.is_some() {
         v.extend(["pvcreate", "vgcreate", "lvcreate", "vgchange", "vgs"]);
+    }
+    if plan.partitions.iter().any(|p| p.crypt.is_some()) {
+        v.push("cryptsetup");
     }
     v
 }
@@ -152,13 +160,21 @@ pub fn plan(req: &CloneRequest) -> Result<Prepared> {
                     alias: Some(d.alias.clone()),
                     size: Some(d.size),
                     image: false,
+                    sector_size: blockdev::logical_sector_size(&d.path)?,
                 });
                 targets.push(Target::Disk(d.clone()));
             }
             Named::Image(p) => {
                 locks.push(TargetLock::acquire(&p, &me)?);
                 let size = std::fs::metadata(&p).ok().map(|m| m.len());
-                tin.push(TargetIn { name: name.clone(), path: p.clone(), alias: None, size, image: true });
+                tin.push(TargetIn {
+                    name: name.clone(),
+                    path: p.clone(),
+                    alias: None,
+                    size,
+                    image: true,
+                    sector_size: 512,
+                });
                 targets.push(Target::Image(p));
             }
         }
@@ -179,6 +195,18 @@ pub fn plan(req: &CloneRequest) -> Result<Prepared> {
         warnings,
     };
     let plan = plan::build(&src, &tin, &opts, &req.name)?;
+    let crypts: Vec<&str> =
+        plan.partitions.iter().filter_map(|p| p.crypt.as_ref()).map(|c| c.source_name.as_str()).collect();
+    if !crypts.is_empty() && req.luks_passphrase.is_none() {
+        return Err(Error::usage(
+            "the source system",
+            format!(
+                "it is encrypted (LUKS: {}): its clone is made encrypted too, with its own LUKS2 header, and needs the passphrase that will unlock it",
+                crypts.join(", ")
+            ),
+            "give it with --luks-passphrase-file FILE (its first line; - reads it from standard input)",
+        ));
+    }
     check_image_room(&plan, req.skip_space_check)?;
     for t in required_tools(&plan) {
         crate::cmd::which(t)?;
@@ -186,7 +214,7 @@ pub fn plan(req: &CloneRequest) -> Result<Prepared> {
     if let Some(vg) = &plan.vg {
         crate::write::lvm::check_free_name(&vg.name)?;
     }
-    Ok(Prepared { plan, notes: Vec::new(), targets, exclude, locks, source_mount })
+    Ok(Prepared { plan, notes: Vec::new(), targets, exclude, locks, source_mount, luks: req.luks_passphrase.clone() })
 }
 
 /// Mount the system on `disk` read-only where the run reads it (the offline clone).

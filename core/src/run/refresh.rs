@@ -26,7 +26,7 @@ use crate::write::exclude::ExcludeList;
 use crate::write::fixup::{Identity, LayoutChanges};
 use crate::write::journal;
 
-use super::phase1::{rewrite_identities, BtrfsSnapshot};
+use super::phase1::{rewrite_identities, BtrfsSnapshot, CryptRenames};
 use super::request::{CloneReport, CloneRequest, Refresh};
 use super::state::Run;
 
@@ -55,6 +55,13 @@ pub fn refresh(req: &CloneRequest, r: &Refresh, job: &Job) -> Result<CloneReport
         // is finished by refreshing).
         let made = sys.env.phases_done.contains(&1)
             || sys.env.step.as_deref().is_some_and(|s| s != step::PARTITIONING && s != step::MKFS);
+        if !sys.env.crypts.is_empty() {
+            return Err(Error::refused(
+                name,
+                "it is encrypted (LUKS), which a refresh does not handle yet",
+                "clone again from the start with --force and --luks-passphrase-file",
+            ));
+        }
         if made {
             return Ok(());
         }
@@ -122,7 +129,7 @@ fn root_ids(src: &Source, fs: &[EnvFs]) -> Result<RootIds> {
     old.extend(s.probe.partuuid.iter().map(|u| format!("PARTUUID={u}")));
     old.extend(s.probe.label.iter().map(|u| format!("LABEL={u}")));
     old.extend(s.paths.iter().cloned());
-    Ok(RootIds { old, new: format!("UUID={}", root.uuid) })
+    Ok(RootIds { old, new: format!("UUID={}", root.uuid), subvol: root.subvol.clone() })
 }
 
 /// The clone's filesystem that holds `mountpoint` of the source: the one mounted at it, or
@@ -229,6 +236,7 @@ impl Run {
                 skip: Arc::default(),
                 update: Some(Update { checksum, since }),
                 keep: keep.clone(),
+                keep_snapshots: false,
             };
             let stats = copy::copy_tree(&from, &dst, &opts, job);
             if let Some(s) = snap {
@@ -257,7 +265,8 @@ impl Run {
         self.save(Some(step::IDENTITIES))?;
         let (map, layout) = self.identities(src);
         let mut warnings = Vec::new();
-        self.fstab_changes = rewrite_identities(&self.mount_at, &map, &layout, &mut warnings)?;
+        self.fstab_changes =
+            rewrite_identities(&self.mount_at, &map, &layout, &CryptRenames::default(), &mut warnings)?;
         self.warnings.extend(warnings);
         units::ensure_in_clone(&self.mount_at, self.needs_units(), job)?;
         self.flush(job)?;
@@ -275,20 +284,22 @@ impl Run {
             label: f.label.clone(),
             partlabel: names.iter().find(|(d, n, _)| *d == f.disk && *n == f.partition).map(|(_, _, s)| s.clone()),
             paths: vec![],
+            mountpoint: None,
         };
-        let old = |p: &crate::discover::blockdev::Probe, paths: &[String]| Identity {
+        let old = |p: &crate::discover::blockdev::Probe, paths: &[String], mountpoint: Option<&str>| Identity {
             uuid: p.uuid.clone(),
             partuuid: p.partuuid.clone(),
             label: p.label.clone(),
             partlabel: p.partlabel.clone(),
             paths: paths.to_vec(),
+            mountpoint: mountpoint.map(str::to_string),
         };
         let mut map = Vec::new();
         let mut layout = LayoutChanges::default();
         for sf in &src.filesystems {
             match self.env.filesystems.iter().find(|f| f.mountpoint == sf.mountpoint) {
                 Some(f) => {
-                    map.push((old(&sf.probe, &sf.paths), new(f)));
+                    map.push((old(&sf.probe, &sf.paths, Some(&sf.mountpoint)), new(f)));
                     if f.fstype != sf.fstype {
                         layout.retype.push((f.mountpoint.clone(), sf.fstype.clone(), f.fstype.clone()));
                     }
@@ -302,7 +313,7 @@ impl Run {
             }
         }
         for (s, f) in src.swaps.iter().zip(&self.env.swaps) {
-            map.push((old(&s.probe, &s.paths), new(f)));
+            map.push((old(&s.probe, &s.paths, None), new(f)));
         }
         (map, layout)
     }

@@ -31,6 +31,8 @@ pub struct CloneRequest {
     pub bootlist: BootlistMode,
     /// Phase 2: what to do to the clone before it is made bootable.
     pub customize: Customize,
+    /// The passphrase of the clone's LUKS2 containers, for an encrypted source.
+    pub luks_passphrase: Option<crate::write::luks::Passphrase>,
 }
 
 impl Default for CloneRequest {
@@ -52,6 +54,7 @@ impl Default for CloneRequest {
             threads: 0,
             bootlist: BootlistMode::First,
             customize: Default::default(),
+            luks_passphrase: None,
         }
     }
 }

@@ -20,12 +20,14 @@ use crate::write::lvm;
 use crate::write::journal;
 
 /// Everything made so far, undone in reverse when dropped: mounts (children before parents),
-/// then the volume group, then loop devices.
+/// then the volume group, then the LUKS mappings, then loop devices.
 pub(super) struct Made {
     pub(super) loops: Vec<LoopDev>,
     pub(super) mounts: Vec<Mounted>,
     /// A volume group to deactivate.
     pub(super) vg: Option<String>,
+    /// LUKS containers opened, to close.
+    pub(super) crypts: Vec<crate::write::luks::Opened>,
 }
 
 impl Made {
@@ -49,6 +51,9 @@ impl Drop for Made {
             if let Err(e) = lvm::deactivate(&vg) {
                 tracing::error!("{e}");
             }
+        }
+        while let Some(c) = self.crypts.pop() {
+            drop(c);
         }
         self.loops.clear();
     }

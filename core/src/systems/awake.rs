@@ -23,6 +23,9 @@ pub struct Awake {
     /// A volume group altdisk activated for it, deactivated on sleep.
     #[serde(default)]
     pub vg: Option<String>,
+    /// LUKS mappings altdisk opened for it, closed on sleep (after the volume group).
+    #[serde(default)]
+    pub crypts: Vec<String>,
 }
 
 fn awake_file(mount_at: &Path) -> PathBuf {
@@ -110,6 +113,10 @@ pub fn sleep(mount_at: &Path) -> Result<Vec<String>> {
             lvm::settle();
             lvm::deactivate(vg)?;
             done.push(format!("deactivated volume group {vg}"));
+        }
+        for c in &a.crypts {
+            crate::write::luks::close(c)?;
+            done.push(format!("closed the encrypted device {c}"));
         }
         for l in &a.loops {
             tfs::detach_loop(l)?;

@@ -71,6 +71,23 @@ fn resolve_spec(spec: &str) -> Option<PathBuf> {
     (found.len() == 1).then(|| found.remove(0))
 }
 
+/// The name of the one subvolume directly below the btrfs top level mounted at `top` that
+/// holds a system (an `etc/fstab`); None when none or several do.
+fn root_subvolume(top: &Path) -> Option<String> {
+    use std::os::unix::fs::MetadataExt;
+    let found: Vec<String> = std::fs::read_dir(top)
+        .ok()?
+        .flatten()
+        .filter(|e| e.metadata().is_ok_and(|m| m.is_dir() && m.ino() == 256))
+        .filter(|e| e.path().join("etc/fstab").is_file())
+        .filter_map(|e| e.file_name().to_str().map(String::from))
+        .collect();
+    match found.as_slice() {
+        [one] => Some(one.clone()),
+        _ => None,
+    }
+}
+
 /// A line of fstab that this system mounts at boot from a local disk.
 struct FstabLine {
     spec: String,
@@ -124,7 +141,17 @@ impl SystemMount {
             }
         };
         let mut sm = SystemMount { root: at.to_path_buf(), mounts: Vec::new(), mounted: Vec::new() };
-        sm.mounts.push(Mounted::mount_with(dev, at, &fstype, opts(&fstype, None).as_deref(), read_only)?);
+        let mut top = Mounted::mount_with(dev, at, &fstype, opts(&fstype, None).as_deref(), read_only)?;
+        // btrfs installed in subvolumes (Ubuntu's @, Debian's @rootfs, Fedora's root): the
+        // top level holds no system; the one subvolume below it that does is the root.
+        if fstype == "btrfs" && !at.join("etc/fstab").exists() {
+            if let Some(sv) = root_subvolume(at) {
+                top.unmount()?;
+                let o = format!("subvol=/{sv}");
+                top = Mounted::mount_with(dev, at, &fstype, opts(&fstype, Some(&o)).as_deref(), read_only)?;
+            }
+        }
+        sm.mounts.push(top);
         sm.mounted.push((dev.display().to_string(), at.to_path_buf()));
         let fstab = std::fs::read_to_string(at.join("etc/fstab")).unwrap_or_default();
         let mut lines = fstab_lines(&fstab);

@@ -141,6 +141,36 @@ pub fn query(disk: &str) -> Result<String> {
     })
 }
 
+/// The device node of a system's LUKS container.
+fn crypt_dev(sys: &System, c: &record::EnvCrypt) -> String {
+    sys.disks
+        .get(c.disk)
+        .map(|d| partition::partition_path(&d.path, c.partition).display().to_string())
+        .unwrap_or_default()
+}
+
+/// An encrypted system is used only once its LUKS containers are open: altdisk asks no
+/// passphrase outside a clone run.
+fn refuse_locked(sys: &System, what: &str) -> Result<()> {
+    let locked: Vec<&record::EnvCrypt> =
+        sys.env.crypts.iter().filter(|c| !crate::write::luks::is_open(&c.name)).collect();
+    if locked.is_empty() {
+        return Ok(());
+    }
+    Err(Error::refused(
+        format!("{} on {}", sys.env.name, sys.disk_names()),
+        format!("it is encrypted and cannot be {what} while its LUKS containers are locked"),
+        format!(
+            "unlock them first ({}), then run again",
+            locked
+                .iter()
+                .map(|c| format!("cryptsetup open {} {}", crypt_dev(sys, c), c.name))
+                .collect::<Vec<_>>()
+                .join("; ")
+        ),
+    ))
+}
+
 /// `alt_rootvg_op -W -d disk`: mount the system at `mount_at`. One woken system at a time.
 pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
     refuse_running(sys, "woken")?;
@@ -159,6 +189,7 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
             "unmount it first",
         ));
     }
+    refuse_locked(sys, "woken")?;
     if let Some(vg) = &sys.env.vg {
         crate::write::lvm::activate(vg)?;
     }
@@ -170,7 +201,8 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
             sys.device(f).ok_or_else(|| Error::corrupt("altdisk record", format!("no device for {}", f.mountpoint)))?;
         let at = mount_at.join(f.mountpoint.trim_start_matches('/'));
         std::fs::create_dir_all(&at).map_err(|e| Error::io("creating a mount point", &at, e))?;
-        made.push(Mounted::mount(&dev, &at, &f.fstype, None)?);
+        let opts = f.subvol.as_ref().map(|s| format!("subvol={s}"));
+        made.push(Mounted::mount(&dev, &at, &f.fstype, opts.as_deref())?);
     }
     let done: Vec<PathBuf> = made.iter().map(|m| m.target().to_path_buf()).collect();
     for m in made {
@@ -182,6 +214,8 @@ pub fn wake(sys: &System, mount_at: &Path) -> Result<Vec<PathBuf>> {
         name: sys.env.name.clone(),
         disks: sys.disks.iter().map(|d| d.path.clone()).collect(),
         vg: sys.env.vg.clone(),
+        // Opened by the admin (altdisk asks no passphrase when waking): left open.
+        crypts: Vec::new(),
     })?;
     Ok(done)
 }
@@ -218,7 +252,7 @@ pub fn root_ids(sys: &System) -> Result<RootIds> {
         .iter()
         .find(|f| f.mountpoint == "/")
         .ok_or_else(|| Error::corrupt("altdisk record", "it has no root filesystem"))?;
-    Ok(RootIds { old: vec![], new: format!("UUID={}", root.uuid) })
+    Ok(RootIds { old: vec![], new: format!("UUID={}", root.uuid), subvol: root.subvol.clone() })
 }
 
 /// `alt_rootvg_op -S -t`: rebuild the initramfs and boot loader configuration of an awake
@@ -283,9 +317,20 @@ pub fn remove(sys: &System, job: &Job) -> Result<()> {
             }
         }
     }
-    if let Some(vg) = &sys.env.vg {
-        crate::write::lvm::remove(vg)?;
-        job.info(format!("removed volume group {vg}"));
+    let locked = sys.env.crypts.iter().any(|c| !crate::write::luks::is_open(&c.name));
+    match &sys.env.vg {
+        // Inside locked LUKS containers the group is not seen: wiping their headers removes it.
+        Some(vg) if locked => {
+            job.info(format!("volume group {vg} is in locked LUKS containers: wiping them removes it"))
+        }
+        Some(vg) => {
+            crate::write::lvm::remove(vg)?;
+            job.info(format!("removed volume group {vg}"));
+        }
+        None => {}
+    }
+    for c in &sys.env.crypts {
+        crate::write::luks::close(&c.name)?;
     }
     for d in &sys.disks {
         let parts: Vec<(u32, u64, u64)> = crate::discover::gpt::read_gpt(&d.path)

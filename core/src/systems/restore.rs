@@ -252,6 +252,7 @@ pub fn repair(disk: &str, mount_at: &Path, mode: BootlistMode, job: &Job) -> Res
         let ids = crate::boot::bootloader::RootIds {
             old: vec![],
             new: format!("UUID={}", Probe::read(&f.root)?.uuid.unwrap_or_default()),
+            subvol: None,
         };
         crate::boot::bootloader::install(&sm.root, &setup, &d.path, &ids, "", job)?;
         let mut said = format!("{} on {}: initramfs and boot loader installed", f.name, d.name);

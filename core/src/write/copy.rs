@@ -99,6 +99,8 @@ pub struct CopyOptions {
     pub detect_changes: bool,
     /// Files never to copy, by (st_dev, st_ino): image files the clone is being written to.
     pub skip: Arc<HashSet<(u64, u64)>>,
+    /// Copy btrfs snapshots nested in the tree too (by default they are left out).
+    pub keep_snapshots: bool,
     /// Bring an earlier copy in line instead of copying into an empty tree.
     pub update: Option<Update>,
     /// Update mode: entries of the target (in the `./path` form) that stay when the source
@@ -114,6 +116,7 @@ impl Default for CopyOptions {
             rel_prefix: ".".into(),
             detect_changes: true,
             skip: Arc::default(),
+            keep_snapshots: false,
             update: None,
             keep: Arc::default(),
         }
@@ -132,6 +135,8 @@ pub struct CopyStats {
     pub excluded: u64,
     pub mount_points: u64,
     pub subvolumes: u64,
+    /// btrfs snapshots left out (snapper's numbered directories count as one each).
+    pub snapshots_skipped: u64,
     pub bytes: u64,
     pub sparse_files: u64,
     pub changed_count: u64,
@@ -166,6 +171,7 @@ impl CopyStats {
         self.excluded += s.excluded;
         self.mount_points += s.mount_points;
         self.subvolumes += s.subvolumes;
+        self.snapshots_skipped += s.snapshots_skipped;
         self.bytes += s.bytes;
         self.sparse_files += s.sparse_files;
         self.changed_count += s.changed_count;
@@ -196,6 +202,7 @@ struct Counters {
     excluded: AtomicU64,
     mount_points: AtomicU64,
     subvolumes: AtomicU64,
+    snapshots: AtomicU64,
     bytes: AtomicU64,
     sparse: AtomicU64,
     vanished: AtomicU64,
@@ -554,6 +561,10 @@ impl Shared {
                 self.c.sockets.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            if is_type(&st, FileType::Directory) && self.is_snapshot_entry(&sfd, name, &rel, &st) {
+                self.c.snapshots.fetch_add(1, Ordering::Relaxed);
+                continue;
+            }
             // The target's entry of that name, in update mode.
             let there = left.as_mut().is_some_and(|l| l.remove(name));
             let dst = if there {
@@ -592,6 +603,35 @@ impl Shared {
                 self.delete(&dfd, &name, &rel, here.map(|h| h.stx_mnt_id));
             }
         }
+    }
+
+    /// A btrfs snapshot nested in the tree, left out unless asked: a subvolume that has a
+    /// parent (snapper's, timeshift's, a received backup), or snapper's numbered directory
+    /// around one (`.snapshots/N`: its info.xml would name a snapshot that is not there).
+    fn is_snapshot_entry(&self, sfd: &OwnedFd, name: &CStr, rel: &Path, st: &Statx) -> bool {
+        if self.opts.keep_snapshots || !self.src_btrfs || st.stx_mnt_id != self.src_mnt_id {
+            return false;
+        }
+        let open = |dir: &OwnedFd, n: &CStr| {
+            rustix::fs::openat(
+                dir,
+                n,
+                OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                Mode::empty(),
+            )
+            .ok()
+        };
+        if st.stx_ino == BTRFS_FIRST_FREE_OBJECTID {
+            return open(sfd, name).is_some_and(crate::discover::btrfs::is_snapshot);
+        }
+        let shown = self.show(rel);
+        let numbered = name.to_bytes().iter().all(u8::is_ascii_digit)
+            && Path::new(&shown).parent().and_then(|p| p.file_name()) == Some(OsStr::new(".snapshots"));
+        numbered
+            && open(sfd, name).is_some_and(|d| {
+                statx_at(&d, c"snapshot").is_ok_and(|s| s.stx_ino == BTRFS_FIRST_FREE_OBJECTID)
+                    && open(&d, c"snapshot").is_some_and(crate::discover::btrfs::is_snapshot)
+            })
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -1686,6 +1726,7 @@ pub fn copy_tree(src: &Path, dst: &Path, opts: &CopyOptions, job: &Job) -> Resul
         excluded: c.excluded.load(Ordering::Relaxed),
         mount_points: c.mount_points.load(Ordering::Relaxed),
         subvolumes: c.subvolumes.load(Ordering::Relaxed),
+        snapshots_skipped: c.snapshots.load(Ordering::Relaxed),
         bytes: c.bytes.load(Ordering::Relaxed),
         sparse_files: c.sparse.load(Ordering::Relaxed),
         changed_count: changed.count,

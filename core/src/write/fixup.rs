@@ -30,6 +30,10 @@ pub struct Identity {
     pub partlabel: Option<String>,
     /// Device paths that name it: "/dev/vda2", "/dev/disk/by-id/virtio-xyz-part2", "/dev/disk/by-path/...".
     pub paths: Vec<String>,
+    /// fstab: where it is mounted, for an old device mounted at several places (btrfs
+    /// subvolumes) whose mounts the clone keeps on different new devices: a line that
+    /// matches old devices mapped to different new ones takes the one of its mount point.
+    pub mountpoint: Option<String>,
 }
 
 /// The rewritten file, how many lines changed, and what the administrator should review.
@@ -105,13 +109,28 @@ fn rewrite_line(
     let (start, end) = field_span(line, table.field)?;
     let field = &line[start..end];
     let spec = Spec::parse(&fstab_decode(field));
-    let mut matches = map.iter().filter(|(old, _)| spec.names(old)).map(|(_, new)| new);
-    let new = matches.next()?;
-    let at = format!("{} line {number}", table.name);
-    if matches.any(|other| other != new) {
-        warnings.push(format!("{at}: `{field}` matches more than one old device; left unchanged"));
-        return None;
+    let matches: Vec<&(Identity, Identity)> = map.iter().filter(|(old, _)| spec.names(old)).collect();
+    fn agree<'a>(m: &[&'a (Identity, Identity)]) -> Option<&'a Identity> {
+        m.first().map(|f| &f.1).filter(|n| m.iter().all(|o| o.1 == **n))
     }
+    let at = format!("{} line {number}", table.name);
+    let new = match agree(&matches) {
+        Some(new) => new,
+        None if matches.is_empty() => return None,
+        None => {
+            // One old device mounted at several places: the mapping of this line's mount point.
+            let mp = (table.field == 0).then(|| field_span(line, 1).map(|(a, b)| fstab_decode(&line[a..b]))).flatten();
+            let here: Vec<&(Identity, Identity)> =
+                matches.iter().copied().filter(|(old, _)| mp.is_some() && old.mountpoint == mp).collect();
+            match agree(&here) {
+                Some(new) => new,
+                None => {
+                    warnings.push(format!("{at}: `{field}` matches more than one old device; left unchanged"));
+                    return None;
+                }
+            }
+        }
+    };
     let (written, why) = match spec.rewritten(new) {
         Ok(rewritten) => rewritten,
         Err(why) => {
@@ -339,6 +358,45 @@ fn udev_encode(value: &str) -> String {
     out
 }
 
+/// Give the clone's LUKS mappings their names: each line whose name (field 1) is the old one
+/// of `renames` (old, new) gets the new one; for each of `extra` (old, new, UUID), a further
+/// container of the clone, a line is added after the old one's, with the old line's key and
+/// options and `UUID=` naming the container.
+pub fn rename_crypttab(text: &str, renames: &[(String, String)], extra: &[(String, String, String)]) -> Rewrite {
+    let mut out = Rewrite { text: String::with_capacity(text.len() + 128), ..Rewrite::default() };
+    for line in text.split_inclusive('\n') {
+        let Some((a, b)) = field_span(line, 0) else {
+            out.text.push_str(line);
+            continue;
+        };
+        let name = fstab_decode(&line[a..b]);
+        let new_name = renames.iter().find(|(o, _)| *o == name).map(|(_, n)| n);
+        let body = match new_name {
+            Some(n) => {
+                out.changed += 1;
+                format!("{}{}{}", &line[..a], fstab_encode(n), &line[b..])
+            }
+            None => line.to_string(),
+        };
+        out.text.push_str(&body);
+        for (_, n, uuid) in extra.iter().filter(|(o, _, _)| *o == name) {
+            if !out.text.ends_with('\n') {
+                out.text.push('\n');
+            }
+            let rest = field_span(line, 2).map(|(k, _)| line[k..].trim_end()).unwrap_or("none");
+            out.text.push_str(&format!("{} UUID={uuid} {rest}\n", fstab_encode(n)));
+            out.changed += 1;
+        }
+    }
+    for (old, _) in renames {
+        if !text.split_inclusive('\n').any(|l| field_span(l, 0).is_some_and(|(a, b)| fstab_decode(&l[a..b]) == *old)) {
+            out.warnings
+                .push(format!("crypttab has no line for {old}: the clone's encrypted device is not unlocked at boot"));
+        }
+    }
+    out
+}
+
 /// Layout changes between the source and the clone that fstab must follow.
 #[derive(Debug, Clone, Default)]
 pub struct LayoutChanges {
@@ -348,6 +406,9 @@ pub struct LayoutChanges {
     pub merged: Vec<String>,
     /// (UUID, mount point, type) of filesystems split out of their parent.
     pub split: Vec<(String, String, String)>,
+    /// (mount point, subvolume) of every btrfs mount of the clone: its line gets that
+    /// `subvol=` (none for the top level) and loses `subvolid=`, which differs in a clone.
+    pub subvol: Vec<(String, Option<String>)>,
 }
 
 /// Mount options every filesystem understands (VFS and mount(8) options).
@@ -422,12 +483,12 @@ pub fn adjust_layout(text: &str, changes: &LayoutChanges) -> Rewrite {
         }
         let retype = changes.retype.iter().find(|(m, _, _)| *m == mp);
         let (Some((_, from, to)), Some((ta, tb))) = (retype, field_span(line, 2)) else {
-            out.text.push_str(line);
+            push_with_subvol(&mut out, line, &mp, changes);
             continue;
         };
         let old_type = &line[ta..tb];
         if old_type != from && old_type != "auto" {
-            out.text.push_str(line);
+            push_with_subvol(&mut out, line, &mp, changes);
             continue;
         }
         let mut new_line = String::with_capacity(line.len());
@@ -453,21 +514,62 @@ pub fn adjust_layout(text: &str, changes: &LayoutChanges) -> Rewrite {
             }
             None => new_line.push_str(&line[tb..]),
         }
-        out.text.push_str(&new_line);
-        out.changed += 1;
+        let changed = out.changed;
+        push_with_subvol(&mut out, &new_line, &mp, changes);
+        out.changed = changed + 1;
     }
     for (uuid, mp, fstype) in &changes.split {
         if !out.text.is_empty() && !out.text.ends_with('\n') {
             out.text.push('\n');
         }
         let pass = if ext_family(fstype) { 2 } else { 0 };
+        let opts = match changes.subvol.iter().find(|(m, _)| m == mp) {
+            Some((_, Some(sv))) => format!("defaults,subvol={}", fstab_encode(sv)),
+            _ => "defaults".into(),
+        };
         out.text.push_str(&format!(
-            "# altdisk: split out of its parent filesystem\nUUID={uuid} {} {fstype} defaults 0 {pass}\n",
+            "# altdisk: split out of its parent filesystem\nUUID={uuid} {} {fstype} {opts} 0 {pass}\n",
             fstab_encode(mp)
         ));
         out.changed += 1;
     }
     out
+}
+
+/// Push `line` (of the mount point `mp`), its `subvol=` made the clone's when it is a btrfs
+/// line of a mount point the clone has on btrfs; a line whose options already say so stays
+/// byte for byte.
+fn push_with_subvol(out: &mut Rewrite, line: &str, mp: &str, changes: &LayoutChanges) {
+    let want = changes.subvol.iter().find(|(m, _)| m == mp).map(|(_, sv)| sv);
+    let (Some(want), Some((ta, tb)), Some((oa, ob))) = (want, field_span(line, 2), field_span(line, 3)) else {
+        out.text.push_str(line);
+        return;
+    };
+    if &line[ta..tb] != "btrfs" {
+        out.text.push_str(line);
+        return;
+    }
+    let opts: Vec<&str> = line[oa..ob].split(',').collect();
+    let norm = |s: &str| format!("/{}", fstab_decode(s).trim_start_matches('/'));
+    let has = opts.iter().find_map(|o| o.strip_prefix("subvol=")).map(norm);
+    let has_id = opts.iter().any(|o| o.starts_with("subvolid="));
+    if !has_id && has.as_deref() == want.as_deref().map(|w| format!("/{}", w.trim_start_matches('/'))).as_deref() {
+        out.text.push_str(line);
+        return;
+    }
+    let mut keep: Vec<String> = opts
+        .iter()
+        .filter(|o| !o.starts_with("subvol=") && !o.starts_with("subvolid=") && **o != "defaults")
+        .map(|o| o.to_string())
+        .collect();
+    if let Some(sv) = want {
+        keep.push(format!("subvol={}", fstab_encode(sv)));
+    }
+    if keep.is_empty() {
+        keep.push("defaults".into());
+    }
+    out.text.push_str(&format!("{}{}{}", &line[..oa], keep.join(","), &line[ob..]));
+    out.changed += 1;
 }
 
 #[cfg(test)]
@@ -509,6 +611,66 @@ mod layout_tests {
     }
 
     #[test]
+    fn crypttab_names_follow_the_clones_containers() {
+        let text =
+            "# <target> <source> <key> <options>\nvda3_crypt UUID=new-1 none luks,discard\nother UUID=x none luks\n";
+        let r = rename_crypttab(
+            text,
+            &[("vda3_crypt".into(), "alt_vda3_crypt".into())],
+            &[("vda3_crypt".into(), "alt_vda3_crypt_2".into(), "new-2".into())],
+        );
+        assert_eq!(
+            r.text,
+            "# <target> <source> <key> <options>\nalt_vda3_crypt UUID=new-1 none luks,discard\n\
+             alt_vda3_crypt_2 UUID=new-2 none luks,discard\nother UUID=x none luks\n"
+        );
+        assert_eq!(r.changed, 2);
+        let r = rename_crypttab("other UUID=x none luks", &[("gone".into(), "alt_gone".into())], &[]);
+        assert_eq!(r.text, "other UUID=x none luks");
+        assert!(r.warnings[0].contains("no line for gone"), "{:?}", r.warnings);
+    }
+
+    #[test]
+    fn btrfs_lines_follow_the_clones_subvolumes() {
+        let c = LayoutChanges {
+            subvol: vec![
+                ("/".into(), Some("/@".into())),
+                ("/home".into(), Some("/@home".into())),
+                ("/var/log".into(), Some("/@var_log".into())),
+                ("/srv".into(), None),
+                ("/data".into(), Some("/@data".into())),
+            ],
+            split: vec![("u-9".into(), "/data".into(), "btrfs".into())],
+            ..Default::default()
+        };
+        let text = "UUID=a /\tbtrfs\tdefaults,subvol=@ 0 0\n\
+                    UUID=a /home btrfs subvolid=257,subvol=/@home,compress=zstd 0 0\n\
+                    UUID=a /var/log btrfs subvol=@log 0 0\n\
+                    UUID=b /srv btrfs subvol=@srv 0 0\n\
+                    UUID=c /boot ext4 defaults 0 2\n";
+        let r = adjust_layout(text, &c);
+        assert_eq!(
+            r.text,
+            "UUID=a /\tbtrfs\tdefaults,subvol=@ 0 0\n\
+             UUID=a /home btrfs compress=zstd,subvol=/@home 0 0\n\
+             UUID=a /var/log btrfs subvol=/@var_log 0 0\n\
+             UUID=b /srv btrfs defaults 0 0\n\
+             UUID=c /boot ext4 defaults 0 2\n\
+             # altdisk: split out of its parent filesystem\nUUID=u-9 /data btrfs defaults,subvol=/@data 0 0\n"
+        );
+        assert_eq!(r.changed, 4);
+        // A line made btrfs (converted) gets its subvolume too.
+        let c = LayoutChanges {
+            retype: vec![("/home".into(), "ext4".into(), "btrfs".into())],
+            subvol: vec![("/home".into(), Some("/@home".into()))],
+            ..Default::default()
+        };
+        let r = adjust_layout("UUID=c /home ext4 user_xattr 0 2\n", &c);
+        assert_eq!(r.text, "UUID=c /home btrfs subvol=/@home 0 2\n");
+        assert_eq!(r.changed, 1);
+    }
+
+    #[test]
     fn all_options_dropped_become_defaults() {
         let c = LayoutChanges { retype: vec![("/home".into(), "ext4".into(), "btrfs".into())], ..Default::default() };
         let r = adjust_layout("UUID=c /home ext4 user_xattr,data=ordered 0 2\n", &c);
@@ -528,7 +690,28 @@ mod tests {
             label: opt(label),
             partlabel: opt(partlabel),
             paths: paths.iter().map(|p| p.to_string()).collect(),
+            mountpoint: None,
         }
+    }
+
+    #[test]
+    fn one_device_at_several_mount_points_follows_each_mount() {
+        // One btrfs filesystem (@ on /, @home on /home): in the clone / stays a subvolume of
+        // the new btrfs, /home became a filesystem of its own.
+        let old = |mp: &str| Identity { mountpoint: Some(mp.into()), ..id("aaaa", "", "", "", &["/dev/vda2"]) };
+        let root = id("bbbb", "p-1", "", "", &[]);
+        let home = id("cccc", "p-2", "", "", &[]);
+        let map = vec![(old("/"), root.clone()), (old("/home"), home), (old("/var/log"), root)];
+        let text = "UUID=aaaa / btrfs subvol=@ 0 0\nUUID=aaaa /home btrfs subvol=@home 0 0\n\
+                    UUID=aaaa /var/log btrfs subvol=@log 0 0\n/dev/vda2 /mnt/top btrfs subvolid=5,noauto 0 0\n";
+        let r = rewrite_fstab(text, &map);
+        assert_eq!(
+            r.text,
+            "UUID=bbbb / btrfs subvol=@ 0 0\nUUID=cccc /home btrfs subvol=@home 0 0\n\
+             UUID=bbbb /var/log btrfs subvol=@log 0 0\n/dev/vda2 /mnt/top btrfs subvolid=5,noauto 0 0\n"
+        );
+        assert_eq!(r.changed, 3);
+        assert!(r.warnings.iter().any(|w| w.contains("line 4") && w.contains("more than one")), "{:?}", r.warnings);
     }
 
     /// Old vda (running system) to new vdb (clone): EFI, root, swap, /srv and an encrypted /home.

@@ -84,6 +84,31 @@ pub fn mkfs(dev: &Path, fstype: &str, uuid: &str, label: Option<&str>, inodes: O
     cmd.arg(dev).run().map(|_| ())
 }
 
+/// Make the btrfs subvolumes `subvols` (paths from the top level, shallowest first) in the
+/// new filesystem on `dev`, their parent directories too, and make `default` its default
+/// subvolume; the top level is mounted at `at` (an empty directory) meanwhile.
+pub fn make_subvolumes(dev: &Path, at: &Path, subvols: &[&str], default: Option<&str>) -> Result<()> {
+    let top = Mounted::mount(dev, at, "btrfs", Some("subvolid=5"))?;
+    for sv in subvols {
+        let path = at.join(sv.trim_start_matches('/'));
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).ctx("making the directory of a btrfs subvolume", parent)?;
+        }
+        Cmd::new(format!("making the btrfs subvolume {sv}"), "btrfs")?
+            .args(["subvolume", "create"])
+            .arg(&path)
+            .run()?;
+    }
+    if let Some(d) = default {
+        let path = at.join(d.trim_start_matches('/'));
+        Cmd::new(format!("making {d} the default btrfs subvolume"), "btrfs")?
+            .args(["subvolume", "set-default"])
+            .arg(&path)
+            .run()?;
+    }
+    top.unmount()
+}
+
 fn device_size(dev: &Path) -> u64 {
     std::fs::File::open(dev).and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0))).unwrap_or(0)
 }

@@ -45,6 +45,9 @@ pub struct Entry {
     pub snapshots: Vec<PathBuf>,
     /// A volume group it activated.
     pub vg: Option<String>,
+    /// Encrypted devices it opened (LUKS mappings), closed after the volume group.
+    #[serde(default)]
+    pub crypts: Vec<String>,
     /// The step it was at.
     pub step: Option<String>,
     /// Where it mounted the (not running) system it clones, read-only.
@@ -239,6 +242,14 @@ fn undo(e: &Entry) -> Vec<String> {
     if let Some(vg) = &e.vg {
         if lvm::deactivate(vg).is_ok() {
             done.push(format!("deactivated volume group {vg}"));
+        }
+    }
+    for c in &e.crypts {
+        if crate::write::luks::is_open(c) {
+            match crate::write::luks::close(c) {
+                Ok(()) => done.push(format!("closed the encrypted device {c}")),
+                Err(err) => failed.push(format!("could not close the encrypted device {c}: {err}")),
+            }
         }
     }
     for l in &loops {

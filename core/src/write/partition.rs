@@ -16,8 +16,6 @@ use uuid::Uuid;
 use crate::error::{Error, IoContext, Result};
 use crate::size::MIB;
 
-const SECTOR: u64 = 512;
-
 /// One partition to write: where, how big, its type and identity.
 #[derive(Debug, Clone)]
 pub struct PartSpec {
@@ -50,8 +48,17 @@ fn zero(f: &mut std::fs::File, dev: &Path, offset: u64, len: u64) -> Result<()> 
     f.write_all(&buf).ctx("wiping old signatures", dev)
 }
 
-/// Wipe the ends of the disk and of every new partition, then write the GPT.
-pub fn write_gpt(dev: &Path, size: u64, disk_guid: Uuid, parts: &[PartSpec]) -> Result<()> {
+/// Wipe the ends of the disk and of every new partition, then write the GPT in units of the
+/// disk's logical sectors (`sector`: 512, or 4096 on a 4Kn disk).
+pub fn write_gpt(dev: &Path, size: u64, disk_guid: Uuid, sector: u64, parts: &[PartSpec]) -> Result<()> {
+    if !matches!(sector, 512 | 1024 | 2048 | 4096)
+        || parts.iter().any(|p| p.start % sector != 0 || p.size % sector != 0)
+    {
+        return Err(Error::corrupt(
+            format!("partition table for {}", dev.display()),
+            format!("its partitions are not whole {sector}-byte sectors"),
+        ));
+    }
     let mut f = OpenOptions::new().read(true).write(true).open(dev).ctx("opening the target for writing", dev)?;
     // Old GPT headers, MBR and filesystem superblocks near the ends.
     zero(&mut f, dev, 0, MIB.min(size))?;
@@ -62,11 +69,11 @@ pub fn write_gpt(dev: &Path, size: u64, disk_guid: Uuid, parts: &[PartSpec]) -> 
         // Stale superblocks at a partition's start would make probes see the old filesystem.
         zero(&mut f, dev, p.start, MIB.min(p.size))?;
     }
-    let mut gpt = GPT::new_from(&mut f, SECTOR, disk_guid.to_bytes_le())
+    let mut gpt = GPT::new_from(&mut f, sector, disk_guid.to_bytes_le())
         .map_err(|e| Error::corrupt(format!("new partition table for {}", dev.display()), e.to_string()))?;
     for p in parts {
-        let start = p.start / SECTOR;
-        let end = (p.start + p.size) / SECTOR - 1;
+        let start = p.start / sector;
+        let end = (p.start + p.size) / sector - 1;
         if start < gpt.header.first_usable_lba || end > gpt.header.last_usable_lba {
             return Err(Error::corrupt(
                 format!("partition {} of {}", p.number, dev.display()),
@@ -84,7 +91,7 @@ pub fn write_gpt(dev: &Path, size: u64, disk_guid: Uuid, parts: &[PartSpec]) -> 
     }
     gpt.write_into(&mut f)
         .map_err(|e| Error::corrupt(format!("writing the partition table of {}", dev.display()), e.to_string()))?;
-    GPT::write_protective_mbr_into(&mut f, SECTOR)
+    GPT::write_protective_mbr_into(&mut f, sector)
         .map_err(|e| Error::corrupt(format!("writing the protective MBR of {}", dev.display()), e.to_string()))?;
     f.sync_all().ctx("flushing the partition table", dev)?;
     Ok(())
@@ -237,12 +244,23 @@ mod tests {
         let a = mk(1, MIB, MIB, "altdisk-meta");
         let b = mk(2, 2 * MIB, 61 * MIB, "alt_root");
         let dg = Uuid::new_v4();
-        write_gpt(&path, 64 * MIB, dg, &[a, b.clone()]).unwrap();
+        write_gpt(&path, 64 * MIB, dg, 512, &[a.clone(), b.clone()]).unwrap();
         let gpt = crate::discover::gpt::read_gpt(&path).unwrap();
         assert_eq!(gpt.header.disk_guid, dg.to_bytes_le());
         assert_eq!(gpt[2].starting_lba, 4096);
         assert_eq!(gpt[2].partition_name.as_str(), "alt_root");
         assert_eq!(gpt[2].unique_partition_guid, b.guid.to_bytes_le());
+        // On 4096-byte sectors: the header at byte 4096, LBAs in 4 KiB units.
+        write_gpt(&path, 64 * MIB, dg, 4096, &[a, b.clone()]).unwrap();
+        let gpt = crate::discover::gpt::read_gpt(&path).unwrap();
+        assert_eq!(gpt.sector_size, 4096);
+        assert_eq!(gpt[2].starting_lba, 512);
+        assert_eq!(gpt[2].ending_lba, (63 * MIB) / 4096 - 1);
+        let mut head = vec![0u8; 8];
+        let mut f = std::fs::File::open(&path).unwrap();
+        f.seek(SeekFrom::Start(4096)).unwrap();
+        std::io::Read::read_exact(&mut f, &mut head).unwrap();
+        assert_eq!(&head, b"EFI PART");
         std::fs::remove_file(&path).unwrap();
     }
 }

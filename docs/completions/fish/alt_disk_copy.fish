@@ -6,6 +6,8 @@ complete -c alt_disk_copy -s P -d 'Phases to run: 1 (copy), 2 (customize), 3 (ma
 complete -c alt_disk_copy -s z -d 'SMIT internal values: accepted and ignored, with a warning' -r
 complete -c alt_disk_copy -l source -d 'Clone the system mounted at DIR (offline clone) instead of the running one' -r -F
 complete -c alt_disk_copy -l source-disk -d 'Clone the system on DISK, which is not running (mounted read-only for the run): the offline disk swap' -r
+complete -c alt_disk_copy -l luks-passphrase-file -d 'An encrypted (LUKS) source: the passphrase of the clone\'s own LUKS2 containers, the first line of FILE (- reads standard input); it is never stored or logged' -r -F
+complete -c alt_disk_copy -l luks-key-file -d 'An encrypted (LUKS) source: a key file that unlocks the clone\'s LUKS2 containers (the whole file is the key)' -r -F
 complete -c alt_disk_copy -l size -d 'Size of a new image file target (e.g. 20G); default: what the plan needs' -r
 complete -c alt_disk_copy -l mount-at -d 'Where the clone is mounted while it is built' -r -F
 complete -c alt_disk_copy -s l -d 'Directory of .deb packages (or a local apt repository) to install from, offline' -r -F

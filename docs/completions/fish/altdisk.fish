@@ -50,6 +50,8 @@ complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -s P -d 'Phases to
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -s z -d 'SMIT internal values: accepted and ignored, with a warning' -r
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l source -d 'Clone the system mounted at DIR (offline clone) instead of the running one' -r -F
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l source-disk -d 'Clone the system on DISK, which is not running (mounted read-only for the run): the offline disk swap' -r
+complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l luks-passphrase-file -d 'An encrypted (LUKS) source: the passphrase of the clone\'s own LUKS2 containers, the first line of FILE (- reads standard input); it is never stored or logged' -r -F
+complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l luks-key-file -d 'An encrypted (LUKS) source: a key file that unlocks the clone\'s LUKS2 containers (the whole file is the key)' -r -F
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l size -d 'Size of a new image file target (e.g. 20G); default: what the plan needs' -r
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l mount-at -d 'Where the clone is mounted while it is built' -r -F
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -s l -d 'Directory of .deb packages (or a local apt repository) to install from, offline' -r -F
@@ -87,6 +89,8 @@ complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -s P -d 'Phases to
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -s z -d 'SMIT internal values: accepted and ignored, with a warning' -r
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l source -d 'Clone the system mounted at DIR (offline clone) instead of the running one' -r -F
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l source-disk -d 'Clone the system on DISK, which is not running (mounted read-only for the run): the offline disk swap' -r
+complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l luks-passphrase-file -d 'An encrypted (LUKS) source: the passphrase of the clone\'s own LUKS2 containers, the first line of FILE (- reads standard input); it is never stored or logged' -r -F
+complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l luks-key-file -d 'An encrypted (LUKS) source: a key file that unlocks the clone\'s LUKS2 containers (the whole file is the key)' -r -F
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l size -d 'Size of a new image file target (e.g. 20G); default: what the plan needs' -r
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l mount-at -d 'Where the clone is mounted while it is built' -r -F
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -s l -d 'Directory of .deb packages (or a local apt repository) to install from, offline' -r -F

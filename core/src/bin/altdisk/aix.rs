@@ -75,6 +75,14 @@ pub struct CopyArgs {
     /// offline disk swap.
     #[arg(long = "source-disk", value_name = "DISK", conflicts_with = "source")]
     pub source_disk: Option<String>,
+    /// An encrypted (LUKS) source: the passphrase of the clone's own LUKS2 containers, the
+    /// first line of FILE (- reads standard input); it is never stored or logged.
+    #[arg(long = "luks-passphrase-file", value_name = "FILE")]
+    pub luks_passphrase_file: Option<PathBuf>,
+    /// An encrypted (LUKS) source: a key file that unlocks the clone's LUKS2 containers
+    /// (the whole file is the key).
+    #[arg(long = "luks-key-file", value_name = "FILE", conflicts_with = "luks_passphrase_file")]
+    pub luks_key_file: Option<PathBuf>,
     /// Write targets that hold a partition table or filesystem signature.
     #[arg(long)]
     pub force: bool,
@@ -286,6 +294,11 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
         None => None,
     };
     let image_size = a.size.as_deref().map(altdisk::size::parse).transpose()?;
+    let luks_passphrase = match (&a.luks_passphrase_file, &a.luks_key_file) {
+        (Some(f), _) => Some(altdisk::write::luks::Passphrase::from_file(f)?),
+        (None, Some(f)) => Some(altdisk::write::luks::Passphrase::from_key_file(f)?),
+        (None, None) => None,
+    };
     Ok(CloneRequest {
         targets,
         source_dir: a.source.clone(),
@@ -302,6 +315,7 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
         name: altdisk::ALTINST_ROOTVG.into(),
         threads: 0,
         customize,
+        luks_passphrase,
         bootlist: if a.trial {
             BootlistMode::Trial
         } else if a.no_bootlist {
@@ -760,12 +774,17 @@ pub fn bootlist(a: BootlistArgs) -> Result<()> {
     }
     let vars = match Efivarfs::system() {
         Ok(v) => v,
-        Err(e @ Error::Unsupported { .. }) => {
-            // BIOS: nothing to set, but say which disks can boot.
-            if !a.disks.is_empty() || a.next.is_some() {
-                return Err(e);
+        Err(Error::Unsupported { .. }) => {
+            // BIOS: nothing to set, but say which disks can boot and how to pick one.
+            if let Some(d) = a.disks.first().or(a.next.as_ref()) {
+                let what = match &a.next {
+                    Some(n) => format!("bootlist --next {n}"),
+                    None => format!("bootlist -m {} {}", a.mode, a.disks.join(" ")),
+                };
+                return Err(bl::bios_refusal(&what, d));
             }
-            println!("BIOS machine: the boot order belongs to the firmware setup. Disks carrying a boot loader:");
+            println!("BIOS machine: the firmware owns the boot order; to boot another disk, {}.", bl::BIOS_HOWTO);
+            println!("Disks carrying a boot loader:");
             for (name, path) in bl::bios_bootable()? {
                 println!("{name} ({})", path.display());
             }
