@@ -12,6 +12,7 @@ if [[ $(id -u) == 0 ]]; then
 	"$repo/core/install.sh" --deps acl attr libcap2-bin lvm2 rsync mmdebstrap time python3 shellcheck udev dbus-daemon
 	# The VM tier: QEMU, OVMF and the image-building tools.
 	"$repo/tests/vm/install-deps.sh"
+	"$repo/image-build/install-deps.sh" # the rescue ISO: mmdebstrap, squashfs, grub-mkrescue
 else
 	echo "run.sh: not root: root-tier tests will be skipped" >&2
 fi

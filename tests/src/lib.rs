@@ -6,6 +6,7 @@
 //! Tiers (see tests/README.md): `root_*` tests need root and use loop devices; `vm_*` tests
 //! boot QEMU. Nothing here touches a device it did not create.
 
+pub mod rescue;
 pub mod vm;
 pub mod vm_lvm;
 
