@@ -319,10 +319,12 @@ say "done in $((SECONDS - start)) s: $ISO ($((size / 1024 / 1024)) MiB)"
 # ISOs built from other recipes are dropped (unless one is being built right now, or
 # ALTDISK_IMAGE_PRUNE=0), so the cache does not grow with each edit.
 if [[ ${ALTDISK_IMAGE_PRUNE:-1} == 1 ]]; then
-	for old in "$CACHE"/rescue-*; do
-		[[ -d $old && $old != "$OUTDIR" && $old != *.tmp.* ]] || continue
-		if (flock -n 8 && rm -rf "$old" "$old".tmp.*) 8>"$old.lock"; then
-			rm -f "$old.lock"
+	for lock in "$CACHE"/rescue-*.lock; do
+		old=${lock%.lock}
+		[[ -e $lock && $old != "$OUTDIR" ]] || continue
+		# A build of that recipe running now holds its lock: leave it alone.
+		if (flock -n 8 && rm -rf "$old" "$old".tmp.*) 8>"$lock"; then
+			rm -f "$lock"
 			say "pruned the outdated image $old"
 		fi
 	done

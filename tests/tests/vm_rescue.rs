@@ -10,7 +10,7 @@
 
 use std::fs;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use altdisk_tests::rescue::{ppm_foreground_pixels, rescue_iso};
 use altdisk_tests::vm::{BootStep, Firmware, Machine, Medium};
@@ -123,7 +123,7 @@ fn check_live(m: &mut Machine, firmware: Firmware, stick: Stick, to_ram: bool) {
     if kiosk {
         let (rc, out) = m
             .run(
-                "systemctl -q is-active altdisk-kiosk.service && pgrep -P \"$(pgrep -x weston)\" ||
+                "systemctl -q is-active altdisk-kiosk.service && pgrep -a -P \"$(pgrep -x weston)\" | grep -v sd-pam ||
                  { systemctl status altdisk-kiosk.service --no-pager -l; journalctl -b -u altdisk-kiosk.service --no-pager | tail -n 30; exit 1; }",
                 Duration::from_secs(60),
             )
@@ -138,12 +138,20 @@ fn check_live(m: &mut Machine, firmware: Firmware, stick: Stick, to_ram: bool) {
     assert_eq!(masked, "masked\nmasked\n");
 }
 
-/// A picture of the VGA screen at the ready point: not blank. Kept in the machine's
-/// directory; copied to $ALTDISK_RESCUE_SCREENSHOT when set (docs/ keeps one).
+/// A picture of the VGA screen at the ready point: not blank (a GUI may take a while to draw
+/// its first frame under TCG: up to a minute). Kept in the machine's directory; copied to
+/// $ALTDISK_RESCUE_SCREENSHOT when set (docs/ keeps one).
 fn screenshot(m: &mut Machine, name: &str) {
     let ppm = m.dir().join(format!("{name}.ppm"));
-    m.screendump(&ppm).unwrap();
-    let (w, h, fg) = ppm_foreground_pixels(&fs::read(&ppm).unwrap()).unwrap();
+    let start = Instant::now();
+    let (w, h, fg) = loop {
+        m.screendump(&ppm).unwrap();
+        let (w, h, fg) = ppm_foreground_pixels(&fs::read(&ppm).unwrap()).unwrap();
+        if fg > 2000 || start.elapsed() > Duration::from_secs(60) {
+            break (w, h, fg);
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    };
     eprintln!("[{name}] screen {w}x{h}, {fg} foreground pixels");
     assert!(w >= 640 && h >= 400, "screen {w}x{h}");
     assert!(fg > 2000, "the screen is (nearly) blank: {fg} foreground pixels of {}", w * h);
@@ -155,13 +163,16 @@ fn screenshot(m: &mut Machine, name: &str) {
     }
 }
 
-fn poweroff(m: &mut Machine) {
+/// Powers the machine off (it must stop by itself) and says how long the test took.
+fn poweroff(m: &mut Machine, started: Instant) {
     m.shutdown().unwrap();
     assert!(!m.is_running());
+    eprintln!("[{}] boot, checks and power-off: {:.0?}", m.dir().display(), started.elapsed());
 }
 
 #[test]
 fn vm_rescue_ovmf_usb_stick_to_ram_can_be_pulled() {
+    let started = Instant::now();
     let (mut m, _) = boot("rescue-ovmf-usb-ram", Firmware::Ovmf, Stick::Usb, true);
     check_live(&mut m, Firmware::Ovmf, Stick::Usb, true);
 
@@ -179,30 +190,33 @@ fn vm_rescue_ovmf_usb_stick_to_ram_can_be_pulled() {
     assert!(lspv.lines().any(|l| l.starts_with("vda ")), "{lspv}");
     let errors = m.sh("dmesg | grep -ci 'squashfs error' || true").unwrap();
     assert_eq!(errors.trim(), "0", "squashfs errors after the stick was pulled");
-    poweroff(&mut m);
+    poweroff(&mut m, started);
 }
 
 #[test]
 fn vm_rescue_seabios_cd() {
+    let started = Instant::now();
     let (mut m, _) = boot("rescue-seabios-cd", Firmware::SeaBios, Stick::Cd, false);
     check_live(&mut m, Firmware::SeaBios, Stick::Cd, false);
     screenshot(&mut m, "rescue-seabios-cd");
-    poweroff(&mut m);
+    poweroff(&mut m, started);
 }
 
 #[test]
 #[ignore = "the rest of the firmware x medium matrix: cargo test --test vm_rescue -- --include-ignored"]
 fn vm_rescue_ovmf_cd() {
+    let started = Instant::now();
     let (mut m, _) = boot("rescue-ovmf-cd", Firmware::Ovmf, Stick::Cd, false);
     check_live(&mut m, Firmware::Ovmf, Stick::Cd, false);
     screenshot(&mut m, "rescue-ovmf-cd");
-    poweroff(&mut m);
+    poweroff(&mut m, started);
 }
 
 #[test]
 #[ignore = "the rest of the firmware x medium matrix: cargo test --test vm_rescue -- --include-ignored"]
 fn vm_rescue_seabios_usb_stick() {
+    let started = Instant::now();
     let (mut m, _) = boot("rescue-seabios-usb", Firmware::SeaBios, Stick::Usb, false);
     check_live(&mut m, Firmware::SeaBios, Stick::Usb, false);
-    poweroff(&mut m);
+    poweroff(&mut m, started);
 }
