@@ -80,16 +80,42 @@ fn enter_root(c: &mut Command, root: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Find a tool by name in the system directories.
+/// Whether `p` (and the directory holding it) can be changed only by root: a tool altdisk
+/// runs as root must not be one a user could have put there.
+fn root_only(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let safe = |q: &Path| std::fs::metadata(q).is_ok_and(|m| m.uid() == 0 && m.mode() & 0o022 == 0);
+    safe(p) && p.parent().is_none_or(safe)
+}
+
+/// Find a tool by name in the system directories. A tool in a place a user can write is not
+/// taken (when altdisk runs as root).
 pub fn which(tool: &str) -> Result<PathBuf> {
+    let as_root = nix::unistd::geteuid().is_root();
+    let mut unsafe_one = None;
     for dir in TOOL_DIRS {
         let p = Path::new(dir).join(tool);
         if let Ok(md) = std::fs::metadata(&p) {
             use std::os::unix::fs::PermissionsExt;
             if md.is_file() && md.permissions().mode() & 0o111 != 0 {
+                let real = std::fs::canonicalize(&p).unwrap_or_else(|_| p.clone());
+                if as_root && !root_only(&real) {
+                    unsafe_one.get_or_insert(real);
+                    continue;
+                }
                 return Ok(p);
             }
         }
+    }
+    if let Some(p) = unsafe_one {
+        return Err(Error::refused(
+            p.display().to_string(),
+            format!("`{tool}` there can be changed by a user other than root, and altdisk runs it as root"),
+            format!(
+                "make it and its directory owned by root and writable only by root, or reinstall {}",
+                package_of(tool)
+            ),
+        ));
     }
     Err(Error::not_found(
         format!("tool `{tool}`"),
@@ -261,6 +287,23 @@ impl Cmd {
         for (k, v) in &self.env {
             c.env(k, v);
         }
+        // A tool dies with altdisk: a killed run must not leave a losetup or mkfs going on
+        // behind the next run's back (which is cleaning up after it).
+        let parent = std::process::id();
+        // SAFETY: prctl and getppid are async-signal-safe; nothing is allocated.
+        unsafe {
+            use std::os::unix::process::CommandExt;
+            c.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The parent may have died before the prctl took effect.
+                if libc::getppid() as u32 != parent {
+                    libc::_exit(1);
+                }
+                Ok(())
+            });
+        }
         if let Some(root) = &self.root {
             enter_root(&mut c, root)?;
         }
@@ -281,5 +324,31 @@ impl Cmd {
                 stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
             },
         ))
+    }
+}
+
+#[cfg(test)]
+mod root_only_tests {
+    use super::*;
+
+    #[test]
+    fn tools_a_user_could_change_are_not_taken() {
+        if !nix::unistd::geteuid().is_root() {
+            return;
+        }
+        use std::os::unix::fs::PermissionsExt;
+        let d = std::env::temp_dir().join(format!("altdisk-which-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let t = d.join("tool");
+        std::fs::write(&t, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert!(root_only(&t));
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o775)).unwrap();
+        assert!(!root_only(&t), "group-writable");
+        std::fs::set_permissions(&t, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(!root_only(&t), "in a world-writable directory");
+        std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -33,7 +33,7 @@ pub enum Error {
     Command { description: String, command: String, status: String, stderr: String },
 
     /// A system call or file operation failed.
-    #[error("{context} ({path}): {source}")]
+    #[error("{context} ({path}): {source}{}", io_hint(source))]
     Io {
         context: String,
         path: PathBuf,
@@ -42,11 +42,23 @@ pub enum Error {
     },
 
     /// The user (or a signal) cancelled the run.
-    #[error("cancelled: the target is left marked incomplete; run the command again to start over")]
+    #[error("cancelled: the target is left marked incomplete; to start over, run the same command again with --force")]
     Cancelled,
 
+    /// Writes to a target did not reach it: a flush failed, or its filesystem recorded
+    /// errors or went read-only. The clone cannot be trusted.
+    #[error("{what}: {why}; the target is left marked incomplete; {todo}")]
+    TargetFailed { what: String, why: String, todo: String },
+
+    /// Another altdisk run holds a target.
+    #[error("refusing {target}: {why}; {todo}")]
+    Busy { target: String, why: String, todo: String },
+
     /// The copy finished but some entries could not be copied.
-    #[error("{count} entries could not be copied, first: {first}; the target is left marked incomplete")]
+    #[error(
+        "{count} entries could not be copied, first: {first}; the target is left marked incomplete; \
+         mend or exclude (-e) what the errors name (ALTDISK_LOG=warn lists each), then run again with --force"
+    )]
     CopyFailed { count: u64, first: String },
 
     /// Cleaning up after a failure failed too; the original cause is kept.
@@ -89,13 +101,33 @@ impl Error {
         match self {
             Error::Usage { .. } => 2,
             Error::NotFound { .. } => 3,
-            Error::Refused { .. } => 4,
+            Error::Refused { .. } | Error::Busy { .. } => 4,
             Error::TooSmall { .. } => 5,
             Error::Unsupported { .. } => 6,
-            Error::Command { .. } | Error::Io { .. } | Error::CopyFailed { .. } | Error::Corrupt { .. } => 1,
+            Error::Command { .. }
+            | Error::Io { .. }
+            | Error::CopyFailed { .. }
+            | Error::Corrupt { .. }
+            | Error::TargetFailed { .. } => 1,
             Error::Cancelled => 130,
             Error::UndoFailed { cause, .. } => cause.exit_code(),
         }
+    }
+}
+
+/// What to do about an I/O error, by its cause: the part of the one-line message that
+/// tells the user what next.
+pub fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) => "; the filesystem is full: free space there, or give the clone more room (larger disks, or sizes in a layout file with -i)",
+        Some(libc::EDQUOT) => "; a disk quota is exhausted: raise it or write elsewhere",
+        Some(libc::EROFS) => "; the filesystem is read-only (it may have been remounted read-only after errors: see dmesg)",
+        Some(libc::EIO) => "; an I/O error: the disk may be failing (see dmesg); choose another disk",
+        Some(libc::EPERM) | Some(libc::EACCES) => "; check its permissions and flags (lsattr: an immutable or append-only file cannot be written)",
+        Some(libc::ENAMETOOLONG) => "; a name is longer than the filesystem allows: exclude it with -e, or rename it",
+        Some(libc::ENOENT) => "; check that the path exists",
+        Some(libc::EBUSY) => "; something else uses it: close what holds it (fuser -m, lsof) and try again",
+        _ => "",
     }
 }
 

@@ -201,7 +201,13 @@ impl Job {
     }
 
     pub(crate) fn add_bytes(&self, n: u64) {
-        self.inner.bytes_done.fetch_add(n, Ordering::Relaxed);
+        let done = self.inner.bytes_done.fetch_add(n, Ordering::Relaxed) + n;
+        if let Some(pct) = test_pause().copy_percent {
+            let total = self.inner.bytes_total.load(Ordering::Relaxed).max(1);
+            if done * 100 >= total * pct {
+                pause(&format!("copying files@{pct}"));
+            }
+        }
     }
 
     pub(crate) fn add_file(&self) {
@@ -236,6 +242,44 @@ impl Job {
             current: i.current.lock().unwrap_or_else(|e| e.into_inner()).display().to_string(),
             elapsed_ms: i.started.elapsed().as_millis() as u64,
         }
+    }
+}
+
+/// Test-only fault injection, for the power-cut tests: `ALTDISK_TEST_PAUSE_AT=STEP` stops the
+/// run when its record is about to name STEP (see [`crate::discover::record::step`]), and
+/// `ALTDISK_TEST_PAUSE_AT="copying files@PCT"` once PCT percent of the bytes are copied. The
+/// run prints `altdisk-test: paused at STEP` to stderr and sleeps until it is killed (the test
+/// then cuts the machine's power). Unset, this costs one load of a static.
+struct TestPause {
+    step: Option<String>,
+    copy_percent: Option<u64>,
+}
+
+fn test_pause() -> &'static TestPause {
+    static P: std::sync::OnceLock<TestPause> = std::sync::OnceLock::new();
+    P.get_or_init(|| {
+        let v = std::env::var("ALTDISK_TEST_PAUSE_AT").ok().filter(|v| !v.is_empty());
+        let copy_percent = v.as_deref().and_then(|v| v.strip_prefix("copying files@")).and_then(|p| p.parse().ok());
+        TestPause { step: v.filter(|_| copy_percent.is_none()), copy_percent }
+    })
+}
+
+fn pause(at: &str) {
+    static SAID: std::sync::Once = std::sync::Once::new();
+    SAID.call_once(|| {
+        eprintln!("altdisk-test: paused at {at}");
+        // The marker must reach the console before the power is cut.
+        nix::unistd::sync();
+    });
+    loop {
+        std::thread::sleep(Duration::from_secs(3600));
+    }
+}
+
+/// Stop here if the test environment asks to (see [`TestPause`]).
+pub(crate) fn test_pause_at(step: &str) {
+    if test_pause().step.as_deref() == Some(step) {
+        pause(step);
     }
 }
 

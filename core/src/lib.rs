@@ -1,34 +1,26 @@
 //! altdisk: clone a running Linux root system onto free disks as a complete, independent,
 //! bootable alternate system (`altinst_rootvg`), in the manner of AIX `alt_disk_copy`.
 //!
-//! Data flows one way: [`source`] and [`blockdev`] discover what exists, [`plan`] derives a
-//! pure, printable [`plan::Plan`], [`clone`] executes it step by step while reporting to a
-//! [`job::Job`], and [`bootenv`] records on the target what state the clone is in.
+//! Data flows one way, and the folders follow it: [`discover`] finds what exists (disks,
+//! mounts, the source system, the records of systems altdisk made), [`plan`] derives a pure,
+//! printable [`plan::Plan`] and checks it, [`write`] partitions, makes filesystems, copies
+//! and customizes, [`boot`] makes the clone bootable and manages the boot list, [`systems`]
+//! works on systems that exist (wake, sleep, rename, remove), and [`run`] is the one
+//! pipeline that takes a request through those steps while reporting to a [`job::Job`].
+//! Underneath all of them: [`cmd`] (the one runner of external tools), [`error`], [`size`].
+//! [`dbus`] serves the same library on the system bus.
 
-pub mod altops;
-pub mod blockdev;
-pub mod bootenv;
-pub mod boothook;
-pub mod bootlist;
-pub mod bootloader;
-pub mod clone;
+pub mod boot;
 pub mod cmd;
-pub mod copy;
-pub mod customize;
 pub mod dbus;
-pub mod efi;
+pub mod discover;
 pub mod error;
-pub mod exclude;
-pub mod fixup;
-pub mod fs;
 pub mod job;
-pub mod lvm;
-pub mod mounts;
-pub mod partition;
 pub mod plan;
-pub mod safety;
+pub mod run;
 pub mod size;
-pub mod source;
+pub mod systems;
+pub mod write;
 
 pub use error::{Error, Result};
 

@@ -3,9 +3,12 @@
 //! every kind of file the clone must keep, and a tree comparison that reports each
 //! difference in metadata or content.
 //!
-//! Tiers (see tests/README.md): `root_*` tests need root and use loop devices; `vm_*` tests
-//! boot QEMU. Nothing here touches a device it did not create.
+//! Tiers (see tests/README.md): `cli_*` tests run the built binary as any user; `root_*`
+//! tests need root and use loop devices; `vm_*` tests boot QEMU (`pkg`: altdisk's Debian
+//! package in a guest). Nothing here touches a device it did not create.
 
+pub mod bus;
+pub mod pkg;
 pub mod rescue;
 pub mod vm;
 pub mod vm_lvm;
@@ -118,6 +121,9 @@ impl Scratch {
         let dev = run("losetup", &["--find", "--show", img.to_str().unwrap()]).unwrap();
         let dev = PathBuf::from(dev.trim());
         self.loops.push(dev.clone());
+        // Partitions added by hand (BLKPG, partx) outlive a detach of a loop device without
+        // partition scanning: drop any an earlier user left on this (now our) device.
+        let _ = Command::new("partx").arg("-d").arg(&dev).stderr(std::process::Stdio::null()).status();
         dev
     }
 
@@ -200,7 +206,9 @@ impl Drop for Scratch {
             }
         }
         for l in loops {
-            // Only devices this test made (listed, or backed by its own files).
+            // Only devices this test made (listed, or backed by its own files); their
+            // partition nodes first, which a detach would leave behind.
+            let _ = Command::new("partx").arg("-d").arg(&l).stderr(std::process::Stdio::null()).status();
             let _ = Command::new("losetup").arg("-d").arg(&l).status();
         }
         let _ = std::fs::remove_dir_all(&self.dir);
@@ -261,6 +269,10 @@ setfacl -m u:1234:rw- home/alice/docs/small.bin
 setfacl -d -m g:5678:r-x home/alice/docs
 setfacl -m u:99:rwx home/alice/docs
 echo 'x' > 'with space/dir/file name'
+# Names as the kernel allows them: a newline, bytes that are not UTF-8.
+printf 'nl\n' > "$(printf 'new\nline')"
+printf 'raw\n' > "$(printf 'raw\377name\001')"
+mkdir "$(printf 'dir\nwith newline')" && printf 'in\n' > "$(printf 'dir\nwith newline/f')"
 echo keep > tmp/cache/item
 echo keep > var/tmp/item
 echo drop > scratch/x/item
@@ -523,4 +535,59 @@ pub fn stdout(o: &Output) -> String {
 
 pub fn os(s: &str) -> &OsStr {
     OsStr::new(s)
+}
+
+/// A Linux system on a disk of its own (GPT, one ext4 partition): `Rescue Test 1`, with a
+/// kernel and boot tools that only write down how they were called (the chroot runs them
+/// with the disk's own /bin/sh, into /var/log/boot-tools.log), or without a kernel. For the
+/// rescue tests (restore, repair). Unmounted when returned.
+pub fn rescue_disk(s: &mut Scratch, name: &str, bootable: bool) -> PathBuf {
+    use altdisk::write::partition::{self, PartSpec};
+    let dev = s.loopdev(&format!("{name}.img"), 320 << 20);
+    let parts = vec![PartSpec {
+        number: 1,
+        start: 1 << 20,
+        size: 300 << 20,
+        type_guid: altdisk::discover::gpt::LINUX_FS_TYPE.into(),
+        guid: uuid::Uuid::new_v4(),
+        name: "root".into(),
+    }];
+    partition::write_gpt(&dev, 320 << 20, uuid::Uuid::new_v4(), &parts).unwrap();
+    partition::add_partition_nodes(&dev, &parts).unwrap();
+    let root = partition::partition_path(&dev, 1);
+    let r = s.mkfs_mount(&root, "ext4", Some(name), name);
+    for d in
+        ["etc", "boot", "dev", "proc", "sys", "run", "tmp", "var/log", "usr/bin", "usr/sbin", "usr/lib/grub/i386-pc"]
+    {
+        std::fs::create_dir_all(r.join(d)).unwrap();
+    }
+    std::fs::write(r.join("etc/os-release"), "NAME=\"Rescue Test\"\nPRETTY_NAME=\"Rescue Test 1\"\n").unwrap();
+    let uuid = blkid(&root, "UUID").unwrap();
+    std::fs::write(r.join("etc/fstab"), format!("UUID={uuid} / ext4 errors=remount-ro 0 1\n")).unwrap();
+    if bootable {
+        std::fs::create_dir_all(r.join("lib/modules/6.1.0-test")).unwrap();
+        std::fs::write(r.join("boot/vmlinuz-6.1.0-test"), b"kernel").unwrap();
+        std::fs::write(r.join("boot/initrd.img-6.1.0-test"), b"initrd").unwrap();
+        // The shell the fake tools run with, and its libraries.
+        std::fs::copy("/bin/sh", r.join("usr/bin/sh")).unwrap();
+        for lib in run("ldd", &["/bin/sh"]).unwrap().split_whitespace().filter(|w| w.starts_with('/')) {
+            let to = r.join(lib.trim_start_matches('/'));
+            std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+            std::fs::copy(lib, &to).unwrap();
+        }
+        for l in ["bin", "lib64", "lib"] {
+            if !r.join(l).exists() {
+                std::os::unix::fs::symlink(format!("usr/{l}"), r.join(l)).unwrap();
+            }
+        }
+        for tool in ["update-initramfs", "grub-install", "update-grub"] {
+            let p = r.join("usr/sbin").join(tool);
+            // update-initramfs takes a moment, so the job is seen running.
+            let pause = if tool == "update-initramfs" { "sleep 1\n" } else { "" };
+            std::fs::write(&p, format!("#!/bin/sh\n{pause}echo \"{tool} $*\" >> /var/log/boot-tools.log\n")).unwrap();
+            std::fs::set_permissions(&p, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        }
+    }
+    run("umount", &[r.to_str().unwrap()]).unwrap();
+    dev
 }

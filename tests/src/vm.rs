@@ -54,6 +54,21 @@ fn boot_timeout() -> Duration {
     env_secs("ALTDISK_VM_BOOT_TIMEOUT", 300)
 }
 
+/// vCPUs of each guest: ALTDISK_VM_SMP, else 2 when one VM runs at a time and 1 when
+/// several share the machine (ALTDISK_VM_PARALLEL), so that the guests never ask for more
+/// host threads than there are cores.
+fn vcpus() -> usize {
+    if let Some(n) = std::env::var("ALTDISK_VM_SMP").ok().and_then(|v| v.parse().ok()).filter(|&n: &usize| n > 0) {
+        return n;
+    }
+    let parallel = std::env::var("ALTDISK_VM_PARALLEL").ok().and_then(|v| v.parse().ok()).unwrap_or(1usize);
+    if parallel > 1 {
+        1
+    } else {
+        2
+    }
+}
+
 /// VM slots: TCG is CPU-bound, and two 2-vCPU guests on a 2-core machine each boot four to
 /// five times slower than one alone, so by default one QEMU runs at a time on this machine,
 /// across test processes too (an flock on /var/tmp/altdisk-tests/.vm-slot-N.lock; env
@@ -582,7 +597,7 @@ impl Machine {
         let log = fs::OpenOptions::new().create(true).append(true).open(&qemu_log)?;
         let mut cmd = Command::new("qemu-system-x86_64");
         cmd.args(["-name", &format!("altdisk-{}", self.name)]);
-        cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "max", "-m", "2048", "-smp", "2"]);
+        cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "max", "-m", "2048", "-smp", &vcpus().to_string()]);
         cmd.args(["-nic", "none", "-display", "none", "-monitor", "none", "-no-reboot"]);
         let qmp = self.dir.join("qmp.sock");
         let _ = fs::remove_file(&qmp);
@@ -845,6 +860,49 @@ impl Machine {
         }
     }
 
+    /// Start `cmd` in the guest and return its output once a line with `marker` appears in it, leaving it
+    /// running (the console is busy until it ends). For cutting the power at a chosen moment:
+    /// see [`Machine::power_cut`].
+    pub fn start_until(&mut self, cmd: &str, marker: &str, timeout: Duration) -> Result<String> {
+        let name = self.name.clone();
+        let vm = self.vm.as_mut().ok_or_else(|| anyhow!("Machine::start_until: VM {name} is not running"))?;
+        vm.seq += 1;
+        let id = format!("{}s{}", vm.nonce, vm.seq);
+        let mut text = format!("base64 -d >/run/altdisk-start <<'__B64_{id}__'\n");
+        for line in base64(cmd.as_bytes()).as_bytes().chunks(76) {
+            text.push_str(std::str::from_utf8(line).unwrap());
+            text.push('\n');
+        }
+        text.push_str(&format!("__B64_{id}__\necho __BEGIN_\"{id}\"__; bash /run/altdisk-start </dev/null 2>&1\n"));
+        vm.send(&text)?;
+        let begin = format!("__BEGIN_{id}__");
+        let deadline = Instant::now() + timeout;
+        let found = vm.wait_for(deadline, |t| {
+            let b = find(t, &begin)?;
+            let m = b + find(&t[b..], marker)?;
+            // The whole line that holds the marker.
+            let end = m + t[m..].iter().position(|&c| c == b'\n')?;
+            Some(clean(&String::from_utf8_lossy(&t[b + begin.len()..end])))
+        });
+        match found {
+            Ok(out) => Ok(out),
+            Err(_) => {
+                let all = clean(&vm.text_since(vm.cursor));
+                let partial = tail_str(&all, 4000);
+                bail!("VM {name}: `{marker}` did not appear within {timeout:?}: {cmd}\noutput so far:\n{partial}")
+            }
+        }
+    }
+
+    /// Pull the plug: QEMU is killed at once. What the guest had not written out is lost (its
+    /// page cache); what it wrote to its disks and firmware variables stays, as after a power
+    /// cut of a machine whose disks honour flushes.
+    pub fn power_cut(&mut self) {
+        if let Some(mut vm) = self.vm.take() {
+            vm.kill();
+        }
+    }
+
     /// Run with a generous timeout (10 min); an error (with the output) unless it exits 0.
     pub fn sh(&mut self, cmd: &str) -> Result<String> {
         let (rc, out) = self.run(cmd, Duration::from_secs(600))?;
@@ -925,6 +983,44 @@ impl Machine {
         .context("installing altdisk into the guest")?;
         let _ = fs::remove_file(&dst);
         Ok(())
+    }
+}
+
+impl Machine {
+    /// Copy host files into the guest directory `guest_dir` (made if missing; mode 0644),
+    /// through the read-only 9p share `host`, mounted for the copy only. The VM must be
+    /// running.
+    pub fn put_files(&mut self, files: &[PathBuf], guest_dir: &str) -> Result<()> {
+        if self.vm.is_none() {
+            bail!("Machine::put_files: the VM is not running");
+        }
+        let mut names = Vec::new();
+        for f in files {
+            let name =
+                f.file_name().and_then(|n| n.to_str()).ok_or_else(|| anyhow!("bad file name {}", f.display()))?;
+            if name.contains('\'') {
+                bail!("Machine::put_files: a quote in {name}");
+            }
+            fs::copy(f, self.share.join(name)).with_context(|| format!("copying {}", f.display()))?;
+            names.push(format!("'{name}'"));
+        }
+        let r = self.run(
+            &format!(
+                "set -e
+                 modprobe -q 9pnet_virtio; modprobe -q 9p
+                 mkdir -p /run/altdisk-host '{guest_dir}'
+                 mountpoint -q /run/altdisk-host || mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=262144 host /run/altdisk-host
+                 cd /run/altdisk-host; install -m 0644 -t '{guest_dir}' {}
+                 cd /; umount /run/altdisk-host; rmdir /run/altdisk-host; sync",
+                names.join(" ")
+            ),
+            Duration::from_secs(600),
+        );
+        for f in files {
+            let _ = fs::remove_file(self.share.join(f.file_name().unwrap()));
+        }
+        r.and_then(|(rc, out)| if rc == 0 { Ok(()) } else { Err(anyhow!("exit {rc}: {out}")) })
+            .with_context(|| format!("copying files into the guest's {guest_dir}"))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Root tier: alt_rootvg_op on a clone made on a loop device (query, wake, customize,
 //! sleep, rename, remove) and resuming phases on an existing clone (-P2).
 
-use altdisk::bootenv::{self, State};
+use altdisk::discover::record::{self, State};
 use altdisk_tests::*;
 
 const MIB: u64 = 1 << 20;
@@ -56,7 +56,7 @@ fn root_alt_rootvg_op_query_wake_customize_rename_remove() {
     std::fs::write(&r3, "nameserver 192.0.2.3\n").unwrap();
     ok(&altdisk("alt_disk_copy", &["-d", &ts, "-P2", "-R", r3.to_str().unwrap(), "--mount-at", &alts]));
     assert_eq!(std::fs::read_to_string(s.path("alt/etc/resolv.conf")).unwrap(), "nameserver 192.0.2.3\n");
-    let env = bootenv::read(&t).unwrap().unwrap();
+    let env = record::read(&t).unwrap().unwrap();
     assert_eq!(env.state, State::Customized);
     assert_eq!(env.phases_done, vec![1, 2]);
     ok(&op(&["-S"]));
@@ -73,7 +73,7 @@ fn root_alt_rootvg_op_query_wake_customize_rename_remove() {
     assert_eq!(x.status.code(), Some(2), "{}", stderr(&x));
     assert!(stderr(&x).contains("-y"));
     ok(&op(&["-X", "mytest", "-y"]));
-    assert!(bootenv::read(&t).is_none(), "the record is gone");
+    assert!(record::read(&t).is_none(), "the record is gone");
     assert!(blkid(&t, "PTTYPE").is_none(), "the partition table is gone");
     let l = stdout(&altdisk("altdisk", &["lspv"]));
     assert!(l.lines().any(|x| x.starts_with(name) && x.contains(" free")), "{l}");
@@ -95,11 +95,11 @@ fn root_resuming_an_incomplete_clone_is_refused() {
     ));
     ok(&altdisk("alt_rootvg_op", &["-S", "--mount-at", alt.to_str().unwrap()]));
     // As an interrupted run leaves it.
-    let mut env = bootenv::read(&t).unwrap().unwrap();
+    let mut env = record::read(&t).unwrap().unwrap();
     env.state = State::Incomplete;
     env.phases_done.clear();
     env.note = Some("cancelled".into());
-    bootenv::update(&t, &env).unwrap();
+    record::update(&t, &env).unwrap();
     let o = altdisk("alt_disk_copy", &["-d", t.to_str().unwrap(), "-P23", "--mount-at", alt.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
     assert!(stderr(&o).contains("phase 1 did not finish"), "{}", stderr(&o));

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use altdisk::bootenv::{self, State};
+use altdisk::discover::record::{self, State};
 use altdisk_tests::*;
 
 const MIB: u64 = 1 << 20;
@@ -30,7 +30,7 @@ fn assert_ok(o: &std::process::Output) {
 
 /// Partition `n` of a loop device or disk.
 fn part(dev: &Path, n: u32) -> PathBuf {
-    altdisk::partition::partition_path(dev, n)
+    altdisk::write::partition::partition_path(dev, n)
 }
 
 fn sleep(mount_at: &Path) {
@@ -63,7 +63,7 @@ fn root_clone_every_file_kind_to_one_disk() {
     assert!(fstab.contains("tmpfs /run tmpfs defaults 0 0"));
     assert!(!fstab.contains(&old_uuid));
     // The state record, on the disk and in the clone.
-    let env = bootenv::read(&tdev).expect("a record").unwrap();
+    let env = record::read(&tdev).expect("a record").unwrap();
     assert_eq!(env.name, "altinst_rootvg");
     assert_eq!(env.state, State::Copied);
     assert_eq!(env.phases_done, vec![1]);
@@ -124,7 +124,7 @@ fn root_clone_spans_two_disks_with_separate_filesystems() {
         p["partitions"].as_array().unwrap().iter().map(|x| x["disk"].as_u64().unwrap()).collect();
     assert_eq!(disks_used.len(), 2, "both disks used: {}", stdout(&plan));
     // plan wrote nothing
-    assert!(bootenv::read(&a).is_none());
+    assert!(record::read(&a).is_none());
     let o = altdisk("alt_disk_copy", &clone_args(src.to_str().unwrap(), &targets, alt.to_str().unwrap()));
     assert_ok(&o);
     for (from, to) in [(&src, alt.clone()), (&home, alt.join("home")), (&boot, alt.join("boot"))] {
@@ -138,8 +138,8 @@ fn root_clone_spans_two_disks_with_separate_filesystems() {
     assert!(fstab.contains("LABEL=alt_home /home"), "{fstab}");
     assert!(fstab.contains("/dev/disk/by-uuid/"), "{fstab}");
     // Both disks carry the record of the same system.
-    let ea = bootenv::read(&a).unwrap().unwrap();
-    let eb = bootenv::read(&b).unwrap().unwrap();
+    let ea = record::read(&a).unwrap().unwrap();
+    let eb = record::read(&b).unwrap().unwrap();
     assert_eq!(ea.id, eb.id);
     assert_eq!((ea.disk_index, eb.disk_index), (0, 1));
     assert_eq!(ea.filesystems.len(), 3);
@@ -323,7 +323,7 @@ fn root_image_file_target_is_created_at_the_needed_size() {
     assert!(size < 512 * MIB, "sized from used space, not the source disk: {size}");
     sleep(&alt);
     assert!(s.loops_of(&img).is_empty(), "sleep detached the image's loop device");
-    assert_eq!(bootenv::read(&img).unwrap().unwrap().state, State::Copied);
+    assert_eq!(record::read(&img).unwrap().unwrap().state, State::Copied);
     // --size makes a larger one; the root filesystem takes the rest.
     let img2 = s.path("clone2.img");
     let mut args = clone_args(src.to_str().unwrap(), img2.to_str().unwrap(), alt.to_str().unwrap());
@@ -438,14 +438,14 @@ fn root_cancel_leaves_the_target_incomplete_and_nothing_mounted() {
     let (_sdev, src) = source(&mut s, "ext4", 512 * MIB);
     let t = s.loopdev("t.img", 512 * MIB);
     let alt = s.path("alt");
-    let req = altdisk::clone::CloneRequest {
+    let req = altdisk::run::CloneRequest {
         targets: vec![t.display().to_string()],
         source_dir: Some(src.clone()),
         phases: altdisk::plan::Phases::P1,
         mount_at: alt.clone(),
         ..Default::default()
     };
-    let prep = altdisk::clone::prepare(&req).unwrap();
+    let prep = altdisk::run::prepare(&req).unwrap();
     let job = altdisk::job::Job::new();
     job.set_list_files(true);
     let j = job.clone();
@@ -459,11 +459,11 @@ fn root_cancel_leaves_the_target_incomplete_and_nothing_mounted() {
             }
         }
     });
-    let r = altdisk::clone::execute(prep, &job);
+    let r = altdisk::run::execute(prep, &job);
     assert!(matches!(r, Err(altdisk::Error::Cancelled)), "{r:?}");
     assert!(seen.load(std::sync::atomic::Ordering::SeqCst) >= 50);
     assert!(s.mounts().iter().all(|m| !m.starts_with(&alt)), "still mounted: {:?}", s.mounts());
-    let env = bootenv::read(&t).expect("a record").unwrap();
+    let env = record::read(&t).expect("a record").unwrap();
     assert_eq!(env.state, State::Incomplete);
     assert!(env.note.unwrap_or_default().contains("cancelled"));
     // lspv shows it as an incomplete altinst_rootvg.
@@ -520,7 +520,7 @@ fn root_cli_interrupt_cleans_up() {
     assert_eq!(status.code(), Some(130), "{log}");
     assert!(log.contains("cancelled"), "{log}");
     assert!(s.mounts().iter().all(|m| !m.starts_with(&alt)), "still mounted: {:?}", s.mounts());
-    assert_eq!(bootenv::read(&t).unwrap().unwrap().state, State::Incomplete);
+    assert_eq!(record::read(&t).unwrap().unwrap().state, State::Incomplete);
 }
 
 #[test]

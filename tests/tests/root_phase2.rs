@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use altdisk::customize::{self, Customize};
 use altdisk::job::{Event, Job};
+use altdisk::write::customize::{self, Customize};
 use altdisk_tests::*;
 
 const MIB: u64 = 1 << 20;
@@ -482,7 +482,13 @@ fn root_phase2_installs_from_local_apt_repositories() {
 #[test]
 fn root_phase2_from_the_command_line() {
     require_root!();
-    let w = World::new("p2-cli", |_| {});
+    // A system that boots with systemd (the fixture has no init: this stands in for it), so
+    // the first-boot script can run through altdisk's units.
+    let w = World::new("p2-cli", |src| {
+        let sd = src.join("usr/lib/systemd/systemd");
+        std::fs::create_dir_all(sd.parent().unwrap()).unwrap();
+        std::fs::write(&sd, "#!/bin/sh\n").unwrap();
+    });
     let debs = w.s.mkdir("debs");
     build_deb(&debs, &w.s.mkdir("build"), "altdisk-test-hello", "1.0", "", None);
     let resolv = w.s.path("resolv.conf");
@@ -513,11 +519,27 @@ fn root_phase2_from_the_command_line() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("phase 2 done"), "{}", stdout(&o));
     // Without phase 3 the clone stays mounted, as on AIX.
-    let env = altdisk::bootenv::read(&w.target).unwrap().unwrap();
-    assert_eq!(env.state, altdisk::bootenv::State::Customized);
+    let env = altdisk::discover::record::read(&w.target).unwrap().unwrap();
+    assert_eq!(env.state, altdisk::discover::record::State::Customized);
     assert_eq!(version_of(&w.alt.join("var/lib/dpkg"), "altdisk-test-hello").as_deref(), Some("1.0"));
     assert_eq!(std::fs::read_to_string(w.alt.join("etc/resolv.conf")).unwrap_or_default(), "nameserver 192.0.2.53\n");
     assert!(w.alt.join("var/lib/altdisk/firstboot/pending").exists(), "the first-boot script is pending in the clone");
+    // Modes of what altdisk made in the clone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = |p: &Path| std::fs::symlink_metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&w.alt.join("etc/resolv.conf")), 0o644, "resolv.conf");
+    assert_eq!(mode(&w.alt.join("var/lib/altdisk/firstboot/script")), 0o700, "the first-boot script");
+    assert_eq!(mode(&w.alt.join("etc/altdisk/bootenv.json")), 0o644, "the clone's record");
+    assert_eq!(mode(&w.alt.join("usr/local/lib/altdisk/altdisk")), 0o755, "the clone's altdisk");
+    // The units that run it are in the clone, enabled, and call a binary the clone holds.
+    let bin = w.alt.join("usr/local/lib/altdisk/altdisk");
+    assert!(bin.is_file(), "the clone has its own altdisk");
+    for unit in ["altdisk-firstboot.service", "altdisk-names.service", "altdisk-commit.service"] {
+        let text = std::fs::read_to_string(w.alt.join("etc/systemd/system").join(unit)).unwrap();
+        assert!(text.contains("ExecStart=/usr/local/lib/altdisk/altdisk boot-hook"), "{text}");
+        let link = w.alt.join("etc/systemd/system/multi-user.target.wants").join(unit);
+        assert!(std::fs::symlink_metadata(link).is_ok(), "{unit} is enabled");
+    }
     w.sleep();
     assert_eq!(version_of(Path::new("/var/lib/dpkg"), "altdisk-test-hello"), None, "the running system is untouched");
 }

@@ -53,8 +53,8 @@ fn root_udev_rules_hide_and_name_alternate_systems() {
     );
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(altdisk("alt_rootvg_op", &["-S", "--mount-at", alt.to_str().unwrap()]).status.success());
-    let root = altdisk::partition::partition_path(&t, 2);
-    let meta = altdisk::partition::partition_path(&t, 1);
+    let root = altdisk::write::partition::partition_path(&t, 2);
+    let meta = altdisk::write::partition::partition_path(&t, 1);
     // The probe the rules import.
     let p = stdout(&altdisk("altdisk", &["udev-probe", root.to_str().unwrap()]));
     assert!(p.contains("ALTDISK_SYSTEM=altinst_rootvg\n") && p.contains("ALTDISK_NAME=root\n"), "{p}");

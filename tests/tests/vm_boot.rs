@@ -1,12 +1,15 @@
 //! VM tier: a Debian 12 "production" machine under QEMU (TCG, OVMF, `-nic none`) with a
 //! blank second disk clones itself with altdisk, reboots into the clone, and switches back
 //! with bootlist, as an admin would. Each reboot is a fresh QEMU on the same disks and NVRAM
-//! (OVMF stalls on warm resets under TCG), which is exactly what the firmware sees.
+//! (OVMF stalls on warm resets under TCG), which is exactly what the firmware sees. The GRUB
+//! machine gets altdisk as its Debian package (installed with apt, activated over D-Bus,
+//! purged at the end); the others get the binary of this tree.
 //! Run as root; needs qemu-system-x86 and ovmf (tests/run.sh installs them).
 
 use std::sync::Mutex;
 use std::time::Duration;
 
+use altdisk_tests::pkg;
 use altdisk_tests::vm::{production_image, Kind, Machine};
 use altdisk_tests::*;
 
@@ -43,19 +46,68 @@ fn role_of(m: &mut Machine, disk: &str) -> String {
     roles(m).into_iter().find(|(n, _)| n == disk).map(|(_, r)| r).unwrap_or_default()
 }
 
+/// How altdisk gets into the production machine.
+#[derive(Clone, Copy, PartialEq)]
+enum Install {
+    /// The binary of this tree in /usr/local/sbin, and `altdisk install-units`.
+    Binary,
+    /// The Debian package of this tree, with apt, from the file alone (no network).
+    Package,
+}
+
 /// Boot the production machine, put altdisk (and its boot units) in it.
-fn production(kind: Kind, name: &str) -> Machine {
+fn production(kind: Kind, name: &str, how: Install) -> Machine {
     let image = production_image(kind).expect("production image");
     let mut m = Machine::new(name, &image, &[6 * GIB]).unwrap();
     m.boot().unwrap();
-    m.install_altdisk(&altdisk_bin()).unwrap();
-    m.sh("altdisk install-units && systemctl daemon-reload").unwrap();
+    match how {
+        Install::Binary => {
+            m.install_altdisk(&altdisk_bin()).unwrap();
+            m.sh("altdisk install-units && systemctl daemon-reload").unwrap();
+        }
+        Install::Package => package_installs_and_serves(&mut m),
+    }
     assert_eq!(root_source(&mut m), "/dev/vda2");
     m
 }
 
-fn clone_switch_and_back(kind: Kind, name: &str, disk_swap: bool) {
-    let mut m = production(kind, name);
+/// The packages install with apt from the files alone; `altdisk lspv` works; altdiskd is
+/// started by D-Bus activation on the first call of an unprivileged user, who may read and
+/// may not clone.
+fn package_installs_and_serves(m: &mut Machine) {
+    let debs = pkg::debs().expect("the packages (image-build/build-debs.sh)");
+    let deb = debs.iter().find(|d| pkg::package_name(d) == "altdisk").unwrap();
+    let version = pkg::version(deb).unwrap();
+    let started = std::time::Instant::now();
+    pkg::install(m, &debs).unwrap();
+    eprintln!("vm: installed {debs:?} in {:.0?}", started.elapsed());
+    assert_eq!(m.sh("command -v alt_disk_copy").unwrap().trim(), "/usr/sbin/alt_disk_copy");
+    assert_eq!(m.sh("altdisk --version").unwrap().trim(), format!("altdisk {version}"));
+    assert_eq!(m.sh("dpkg-query -W -f '${Version}' altdisk").unwrap().trim(), version);
+    for unit in ["altdisk-names", "altdisk-commit", "altdisk-firstboot"] {
+        assert_eq!(m.sh(&format!("systemctl is-enabled {unit}.service")).unwrap().trim(), "enabled", "{unit}");
+    }
+    let lspv = m.sh("altdisk lspv").unwrap();
+    assert!(lspv.contains("vda") && lspv.contains("vdb"), "{lspv}");
+
+    // D-Bus activation, by the first call of an unprivileged user (nobody): read allowed.
+    let (rc, state) = m.run("systemctl is-active altdiskd.service", Duration::from_secs(60)).unwrap();
+    assert_ne!(rc, 0, "altdiskd runs before any call: {state}");
+    let as_nobody = "setpriv --reuid=nobody --regid=nogroup --clear-groups busctl --system \
+                     call org.altdisk.AltDisk1 /org/altdisk/AltDisk1 org.altdisk.AltDisk1.Manager";
+    let disks = m.sh(&format!("{as_nobody} Disks 2>&1")).unwrap();
+    assert!(disks.starts_with("a(ssssstsbss)") && disks.contains("\"vdb\""), "{disks}");
+    assert_eq!(m.sh("systemctl is-active altdiskd.service").unwrap().trim(), "active");
+    // A clone is denied without authorisation, and the disk is left alone.
+    let (rc, out) =
+        m.run(&format!("{as_nobody} Clone 'a{{sv}}' 1 targets as 1 vdb 2>&1"), Duration::from_secs(120)).unwrap();
+    assert!(rc != 0 && (out.contains("AccessDenied") || out.contains("not authorized")), "exit {rc}: {out}");
+    let (rc, sig) = m.run("wipefs --no-act /dev/vdb", Duration::from_secs(60)).unwrap();
+    assert!(rc == 0 && sig.trim().is_empty(), "vdb was written: {sig}");
+}
+
+fn clone_switch_and_back(kind: Kind, name: &str, disk_swap: bool, how: Install) {
+    let mut m = production(kind, name, how);
     let before = boot_order(&mut m);
     // Clone the running system onto the blank disk: all phases, the clone goes first.
     let out = m.sh("alt_disk_copy -d vdb 2>&1").unwrap();
@@ -90,6 +142,12 @@ fn clone_switch_and_back(kind: Kind, name: &str, disk_swap: bool) {
     assert_eq!(role_of(&mut m, "vda"), "rootvg");
     assert_eq!(role_of(&mut m, "vdb"), "old_rootvg");
 
+    if how == Install::Package {
+        // apt purge takes away every file of the package, its unit links and state.
+        let problems = pkg::purge_and_check(&mut m).unwrap();
+        assert!(problems.is_empty(), "left after apt purge:\n{}", problems.join("\n"));
+    }
+
     if !disk_swap {
         m.shutdown().unwrap();
         return;
@@ -106,25 +164,28 @@ fn clone_switch_and_back(kind: Kind, name: &str, disk_swap: bool) {
     m.shutdown().unwrap();
 }
 
+/// Also the package test (issue 11): altdisk comes in as the Debian package (installed,
+/// activated over D-Bus, authorised), the clone it makes boots, and after switching back
+/// `apt purge` leaves nothing behind; sharing this test's boots keeps the VM tier short.
 #[test]
-fn vm_grub_clone_boots_and_bootlist_switches_back() {
+fn vm_grub_package_clone_boots_bootlist_switches_back_and_purge_is_clean() {
     require_root!();
     let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
-    clone_switch_and_back(Kind::Grub, "grub", true);
+    clone_switch_and_back(Kind::Grub, "grub", true, Install::Package);
 }
 
 #[test]
 fn vm_systemd_boot_clone_boots_and_bootlist_switches_back() {
     require_root!();
     let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
-    clone_switch_and_back(Kind::SystemdBoot, "sdboot", false);
+    clone_switch_and_back(Kind::SystemdBoot, "sdboot", false, Install::Binary);
 }
 
 #[test]
 fn vm_trial_boot_is_kept_when_healthy_and_falls_back_when_broken() {
     require_root!();
     let _one = ONE_VM.lock().unwrap_or_else(|p| p.into_inner());
-    let mut m = production(Kind::Grub, "trial");
+    let mut m = production(Kind::Grub, "trial", Install::Binary);
     let before = boot_order(&mut m);
     let out = m.sh("alt_disk_copy -d vdb --trial 2>&1").unwrap();
     assert!(out.contains("boots next, once"), "{out}");

@@ -120,8 +120,10 @@ esp_id=$(od -An -N4 -tx4 /dev/urandom | tr -d ' \n' | tr a-f A-F)
 esp_uuid="${esp_id:0:4}-${esp_id:4:4}"
 
 say "mmdebstrap bookworm (+ linux-image-amd64, $loader_pkg)"
+# polkitd: altdisk's package recommends it (altdiskd authorises every call through it), and
+# the package test installs that package offline, with what the image holds.
 pkgs=linux-image-amd64,systemd-sysv,udev,initramfs-tools,zstd,e2fsprogs,dosfstools,util-linux,fdisk
-pkgs+=,efibootmgr,kmod,procps,lvm2,btrfs-progs,xfsprogs,dbus,$loader_pkg
+pkgs+=,efibootmgr,kmod,procps,lvm2,btrfs-progs,xfsprogs,dbus,polkitd,$loader_pkg
 # shellcheck disable=SC2016 # the hooks' $1 is mmdebstrap's, expanded in the hook's shell
 mmdebstrap --mode=root --variant=minbase --include="$pkgs" \
 	--setup-hook='mkdir -p "$1/etc/initramfs-tools/conf.d" && printf "MODULES=list\nCOMPRESS=zstd\n" >"$1/etc/initramfs-tools/conf.d/altdisk-tests.conf"' \
@@ -237,11 +239,13 @@ date -u +%FT%TZ >"$work/COMPLETE"
 mv -T "$work" "$OUTDIR"
 say "done in $((SECONDS - start)) s: $OUTDIR"
 
-# Images of this kind built by other versions of these scripts are dropped (unless one is
-# being built right now, or ALTDISK_VM_PRUNE=0), so the cache does not grow with each edit.
+# Images of this kind built by other versions of these scripts are dropped once they are two
+# days old (unless one is being built right now, or ALTDISK_VM_PRUNE=0), so the cache does not
+# grow with each edit; a younger one may still be in use by another checkout's tests.
 if [[ ${ALTDISK_VM_PRUNE:-1} == 1 && -z ${2:-} ]]; then
 	for old in "$(dirname "$OUTDIR")/vm-$KIND-"*; do
 		[[ -d $old && $old != "$OUTDIR" && $old != *.tmp.* ]] || continue
+		[[ -n $(find "$old" -maxdepth 0 -mmin +2880) ]] || continue
 		if (flock -n 8 && rm -rf "$old" "$old".tmp.*) 8>"$old.lock"; then
 			rm -f "$old.lock"
 			say "pruned the outdated image $old"

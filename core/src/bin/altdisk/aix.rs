@@ -5,11 +5,11 @@ use std::path::PathBuf;
 
 use clap::{ArgAction, Args};
 
-use altdisk::clone::{self, CloneRequest};
-use altdisk::customize::Customize;
 use altdisk::error::Error;
 use altdisk::job::Job;
 use altdisk::plan::{BootlistMode, Layout, Phases};
+use altdisk::run::{self, CloneRequest};
+use altdisk::write::customize::Customize;
 
 use crate::progress::Progress;
 use crate::Result;
@@ -17,67 +17,42 @@ use crate::Result;
 #[derive(Args, Debug, Default)]
 #[command(disable_version_flag = true)]
 pub struct CopyArgs {
-    /// Target disks: sdb, /dev/sdb, "sdb sdc", /dev/disk/by-id/..., hdiskN, or an image file path.
+    /// Target disks: sdb, /dev/sdb, "sdb sdc", /dev/disk/by-id/..., hdiskN, or an image file
+    /// path. The value is split at blanks (AIX -d "sdb sdc") unless it names an existing path.
     #[arg(short = 'd', value_name = "TARGETS", action = ArgAction::Append)]
-    pub targets: Vec<String>,
+    pub disks: Vec<String>,
+    /// One target taken whole, never split at blanks: for a path holding a space.
+    #[arg(long = "target", value_name = "PATH", action = ArgAction::Append)]
+    pub target_paths: Vec<String>,
+    /// All targets in command-line order (-d values split, --target values whole); filled
+    /// by [`CopyArgs::from_matches`].
+    #[arg(skip)]
+    pub ordered: Vec<TargetArg>,
     /// Layout file (TOML; see `altdisk layout`), the counterpart of AIX image.data. Full path.
     #[arg(short = 'i', value_name = "LAYOUT")]
     pub layout: Option<PathBuf>,
-    /// Script run on this system after phase 2, before /alt_inst is unmounted (full path, executable).
-    #[arg(short = 's', value_name = "SCRIPT")]
-    pub script: Option<PathBuf>,
-    /// File listing packages to install into the clone, or update_all (needs -l).
-    #[arg(short = 'b', value_name = "BUNDLE")]
-    pub bundle: Option<String>,
-    /// Extra apt-get options for the installs (needs -l).
-    #[arg(short = 'I', value_name = "FLAGS", allow_hyphen_values = true)]
-    pub install_flags: Option<String>,
-    /// Directory of .deb packages (or a local repository) to install from, offline.
-    #[arg(short = 'l', value_name = "DIR")]
-    pub images: Option<PathBuf>,
-    /// File listing more packages to install (needs -l).
-    #[arg(short = 'f', value_name = "FILE")]
-    pub fixbundle: Option<PathBuf>,
-    /// More packages to install (needs -l).
-    #[arg(short = 'F', value_name = "FIXES")]
-    pub fixes: Option<String>,
     /// Exclude list: grep patterns matched against ./relative/paths. Full path.
     #[arg(short = 'e', value_name = "EXCLUDE")]
     pub exclude: Option<PathBuf>,
-    /// Packages to install into the clone (needs -l).
-    #[arg(short = 'w', value_name = "PKGS")]
-    pub filesets: Option<String>,
     /// Remain NIM client: no Linux meaning, accepted with a warning.
     #[arg(short = 'n')]
     pub nim: bool,
-    /// Phases to run: 1, 2, 3, 12, 23 or all.
+    /// Phases to run: 1 (copy), 2 (customize), 3 (make bootable), 12, 23 or all.
     #[arg(short = 'P', value_name = "PHASES", default_value = "all")]
     pub phases: String,
-    /// Kernel console for the clone, e.g. ttyS0,115200 (only with -O).
-    #[arg(short = 'c', value_name = "CONSOLE")]
-    pub console: Option<String>,
-    /// Script to run once at the clone's first boot (full path).
-    #[arg(short = 'x', value_name = "SCRIPT")]
-    pub first_boot: Option<PathBuf>,
-    /// resolv.conf to put in the clone (full path).
-    #[arg(short = 'R', value_name = "RESOLVCONF")]
-    pub resolv: Option<PathBuf>,
     /// Debug: print every command run.
     #[arg(short = 'D')]
     pub debug: bool,
-    /// Do not change the boot list.
+    /// Do not change the boot list (the clone's UEFI entry is made, BootOrder is left alone).
     #[arg(short = 'B')]
     pub no_bootlist: bool,
-    /// Device reset for a disk that will run another machine: new machine-id, SSH keys, no MAC-bound network config, generic initramfs.
-    #[arg(short = 'O')]
-    pub device_reset: bool,
     /// Verbose: list every file copied.
     #[arg(short = 'V')]
     pub verbose: bool,
-    /// Skip bootability checks.
+    /// Skip the bootability checks (a clone that cannot be made bootable is then left so).
     #[arg(short = 'g')]
     pub skip_boot_checks: bool,
-    /// Reboot into the clone when done (needs phase 3; not yet).
+    /// Reboot into the clone when done (needs phase 3; not with -B).
     #[arg(short = 'r')]
     pub reboot: bool,
     /// Convert ext2/ext3 filesystems to ext4 (AIX: JFS to JFS2).
@@ -95,6 +70,10 @@ pub struct CopyArgs {
     /// Clone the system mounted at DIR (offline clone) instead of the running one.
     #[arg(long = "source", value_name = "DIR")]
     pub source: Option<PathBuf>,
+    /// Clone the system on DISK, which is not running (mounted read-only for the run): the
+    /// offline disk swap.
+    #[arg(long = "source-disk", value_name = "DISK", conflicts_with = "source")]
+    pub source_disk: Option<String>,
     /// Write targets that hold a partition table or filesystem signature.
     #[arg(long)]
     pub force: bool,
@@ -113,6 +92,69 @@ pub struct CopyArgs {
     /// Boot the clone once (UEFI BootNext); it makes itself permanent when it comes up healthy.
     #[arg(long, conflicts_with = "no_bootlist")]
     pub trial: bool,
+    /// Last: its help heading applies to the flags after it.
+    #[command(flatten)]
+    pub p2: Phase2Args,
+}
+
+/// One target as given on the command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetArg {
+    /// A -d value: split at blanks unless it names an existing path.
+    Split(String),
+    /// A --target value: one path, taken whole.
+    Whole(String),
+}
+
+impl CopyArgs {
+    /// The arguments, with the targets in command-line order (clap keeps -d and --target
+    /// apart; their indices say which came first: the first target gets the boot partitions).
+    pub fn from_matches(m: &clap::ArgMatches) -> std::result::Result<CopyArgs, clap::Error> {
+        let mut a = <CopyArgs as clap::FromArgMatches>::from_arg_matches(m)?;
+        let mut all: Vec<(usize, TargetArg)> = Vec::new();
+        for (id, whole) in [("disks", false), ("target_paths", true)] {
+            let (Some(idx), Some(vals)) = (m.indices_of(id), m.get_many::<String>(id)) else { continue };
+            all.extend(
+                idx.zip(vals)
+                    .map(|(i, v)| (i, if whole { TargetArg::Whole(v.clone()) } else { TargetArg::Split(v.clone()) })),
+            );
+        }
+        all.sort_by_key(|(i, _)| *i);
+        a.ordered = all.into_iter().map(|(_, t)| t).collect();
+        Ok(a)
+    }
+
+    /// The targets: in command-line order when parsed through [`CopyArgs::from_matches`],
+    /// else the -d values, then the --target values.
+    fn target_args(&self) -> Vec<TargetArg> {
+        if !self.ordered.is_empty() {
+            return self.ordered.clone();
+        }
+        let d = self.disks.iter().map(|v| TargetArg::Split(v.clone()));
+        d.chain(self.target_paths.iter().map(|v| TargetArg::Whole(v.clone()))).collect()
+    }
+}
+
+/// A -d value as target names. AIX takes several disks in one value (`-d "sdb sdc"`), so
+/// the value is split at blanks; a value naming an existing path is taken whole (an image
+/// file with a space in its name). A word of a split value that looks like a path and does
+/// not exist is refused: it is most likely the piece of a path that held a blank, and would
+/// otherwise become a new image file of that name.
+fn split_targets(v: &str) -> Result<Vec<String>> {
+    let words: Vec<&str> = v.split_whitespace().collect();
+    if words.len() > 1 && v.contains('/') && std::fs::symlink_metadata(v).is_ok() {
+        return Ok(vec![v.to_string()]);
+    }
+    if words.len() > 1 {
+        if let Some(w) = words.iter().find(|w| w.contains('/') && std::fs::symlink_metadata(w).is_err()) {
+            return Err(usage(
+                &format!("-d \"{v}\""),
+                &format!("{w} does not exist, and -d splits its value at blanks (AIX -d \"sdb sdc\")"),
+                "name a path that holds a blank with --target PATH, and each new image file with its own -d",
+            ));
+        }
+    }
+    Ok(words.into_iter().map(String::from).collect())
 }
 
 fn usage(what: &str, why: &str, todo: &str) -> Error {
@@ -130,18 +172,39 @@ fn need_full_path(flag: &str, p: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
+/// A file named by a flag must exist: a missing one is "not found" (exit 3), said before
+/// anything else is looked at.
+fn need_file(flag: &str, what: &str, p: &std::path::Path) -> Result<()> {
+    need_full_path(flag, p)?;
+    match std::fs::metadata(p) {
+        Ok(m) if m.is_file() => Ok(()),
+        Ok(_) => Err(usage(&format!("{flag} {}", p.display()), &format!("it is not a file ({what})"), "name a file")),
+        Err(_) => Err(Error::not_found(
+            format!("{what} {} ({flag})", p.display()),
+            "no such file",
+            "check the path, or create the file",
+        )),
+    }
+}
+
 /// Turn the AIX flags into a request, refusing what has no meaning (yet).
 fn request(a: &CopyArgs) -> Result<CloneRequest> {
-    if a.targets.is_empty() {
+    let mut targets = Vec::new();
+    for t in a.target_args() {
+        match t {
+            TargetArg::Split(v) => targets.extend(split_targets(&v)?),
+            TargetArg::Whole(v) if v.is_empty() => {
+                return Err(usage("--target", "the path is empty", "name a disk or an image file"))
+            }
+            TargetArg::Whole(v) => targets.push(v),
+        }
+    }
+    if targets.is_empty() {
         return Err(usage(
             "-d",
             "no target disk was named",
             "name one or more free disks: -d sdb or -d \"sdb sdc\" (see altdisk lspv)",
         ));
-    }
-    let targets: Vec<String> = a.targets.iter().flat_map(|t| t.split_whitespace().map(String::from)).collect();
-    if targets.is_empty() {
-        return Err(usage("-d", "the target list is empty", "name one or more free disks: -d sdb"));
     }
     let phases = Phases::parse(&a.phases)?;
     if a.reboot && a.no_bootlist {
@@ -151,17 +214,17 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
             "drop one of the two flags",
         ));
     }
-    if a.console.is_some() && !a.device_reset {
+    if a.p2.console.is_some() && !a.p2.device_reset {
         return Err(usage("-c", "a console is set only with a device reset", "add -O, or drop -c"));
     }
     for (flag, set) in [
-        ("-b", a.bundle.is_some()),
-        ("-w", a.filesets.is_some()),
-        ("-F", a.fixes.is_some()),
-        ("-f", a.fixbundle.is_some()),
-        ("-I", a.install_flags.is_some()),
+        ("-b", a.p2.bundle.is_some()),
+        ("-w", a.p2.filesets.is_some()),
+        ("-F", a.p2.fixes.is_some()),
+        ("-f", a.p2.fixbundle.is_some()),
+        ("-I", a.p2.install_flags.is_some()),
     ] {
-        if set && a.images.is_none() {
+        if set && a.p2.images.is_none() {
             return Err(usage(
                 flag,
                 "it installs packages from the -l location",
@@ -170,20 +233,7 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
         }
     }
     // Phase 2: customization of the clone.
-    let customize = Phase2Args {
-        images: a.images.clone(),
-        filesets: a.filesets.clone(),
-        bundle: a.bundle.clone(),
-        fixbundle: a.fixbundle.clone(),
-        fixes: a.fixes.clone(),
-        install_flags: a.install_flags.clone(),
-        script: a.script.clone(),
-        first_boot: a.first_boot.clone(),
-        resolv: a.resolv.clone(),
-        device_reset: a.device_reset,
-        console: a.console.clone(),
-    }
-    .to_customize();
+    let customize = a.p2.to_customize();
     if !customize.is_empty() && !phases.has(2) {
         return Err(usage(
             "phase 2 options (-l, -w, -b, -s, -x, -R, -O)",
@@ -208,11 +258,20 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
         eprintln!("warning: -z values are SMIT internals with no meaning here; ignored ({} given)", a.smit.len());
     }
     if let Some(p) = &a.exclude {
-        need_full_path("-e", p)?;
+        need_file("-e", "exclude list", p)?;
+    }
+    if let Some(d) = &a.source {
+        if !d.is_dir() {
+            return Err(Error::not_found(
+                format!("source directory {} (--source)", d.display()),
+                "no such directory",
+                "mount the system to clone there (its other filesystems below it) and name that directory",
+            ));
+        }
     }
     let layout = match &a.layout {
         Some(p) => {
-            need_full_path("-i", p)?;
+            need_file("-i", "layout file", p)?;
             let text = std::fs::read_to_string(p).map_err(|e| Error::io("reading the layout file", p, e))?;
             Some(Layout::parse(&text, &p.display().to_string())?)
         }
@@ -222,6 +281,7 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
     Ok(CloneRequest {
         targets,
         source_dir: a.source.clone(),
+        source_disk: a.source_disk.clone(),
         phases,
         layout,
         exclude: a.exclude.clone(),
@@ -258,11 +318,11 @@ pub fn copy(a: CopyArgs, plan_only: bool) -> Result<()> {
         }
         let job = Job::new();
         let progress = Progress::start(&job, a.verbose);
-        let r = clone::resume(&req, &job);
+        let r = run::resume(&req, &job);
         progress.finish();
         return report(&a, r?);
     }
-    let prep = clone::prepare(&req)?;
+    let prep = if plan_only || a.dry_run { run::plan(&req)? } else { run::prepare(&req)? };
     if plan_only || a.dry_run {
         if a.json {
             println!("{}", serde_json::to_string_pretty(&prep.plan).unwrap_or_default());
@@ -277,12 +337,12 @@ pub fn copy(a: CopyArgs, plan_only: bool) -> Result<()> {
     let job = Job::new();
     job.set_list_files(a.verbose);
     let progress = Progress::start(&job, a.verbose);
-    let r = clone::execute(prep, &job);
+    let r = run::execute(prep, &job);
     progress.finish();
     report(&a, r?)
 }
 
-fn report(a: &CopyArgs, report: clone::CloneReport) -> Result<()> {
+fn report(a: &CopyArgs, report: run::CloneReport) -> Result<()> {
     if a.json {
         println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
     } else {
@@ -336,25 +396,26 @@ pub struct LayoutArgs {
 }
 
 pub fn layout(a: LayoutArgs) -> Result<()> {
-    let disks = altdisk::blockdev::list()?;
-    let src = altdisk::source::discover(a.source.as_deref(), &disks)?;
+    let disks = altdisk::discover::blockdev::list()?;
+    let src = altdisk::discover::source::discover(a.source.as_deref(), &disks)?;
     print!("{}", altdisk::plan::default_layout(&src, a.convert).to_toml());
     Ok(())
 }
 
 #[derive(Args, Debug)]
 pub struct LspvArgs {
+    /// Print the disks as JSON.
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn lspv(a: LspvArgs) -> Result<()> {
-    let rows = clone::lspv()?;
+    let rows = altdisk::discover::roles::lspv()?;
     if a.json {
         let v = serde_json::json!({"apiVersion": altdisk::API_VERSION, "disks": rows});
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
-        print!("{}", clone::render_lspv(&rows));
+        print!("{}", altdisk::discover::roles::render_lspv(&rows));
     }
     Ok(())
 }
@@ -383,42 +444,62 @@ pub struct OpArgs {
     /// With -S: rebuild the boot image (initramfs and boot loader configuration) first.
     #[arg(short = 't')]
     pub rebuild: bool,
+    /// The disk of the system to query, wake, rename or remove (sdb, /dev/sdb, hdiskN, an image file).
     #[arg(short = 'd', value_name = "DISKS")]
     pub disks: Option<String>,
+    /// Debug: print every command run.
     #[arg(short = 'D')]
     pub debug: bool,
     /// Do not ask before removing.
     #[arg(short = 'y', long = "yes")]
     pub yes: bool,
+    /// Where the alternate system is (or is to be) awake.
     #[arg(long = "mount-at", value_name = "DIR", default_value = altdisk::ALT_INST)]
     pub mount_at: PathBuf,
     #[command(flatten)]
     pub p2: Phase2Args,
 }
 
-/// The phase 2 flags of alt_rootvg_op -C (the same as alt_disk_copy's).
+// The phase 2 flags (AIX: installp, scripts, resolv.conf, device reset), the same for
+// alt_disk_copy and alt_rootvg_op -C. (A doc comment here would become the about text of
+// every command that flattens it.)
 #[derive(Args, Debug, Default)]
+#[command(next_help_heading = "Phase 2: customize the clone")]
 pub struct Phase2Args {
+    /// Directory of .deb packages (or a local apt repository) to install from, offline.
     #[arg(short = 'l', value_name = "DIR")]
     pub images: Option<PathBuf>,
+    /// Packages to install into the clone (needs -l).
     #[arg(short = 'w', value_name = "PKGS")]
     pub filesets: Option<String>,
+    /// File listing packages to install into the clone, or update_all (needs -l).
     #[arg(short = 'b', value_name = "BUNDLE")]
     pub bundle: Option<String>,
+    /// File listing more packages to install (needs -l).
     #[arg(short = 'f', value_name = "FILE")]
     pub fixbundle: Option<PathBuf>,
+    /// More packages to install (needs -l; Debian has no APARs).
     #[arg(short = 'F', value_name = "FIXES")]
     pub fixes: Option<String>,
+    /// Extra apt-get options for the installs, e.g. "--no-install-recommends" (needs -l;
+    /// installp letters are refused).
     #[arg(short = 'I', value_name = "FLAGS", allow_hyphen_values = true)]
     pub install_flags: Option<String>,
+    /// Script run on this system after the installs, before the clone is unmounted, with
+    /// ALT_ROOT and ALT_DISKS set (full path, executable).
     #[arg(short = 's', value_name = "SCRIPT")]
     pub script: Option<PathBuf>,
+    /// Script to run once at the clone's first boot (full path).
     #[arg(short = 'x', value_name = "SCRIPT")]
     pub first_boot: Option<PathBuf>,
+    /// resolv.conf to put in the clone (full path).
     #[arg(short = 'R', value_name = "RESOLVCONF")]
     pub resolv: Option<PathBuf>,
+    /// Device reset for a disk that will run another machine: empty machine-id, SSH host
+    /// keys made again at first boot, no MAC-bound network configuration, generic initramfs.
     #[arg(short = 'O')]
     pub device_reset: bool,
+    /// Kernel console for the clone, e.g. ttyS0,115200 (only with -O).
     #[arg(short = 'c', value_name = "CONSOLE")]
     pub console: Option<String>,
 }
@@ -450,8 +531,17 @@ impl Phase2Args {
     }
 }
 
+/// The disk named with -d (the first of several; a value naming an existing path is taken
+/// whole, blanks included).
 fn one_disk(a: &OpArgs, what: &str) -> Result<String> {
-    match a.disks.as_deref().map(str::split_whitespace).and_then(|mut w| w.next().map(String::from)) {
+    let first = a.disks.as_deref().and_then(|v| {
+        if v.contains('/') && std::fs::symlink_metadata(v).is_ok() {
+            Some(v.to_string())
+        } else {
+            v.split_whitespace().next().map(String::from)
+        }
+    });
+    match first {
         Some(d) => Ok(d),
         None => Err(usage(
             &format!("alt_rootvg_op {what}"),
@@ -462,7 +552,7 @@ fn one_disk(a: &OpArgs, what: &str) -> Result<String> {
 }
 
 pub fn op(a: OpArgs) -> Result<()> {
-    use altdisk::altops;
+    use altdisk::systems::ops;
     altdisk::cmd::set_echo(a.debug);
     let job = Job::new();
     let ops =
@@ -478,12 +568,12 @@ pub fn op(a: OpArgs) -> Result<()> {
         ));
     }
     if a.query {
-        println!("{}", altops::query(&one_disk(&a, "-q")?)?);
+        println!("{}", ops::query(&one_disk(&a, "-q")?)?);
         return Ok(());
     }
     if a.wake {
-        let sys = altops::find_by_disk(&one_disk(&a, "-W")?)?;
-        let done = altops::wake(&sys, &a.mount_at)?;
+        let sys = ops::find_by_disk(&one_disk(&a, "-W")?)?;
+        let done = ops::wake(&sys, &a.mount_at)?;
         println!(
             "{} on {} is awake at {} ({} filesystems)",
             sys.env.name,
@@ -494,8 +584,8 @@ pub fn op(a: OpArgs) -> Result<()> {
         return Ok(());
     }
     if let Some(new) = &a.rename {
-        let sys = altops::find_by_disk(&one_disk(&a, "-v")?)?;
-        altops::rename(&sys, new)?;
+        let sys = ops::find_by_disk(&one_disk(&a, "-v")?)?;
+        ops::rename(&sys, new)?;
         println!("{} on {} is now {new}", sys.env.name, sys.disk_names());
         return Ok(());
     }
@@ -509,10 +599,10 @@ pub fn op(a: OpArgs) -> Result<()> {
             ));
         }
         c.validate()?;
-        let sys = altops::awake(&a.mount_at)?;
+        let sys = ops::awake(&a.mount_at)?;
         let disks: Vec<PathBuf> = sys.disks.iter().map(|d| d.path.clone()).collect();
         let progress = Progress::start(&job, false);
-        let r = altdisk::customize::run(&a.mount_at, &c, &disks, &job);
+        let r = altdisk::write::customize::run(&a.mount_at, &c, &disks, &job);
         progress.finish();
         r?;
         println!("{} on {} customized", sys.env.name, sys.disk_names());
@@ -520,8 +610,8 @@ pub fn op(a: OpArgs) -> Result<()> {
     }
     if let Some(name) = &a.remove {
         let systems = match (&a.disks, name) {
-            (Some(_), None) => vec![altops::find_by_disk(&one_disk(&a, "-X")?)?],
-            (_, n) => altops::find_by_name(n.as_deref().unwrap_or(altdisk::ALTINST_ROOTVG))?,
+            (Some(_), None) => vec![ops::find_by_disk(&one_disk(&a, "-X")?)?],
+            (_, n) => ops::find_by_name(n.as_deref().unwrap_or(altdisk::ALTINST_ROOTVG))?,
         };
         if systems.is_empty() {
             return Err(Error::not_found(
@@ -536,7 +626,7 @@ pub fn op(a: OpArgs) -> Result<()> {
                 return Err(Error::Cancelled);
             }
             let progress = Progress::start(&job, false);
-            let r = altops::remove(&sys, &job);
+            let r = ops::remove(&sys, &job);
             progress.finish();
             r?;
             println!("removed {what}");
@@ -545,9 +635,9 @@ pub fn op(a: OpArgs) -> Result<()> {
     }
     // -S [-t]
     if a.rebuild {
-        let sys = altops::awake(&a.mount_at)?;
+        let sys = ops::awake(&a.mount_at)?;
         let progress = Progress::start(&job, false);
-        let r = altops::rebuild_boot(&sys, &a.mount_at, &job);
+        let r = ops::rebuild_boot(&sys, &a.mount_at, &job);
         progress.finish();
         r?;
     }
@@ -573,13 +663,15 @@ fn confirm(question: &str) -> Result<bool> {
 
 #[derive(Args, Debug)]
 pub struct SleepArgs {
+    /// Where the awake clone is mounted.
     #[arg(long = "mount-at", value_name = "DIR", default_value = altdisk::ALT_INST)]
     pub mount_at: PathBuf,
 }
 
 pub fn sleep(a: SleepArgs) -> Result<()> {
-    let done = clone::sleep(&a.mount_at)?;
-    println!("unmounted {} filesystem(s) at {}", done.len(), a.mount_at.display());
+    for line in altdisk::systems::awake::sleep(&a.mount_at)? {
+        println!("{line}");
+    }
     Ok(())
 }
 
@@ -595,6 +687,7 @@ pub struct BootlistArgs {
     /// Boot this disk once, at the next boot only (UEFI BootNext).
     #[arg(long, value_name = "DISK")]
     pub next: Option<String>,
+    /// Print the list as JSON.
     #[arg(long)]
     pub json: bool,
     /// Disks to boot from, in order: they go first, every other entry stays after them.
@@ -602,8 +695,8 @@ pub struct BootlistArgs {
 }
 
 pub fn bootlist(a: BootlistArgs) -> Result<()> {
-    use altdisk::bootlist as bl;
-    use altdisk::efi::{BootManager, Efivarfs};
+    use altdisk::boot::bootlist as bl;
+    use altdisk::boot::efi::{BootManager, Efivarfs};
     match a.mode.as_str() {
         "normal" | "prevboot" => {}
         "service" | "both" => {
@@ -638,7 +731,7 @@ pub fn bootlist(a: BootlistArgs) -> Result<()> {
     };
     let m = BootManager { vars };
     if a.mode == "prevboot" {
-        let cur = m.current()?.map(altdisk::efi::boot_name);
+        let cur = m.current()?.map(altdisk::boot::efi::boot_name);
         match bl::show(&m)?.into_iter().find(|e| Some(&e.number) == cur.as_ref()) {
             Some(e) => println!(
                 "{} {} {}  {}",
@@ -653,7 +746,7 @@ pub fn bootlist(a: BootlistArgs) -> Result<()> {
     }
     if let Some(d) = &a.next {
         let n = bl::set_next(&m, d)?;
-        println!("{d} boots next, once ({})", altdisk::efi::boot_name(n));
+        println!("{d} boots next, once ({})", altdisk::boot::efi::boot_name(n));
     }
     if !a.disks.is_empty() {
         let disks: Vec<String> = a.disks.iter().flat_map(|d| d.split_whitespace().map(String::from)).collect();
@@ -678,23 +771,9 @@ pub struct BootHookArgs {
 }
 
 pub fn boot_hook(a: BootHookArgs) -> Result<()> {
-    match a.what.as_str() {
-        "names" => {
-            for l in altdisk::boothook::names()? {
-                println!("{l}");
-            }
-        }
-        "commit" => {
-            if let Some(l) = altdisk::boothook::commit()? {
-                println!("{l}");
-            }
-        }
-        "first-boot" => {
-            if let Some(l) = altdisk::customize::first_boot(std::path::Path::new("/"))? {
-                println!("{l}");
-            }
-        }
-        other => return Err(usage(&format!("boot-hook {other}"), "unknown hook", "use names, commit or first-boot")),
+    // A failure is kept for `altdisk lspv` and fails the unit, so the journal has it too.
+    for l in altdisk::boot::units::run_hook(&a.what)? {
+        println!("{l}");
     }
     Ok(())
 }
@@ -704,11 +783,20 @@ pub struct InstallUnitsArgs {
     /// Root of the system to install into.
     #[arg(long, default_value = "/")]
     pub root: PathBuf,
+    /// The altdisk binary the units run, as seen from inside that system (default: this one).
+    #[arg(long, value_name = "PATH")]
+    pub exe: Option<PathBuf>,
 }
 
 pub fn install_units(a: InstallUnitsArgs) -> Result<()> {
-    let exe = std::env::current_exe().map_err(|e| Error::io("finding the altdisk binary", "/proc/self/exe", e))?;
-    for p in altdisk::boothook::install_units(&a.root, &exe)? {
+    let exe = match a.exe {
+        Some(p) => {
+            need_full_path("--exe", &p)?;
+            p
+        }
+        None => std::env::current_exe().map_err(|e| Error::io("finding the altdisk binary", "/proc/self/exe", e))?,
+    };
+    for p in altdisk::boot::units::install_units(&a.root, &exe)? {
         println!("installed {}", p.display());
     }
     Ok(())
@@ -737,7 +825,7 @@ mod tests {
         let a = parse(&[
             "-d", "hdisk1", "-Pall", "-z", "c", "-z", "N", "-z", "g", "-z", "X", "-z", "", "-z", "", "-z", "Y", "-B",
         ]);
-        assert_eq!(a.targets, vec!["hdisk1"]);
+        assert_eq!(a.disks, vec!["hdisk1"]);
         assert_eq!(a.phases, "all");
         assert_eq!(a.smit, vec!["c", "N", "g", "X", "", "", "Y"]);
         assert!(a.no_bootlist);
@@ -748,7 +836,7 @@ mod tests {
     #[test]
     fn clustered_flags_and_quoted_disks() {
         let a = parse(&["-DBOV", "-d", "sdb sdc", "-P", "12"]);
-        assert!(a.debug && a.no_bootlist && a.device_reset && a.verbose);
+        assert!(a.debug && a.no_bootlist && a.p2.device_reset && a.verbose);
         let a = parse(&["-DBV", "-d", "sdb sdc", "-P", "12"]);
         let r = request(&a).unwrap();
         assert_eq!(r.targets, vec!["sdb", "sdc"]);
@@ -809,6 +897,26 @@ mod tests {
         assert!(e.to_string().contains("full path"), "{e}");
         let e = request(&parse(&["-d", "sdb", "-i", "layout.toml"])).unwrap_err();
         assert!(e.to_string().contains("full path"), "{e}");
+    }
+
+    #[test]
+    fn targets_with_blanks_keep_command_line_order() {
+        use clap::CommandFactory;
+        let dir = std::env::temp_dir().join(format!("altdisk test {}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let img = dir.join("web 1.img");
+        std::fs::write(&img, b"").unwrap();
+        let img = img.to_str().unwrap();
+        let new = dir.join("new 2.img");
+        let new = new.to_str().unwrap();
+        let m =
+            T::command().try_get_matches_from(["x", "-d", "sdb", "--target", new, "-d", img, "-d", "sdc sdd"]).unwrap();
+        let r = request(&CopyArgs::from_matches(&m).unwrap()).unwrap();
+        assert_eq!(r.targets, vec!["sdb", new, img, "sdc", "sdd"]);
+        // Split, a path with a blank that does not exist is refused, naming --target.
+        let e = request(&parse(&["-d", new])).unwrap_err();
+        assert!(matches!(e, Error::Usage { .. }) && e.to_string().contains("--target"), "{e}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
