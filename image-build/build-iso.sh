@@ -5,11 +5,12 @@
 # activation, a text menu on every console and, when the altdisk-gui package is given,
 # the GUI in a weston kiosk on tty1.
 #
-# Usage: image-build/build-iso.sh [--debs DIR] [--output FILE]
-#        image-build/build-iso.sh --print-outdir [--debs DIR]
+# Usage: image-build/build-iso.sh [--debs DIR | --deb FILE...] [--output FILE]
+#        image-build/build-iso.sh --print-outdir [--debs DIR | --deb FILE...]
 #   --debs DIR     where the packages are (default: target/debian of this checkout): the
 #                  newest altdisk_*_amd64.deb (required) and altdisk-gui_*_amd64.deb
 #                  (optional: without it there is no kiosk session, and the build says so)
+#   --deb FILE     a package file, instead of --debs (repeat it: altdisk, altdisk-gui)
 #   --output FILE  also copy the finished ISO to FILE
 #   --print-outdir only print the cache directory this recipe builds into
 #
@@ -40,6 +41,7 @@ usage_error() {
 }
 
 debs=$repo/target/debian
+files=()
 output=
 print_outdir=0
 while (($#)); do
@@ -47,6 +49,11 @@ while (($#)); do
 	--debs)
 		(($# >= 2)) || usage_error "--debs needs a directory"
 		debs=$2
+		shift 2
+		;;
+	--deb)
+		(($# >= 2)) || usage_error "--deb needs a package file"
+		files+=("$2")
 		shift 2
 		;;
 	--output)
@@ -92,13 +99,27 @@ deb_digest() {
 	rm -rf "$tmp"
 }
 
-[[ -d $debs ]] || usage_error "no package directory $debs: build the packages first (image-build/build-debs.sh) or name one with --debs DIR"
-altdisk_deb=$(newest_deb altdisk)
-gui_deb=$(newest_deb altdisk-gui)
-[[ -n $altdisk_deb ]] || usage_error "no altdisk_*_amd64.deb in $debs: build it first (image-build/build-debs.sh) or name its directory with --debs DIR"
 for tool in dpkg-deb sha256sum; do
 	command -v "$tool" >/dev/null || usage_error "$tool is missing: run image-build/install-deps.sh"
 done
+altdisk_deb='' gui_deb=''
+if ((${#files[@]})); then
+	for f in "${files[@]}"; do
+		[[ -f $f ]] || usage_error "no package file $f"
+		pkg=$(dpkg-deb -f "$f" Package 2>/dev/null) || usage_error "$f is not a Debian package"
+		case $pkg in
+		altdisk) altdisk_deb=$(realpath "$f") ;;
+		altdisk-gui) gui_deb=$(realpath "$f") ;;
+		*) usage_error "$f holds the package '$pkg': the image takes altdisk and altdisk-gui only" ;;
+		esac
+	done
+	[[ -n $altdisk_deb ]] || usage_error "no altdisk package among ${files[*]}: name it with --deb FILE"
+else
+	[[ -d $debs ]] || usage_error "no package directory $debs: build the packages first (image-build/build-debs.sh) or name one with --debs DIR"
+	altdisk_deb=$(newest_deb altdisk)
+	gui_deb=$(newest_deb altdisk-gui)
+	[[ -n $altdisk_deb ]] || usage_error "no altdisk_*_amd64.deb in $debs: build it first (image-build/build-debs.sh) or name its directory with --debs DIR"
+fi
 
 recipe_hash() {
 	{
@@ -181,7 +202,7 @@ say "altdisk package: $altdisk_deb"
 if ((kiosk)); then
 	say "altdisk-gui package: $gui_deb: the GUI runs in a kiosk session (weston) on tty1"
 else
-	say "no altdisk-gui_*_amd64.deb in $debs: no kiosk session, the text menu only"
+	say "no altdisk-gui package given: no kiosk session, the text menu only"
 fi
 
 # --- 1. the live root -------------------------------------------------------------------

@@ -38,6 +38,8 @@ systemctl --root="$root" enable altdisk-rescue-ready.service getty@tty2.service 
 for unit in altdisk-names.service altdisk-commit.service altdisk-firstboot.service; do
 	systemctl --root="$root" mask "$unit" >/dev/null 2>&1
 done
+# kexec is for altdisk boot-now --kexec only: a plain reboot goes through the firmware.
+systemctl --root="$root" mask kexec-load.service >/dev/null 2>&1
 if [[ $kiosk == 1 ]]; then
 	systemctl --root="$root" enable altdisk-kiosk.service >/dev/null 2>&1
 fi

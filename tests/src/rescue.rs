@@ -2,10 +2,9 @@
 //! `image-build/build-iso.sh` from this checkout's Debian packages, and what the tests
 //! check on it without booting (El Torito entries, the live root's packages).
 //!
-//! The packages come from `$ALTDISK_DEBS` (a directory) or the directory of `$ALTDISK_DEB`
-//! (the package tests/run.sh builds) when set, else from `image-build/build-debs.sh`, which
-//! builds them into target/debian (an unchanged tree gives packages with the same contents,
-//! so the cached ISO is reused).
+//! The packages are those of the VM package test ([`crate::pkg::debs`]): `$ALTDISK_DEBS`
+//! (set by tests/run.sh), or built once per test process by `image-build/build-debs.sh`
+//! (an unchanged tree gives packages with the same contents, so the cached ISO is reused).
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -38,27 +37,6 @@ fn script(path: &Path, args: &[&str], limit: Duration) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// Where the packages are: $ALTDISK_DEBS; else the directory of $ALTDISK_DEB (the package
-/// tests/run.sh built); else target/debian after running build-debs.sh.
-pub fn debs_dir() -> Result<PathBuf> {
-    if let Some(d) = std::env::var_os("ALTDISK_DEBS") {
-        return Ok(PathBuf::from(d));
-    }
-    if let Some(dir) = std::env::var_os("ALTDISK_DEB").and_then(|f| Path::new(&f).parent().map(Path::to_path_buf)) {
-        return Ok(dir);
-    }
-    let build = repo().join("image-build/build-debs.sh");
-    if !build.exists() {
-        bail!(
-            "{} is missing (the Debian packages, issue 11) and ALTDISK_DEBS is not set: \
-             name a directory holding altdisk_*_amd64.deb with ALTDISK_DEBS=DIR",
-            build.display()
-        );
-    }
-    script(&build, &[], Duration::from_secs(3600))?;
-    Ok(repo().join("target/debian"))
-}
-
 /// The rescue ISO of this checkout: its cached path (a cold build takes about 8 minutes;
 /// its progress goes to stderr). Built once per test process; builds across processes are
 /// serialised by build-iso.sh's lock.
@@ -68,12 +46,16 @@ pub fn rescue_iso() -> Result<PathBuf> {
     if let Some(p) = done.as_ref() {
         return Ok(p.clone());
     }
-    let debs = debs_dir()?;
+    let mut args = Vec::new();
+    for deb in crate::pkg::debs()? {
+        args.push("--deb".to_string());
+        args.push(deb.to_str().context("non-UTF-8 package path")?.to_string());
+    }
     let limit = Duration::from_secs(
         std::env::var("ALTDISK_IMAGE_BUILD_TIMEOUT").ok().and_then(|v| v.parse().ok()).unwrap_or(3600),
     );
-    let debs_arg = debs.to_str().context("non-UTF-8 package directory")?;
-    let out = script(&repo().join("image-build/build-iso.sh"), &["--debs", debs_arg], limit)?;
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = script(&repo().join("image-build/build-iso.sh"), &args, limit)?;
     let iso = PathBuf::from(out.lines().last().unwrap_or("").trim());
     if !iso.is_file() || !iso.parent().is_some_and(|d| d.join("COMPLETE").exists()) {
         bail!("build-iso.sh printed {:?}, which is no complete image", iso);

@@ -5,38 +5,12 @@
 //! (image-build/install-deps.sh). A cold build takes about 8 minutes; later runs reuse it.
 
 use std::fs;
-use std::path::Path;
-use std::process::Command;
 
-use altdisk_tests::rescue::{debs_dir, el_torito_report, extract, rescue_iso, squashfs_cat, squashfs_list};
+use altdisk_tests::pkg;
+use altdisk_tests::rescue::{el_torito_report, extract, rescue_iso, squashfs_cat, squashfs_list};
 use altdisk_tests::*;
 
 const MIB: u64 = 1 << 20;
-
-/// The newest altdisk_*_amd64.deb of the directory the ISO was built from.
-fn altdisk_deb(dir: &Path) -> std::path::PathBuf {
-    let mut debs: Vec<_> = fs::read_dir(dir)
-        .unwrap()
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| {
-            p.file_name()
-                .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("altdisk_") && n.ends_with("_amd64.deb"))
-        })
-        .collect();
-    debs.sort_by(|a, b| {
-        let v = |p: &Path| run("dpkg-deb", &["-f", p.to_str().unwrap(), "Version"]).unwrap().trim().to_string();
-        let (va, vb) = (v(a), v(b));
-        if va == vb {
-            std::cmp::Ordering::Equal
-        } else if Command::new("dpkg").args(["--compare-versions", &va, "gt", &vb]).status().unwrap().success() {
-            std::cmp::Ordering::Greater
-        } else {
-            std::cmp::Ordering::Less
-        }
-    });
-    debs.pop().unwrap_or_else(|| panic!("no altdisk_*_amd64.deb in {}", dir.display()))
-}
 
 #[test]
 fn root_rescue_iso_boots_bios_and_uefi_and_holds_the_altdisk_package() {
@@ -106,7 +80,7 @@ fn root_rescue_iso_boots_bios_and_uefi_and_holds_the_altdisk_package() {
     let files = String::from_utf8_lossy(&squashfs_cat(&sqfs, "var/lib/dpkg/info/altdisk.list").unwrap()).into_owned();
     assert!(files.lines().any(|l| l == "/usr/sbin/altdisk"), "dpkg did not install /usr/sbin/altdisk:\n{files}");
 
-    let deb = altdisk_deb(&debs_dir().unwrap());
+    let deb = pkg::debs().unwrap().into_iter().find(|d| pkg::package_name(d) == "altdisk").unwrap();
     let version = run("dpkg-deb", &["-f", deb.to_str().unwrap(), "Version"]).unwrap();
     assert!(
         stanza.contains(&format!("Version: {}", version.trim())),
@@ -119,6 +93,19 @@ fn root_rescue_iso_boots_bios_and_uefi_and_holds_the_altdisk_package() {
         let live = squashfs_cat(&sqfs, bin).unwrap();
         assert!(live == fs::read(unpacked.join(bin)).unwrap(), "{bin} in the live root differs from the package's");
     }
+
+    // The GUI: with its package, installed by dpkg and started by the kiosk unit; without it,
+    // no kiosk (and no compositor).
+    let gui = pkg::debs().unwrap().iter().any(|d| pkg::package_name(d) == "altdisk-gui");
+    let kiosk = list.lines().any(|l| l.contains("/etc/systemd/system/multi-user.target.wants/altdisk-kiosk.service"));
+    assert_eq!(kiosk, gui, "kiosk unit enabled: {kiosk}, GUI package given: {gui}");
+    let has = |path: &str| list.lines().any(|l| l.ends_with(&format!(" {path}")));
+    assert_eq!(has("/usr/bin/weston"), gui, "weston installed: {}, GUI package given: {gui}", has("/usr/bin/weston"));
+    if gui {
+        let files = String::from_utf8_lossy(&squashfs_cat(&sqfs, "var/lib/dpkg/info/altdisk-gui.list").unwrap()).into_owned();
+        assert!(files.lines().any(|l| l == "/usr/bin/altdisk-gui"), "dpkg did not install /usr/bin/altdisk-gui:\n{files}");
+    }
+    assert!(has("/usr/sbin/kexec"), "no kexec for altdisk boot-now --kexec");
 
     // altdisk's boot units would rename the machine's systems: masked in the rescue system.
     for unit in ["altdisk-names.service", "altdisk-commit.service", "altdisk-firstboot.service"] {

@@ -108,12 +108,17 @@ fn check_live(m: &mut Machine, firmware: Firmware, stick: Stick, to_ram: bool) {
         assert!(medium.trim().starts_with(want), "the live medium is {medium:?}, not {want}*");
     }
 
-    // The menu, fed through a pipe: lspv, a bad choice, then the shell.
-    let menu = m.sh("printf '1\\n\\nx\\ns\\n' | altdisk-rescue").unwrap();
-    assert!(menu.contains("# altdisk lspv"), "{menu}");
+    // altdisk find: every system on the disks (none here: a blank disk), without error.
+    let (rc, found) = m.run("altdisk find", Duration::from_secs(300)).unwrap();
+    assert_eq!(rc, 0, "altdisk find failed:\n{found}");
+
+    // The menu, fed through a pipe: find, lspv, a bad choice, then the shell.
+    let menu = m.sh("printf '1\\n\\n2\\n\\nx\\ns\\n' | altdisk-rescue").unwrap();
+    assert!(menu.contains("# altdisk find") && menu.contains("# altdisk lspv"), "{menu}");
     assert!(menu.lines().any(|l| l.starts_with("vda ") && l.contains("free")), "{menu}");
     assert!(menu.contains("'x' is not a choice"), "{menu}");
-    assert_eq!(menu.contains("Boot a disk first (UEFI order)"), efi, "UEFI-only entry shown wrongly:\n{menu}");
+    assert_eq!(menu.contains("altdisk restore DISK"), efi, "UEFI-only entry shown wrongly:\n{menu}");
+    assert!(menu.contains(if efi { "altdisk boot-now DISK" } else { "altdisk boot-now --kexec DISK" }), "{menu}");
     assert!(menu.contains(if efi { "UEFI boot" } else { "BIOS (legacy) boot" }), "{menu}");
 
     // The screen: tty1 is in front and runs the menu (no GUI package in this build) or the
