@@ -221,20 +221,18 @@ if ((gui)); then
 	mkdir -p "$stage"
 	[[ -x $rel/altdisk-gui ]] || die "$rel/altdisk-gui is not built (crate $gui_crate)"
 	put_bin "$rel/altdisk-gui" usr/bin/altdisk-gui
-	# gui/dist: the desktop entry, AppStream metainfo and hicolor icons, as the GUI ships them.
+	# gui/data: the desktop entry, AppStream metainfo and the scalable icon, as the GUI ships them.
 	found=0
-	for f in gui/dist/*.desktop; do
+	for f in gui/data/*.desktop; do
 		[[ -e $f ]] && put 0644 "$f" "usr/share/applications/$(basename "$f")" && found=1
 	done
-	((found)) || die "gui/dist/ holds no .desktop file for the GUI package"
-	for f in gui/dist/*.metainfo.xml; do
+	((found)) || die "gui/data/ holds no .desktop file for the GUI package"
+	for f in gui/data/*.metainfo.xml; do
 		[[ -e $f ]] && put 0644 "$f" "usr/share/metainfo/$(basename "$f")"
 	done
-	if [[ -d gui/dist/icons/hicolor ]]; then
-		while IFS= read -r -d '' f; do
-			put 0644 "$f" "usr/share/icons/hicolor/${f#gui/dist/icons/hicolor/}"
-		done < <(find gui/dist/icons/hicolor -type f -print0)
-	fi
+	for f in gui/data/*.svg; do
+		[[ -e $f ]] && put 0644 "$f" "usr/share/icons/hicolor/scalable/apps/$(basename "$f")"
+	done
 	# Its man page: generated with the GUI (docs/man) when it has one, else the short one here.
 	if [[ -e docs/man/altdisk-gui.1 ]]; then
 		put_man docs/man/altdisk-gui.1

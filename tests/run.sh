@@ -10,7 +10,7 @@ cd "$repo"
 if [[ $(id -u) == 0 ]]; then
 	# altdisk's own packages, and the fixture tools: ACLs, xattrs, capabilities, LVM
 	# signatures, the benchmark's fixture, udevadm, a private D-Bus.
-	"$repo/core/install.sh" --deps acl attr libcap2-bin lvm2 rsync mmdebstrap time python3 shellcheck udev dbus-daemon \
+	"$repo/core/install.sh" --deps acl attr libcap2-bin lvm2 rsync partclone mmdebstrap time python3 shellcheck udev dbus-daemon \
 		lintian xvfb xdotool imagemagick appstream desktop-file-utils
 	# The VM tier: QEMU, OVMF and the image-building tools.
 	"$repo/tests/vm/install-deps.sh"
@@ -40,7 +40,7 @@ if [[ $(id -u) == 0 ]]; then
 	cargo build --locked --release -q -p altdisk
 	shellcheck tests/bench/bench.sh core/install.sh tests/run.sh image-build/build-debs.sh gui/screenshots.sh \
 		image-build/debian/altdisk.postinst image-build/debian/altdisk.prerm image-build/debian/altdisk.postrm
-	tests/bench/bench.sh --quick --runs 1
+	tests/bench/bench.sh --quick --runs 1 --busy --refresh
 fi
 # The GUI's real window under Xvfb, screen by screen (docs/gui-*.png are made the same way,
 # by hand: gui/screenshots.sh); here into target/ so a run changes no tracked file.

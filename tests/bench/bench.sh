@@ -1,13 +1,16 @@
 #!/usr/bin/env bash
-# tests/bench/bench.sh: side-by-side copy benchmark, altdisk vs rsync vs cp.
+# tests/bench/bench.sh: side-by-side copy benchmark, altdisk vs rsync vs cp vs
+# partclone, on an idle machine and on a busy one; refresh and verify; a million
+# files.
 #
 # Builds (once, cached) a root-filesystem fixture in an ext4 image, then, for
 # each run, attaches it read-only on a loop device, makes a fresh target image
 # on another loop device, drops the page cache and times each tool copying the
 # tree.  It reports; it never passes or fails on timing.  See README.md.
 #
-# Needs root, loop devices, mkfs.ext4, rsync, cp, GNU time, setfattr/setfacl
-# and (full fixture only) mmdebstrap with access to a Debian mirror.
+# Needs root, loop devices, mkfs.ext4, rsync, cp, partclone, GNU time,
+# setfattr/setfacl and (full fixture only) mmdebstrap with access to a Debian
+# mirror.
 
 # Functions run from traps or by computed name look unreachable to shellcheck.
 # shellcheck disable=SC2317
@@ -26,19 +29,26 @@ MIRROR=${ALTDISK_BENCH_MIRROR:-} # optional mmdebstrap mirror / sources.list lin
 RUNS=3
 QUICK=0
 MARKDOWN=""
-TOOLS="altdisk,rsync,cp"
+TOOLS="altdisk,rsync,cp,partclone"
+BUSY=0
+REFRESH=0
+MILLION=0
 REBUILD=0
 FIXTURE_ONLY=0
 USE_DIO=1
 
 usage() {
 	cat <<'EOF'
-Usage: bench.sh [--quick] [--runs N] [--tools altdisk,rsync,cp] [--markdown FILE]
-                [--rebuild] [--fixture-only] [--no-direct-io] [-h|--help]
+Usage: bench.sh [--quick] [--runs N] [--tools altdisk,rsync,cp,partclone] [--busy]
+                [--refresh] [--million] [--markdown FILE] [--rebuild] [--fixture-only]
+                [--no-direct-io] [-h|--help]
 
   --quick          small synthetic fixture (no mmdebstrap), for a fast smoke run
   --runs N         timed runs per tool, interleaved (default 3)
-  --tools LIST     comma-separated subset of altdisk,rsync,cp (default: all three)
+  --tools LIST     comma-separated subset of altdisk,rsync,cp,partclone (default: all)
+  --busy           the same runs again while another process keeps a CPU busy
+  --refresh        refresh after 1 % of the files changed vs rsync --delete, and verify
+  --million        a million files and a million hard links (long: builds two fixtures)
   --markdown FILE  also write the report as Markdown to FILE
   --rebuild        throw away the cached fixture and build it again
   --fixture-only   build (or check) the cached fixture, print its summary, exit
@@ -87,6 +97,9 @@ while (($#)); do
 		;;
 	--markdown=*) MARKDOWN=${1#--markdown=} ;;
 	--rebuild) REBUILD=1 ;;
+	--busy) BUSY=1 ;;
+	--refresh) REFRESH=1 ;;
+	--million) MILLION=1 ;;
 	--fixture-only) FIXTURE_ONLY=1 ;;
 	--no-direct-io) USE_DIO=0 ;;
 	-h | --help)
@@ -104,7 +117,7 @@ done
 IFS=, read -r -a TOOL_LIST <<<"$TOOLS"
 ((${#TOOL_LIST[@]})) || die "--tools is empty"
 for t in "${TOOL_LIST[@]}"; do
-	case $t in altdisk | rsync | cp) ;; *) die "unknown tool in --tools: $t" ;; esac
+	case $t in altdisk | rsync | cp | partclone) ;; *) die "unknown tool in --tools: $t" ;; esac
 done
 
 ((EUID == 0)) || die "must run as root (loop devices, mount, drop_caches)"
@@ -113,6 +126,9 @@ for c in losetup mount umount mountpoint findmnt mkfs.ext4 rsync cp du find awk 
 	command -v "$c" >/dev/null || die "missing command: $c (apt-get install rsync acl attr e2fsprogs util-linux)"
 done
 [[ -x /usr/bin/time ]] || die "missing /usr/bin/time (apt-get install time)"
+if [[ ,$TOOLS, == *,partclone,* ]]; then
+	command -v partclone.ext4 >/dev/null || die "missing partclone.ext4 (apt-get install partclone), or leave it out of --tools"
+fi
 if ((!QUICK)); then
 	command -v mmdebstrap >/dev/null || die "missing mmdebstrap (apt-get install mmdebstrap), or use --quick"
 fi
@@ -458,8 +474,11 @@ INFO_FILE=$FIXTURE_DIR/fixture.info
 MARKER=$FIXTURE_DIR/COMPLETE
 
 tree_stats() { # DIR -> "entries files dirs symlinks other links_sum linked_paths"
-	# etc/altdisk is the record altdisk adds to its clone; it is not part of the copy.
-	find "$1" -mindepth 1 \( -name lost+found -o -path "$1/etc/altdisk" \) -prune -o -printf '%y %n\n' | awk '
+	# What altdisk adds to its clone is not part of the copy: its record, its own copy of
+	# altdisk and the boot units that call it (core/src/boot/units.rs, own_paths).
+	find "$1" -mindepth 1 \( -name lost+found -o -path "$1/etc/altdisk" -o -path "$1/usr/local/lib/altdisk" \
+		-o -path "$1/etc/systemd/system/altdisk-*.service" \
+		-o -path "$1/etc/systemd/system/multi-user.target.wants/altdisk-*.service" \) -prune -o -printf '%y %n\n' | awk '
 		{ n++; t[$1]++; if ($1 != "d" && $2 > 1) { ls += $2; lp++ } }
 		END { printf "%d %d %d %d %d %d %d\n", n, t["f"], t["d"], t["l"],
 		      n - t["f"] - t["d"] - t["l"], ls, lp }'
@@ -665,8 +684,20 @@ verify_copy() { # ROOT -> appends to R_WARN
 	return 0
 }
 
-run_one() { # TOOL: sets R_STATUS R_WALL R_RSS R_CPU R_WARN R_MSG
-	local tool=$1 src_loop="" tgt_loop="" rc=0 t0 t1 out dst
+HOG_PID=""
+start_hog() { # another process keeping one CPU busy, as on a machine doing other work
+	yes >/dev/null &
+	HOG_PID=$!
+}
+stop_hog() {
+	[[ -n $HOG_PID ]] || return 0
+	kill "$HOG_PID" 2>/dev/null || true
+	wait "$HOG_PID" 2>/dev/null || true
+	HOG_PID=""
+}
+
+run_one() { # TOOL [BUSY]: sets R_STATUS R_WALL R_RSS R_CPU R_WARN R_MSG
+	local tool=$1 busy=${2:-0} src_loop="" tgt_loop="" rc=0 t0 t1 out dst
 	local src_mnt=$WORKDIR/src dst_mnt=$WORKDIR/dst tgt_img=$WORKDIR/target.img
 	local log=$WORKDIR/$tool.log rss=$WORKDIR/$tool.time
 	R_STATUS=FAILED R_WALL="" R_RSS="" R_CPU="" R_WARN="" R_MSG=""
@@ -680,11 +711,14 @@ run_one() { # TOOL: sets R_STATUS R_WALL R_RSS R_CPU R_WARN R_MSG
 		R_MSG="cannot attach $SRC_IMG"
 		return 0
 	}
-	do_mount "$src_loop" "$src_mnt" -o ro || {
-		R_MSG="cannot mount $src_loop"
-		release_all
-		return 0
-	}
+	# partclone reads the device itself, and refuses a mounted filesystem.
+	if [[ $tool != partclone ]]; then
+		do_mount "$src_loop" "$src_mnt" -o ro || {
+			R_MSG="cannot mount $src_loop"
+			release_all
+			return 0
+		}
+	fi
 	rm -f -- "$tgt_img"
 	truncate -s "$TARGET_BYTES" "$tgt_img"
 	if [[ $tool == altdisk ]]; then
@@ -692,7 +726,7 @@ run_one() { # TOOL: sets R_STATUS R_WALL R_RSS R_CPU R_WARN R_MSG
 	else
 		attach_loop tgt_loop "$tgt_img" "${LOOP_OPTS[@]}" || R_MSG="cannot attach target image"
 	fi
-	if [[ -z $R_MSG && $tool != altdisk ]]; then
+	if [[ -z $R_MSG && $tool != altdisk && $tool != partclone ]]; then
 		# Not timed.  Full inode-table init so the kernel's lazy init thread
 		# does not compete with the timed copy.
 		mkfs.ext4 -F -q -E lazy_itable_init=0,lazy_journal_init=0 "$tgt_loop" >"$log" 2>&1 ||
@@ -715,13 +749,25 @@ run_one() { # TOOL: sets R_STATUS R_WALL R_RSS R_CPU R_WARN R_MSG
 		ALT_MNT=$dst
 		cmd=("$ALTDISK" copy --source "$src_mnt" -d "$tgt_loop" -P1 --force --mount-at "$dst")
 		;;
+	partclone) cmd=(partclone.ext4 -q -b -s "$src_loop" -o "$tgt_loop") dst=$dst_mnt ;;
 	esac
 
 	drop_caches
+	((busy)) && start_hog
 	t0=$(date +%s.%N)
 	/usr/bin/time -f 'RSS_CPU %M %U %S' -o "$rss" -- "${cmd[@]}" >"$log" 2>&1 </dev/null || rc=$?
-	((rc == 0)) && mountpoint -q -- "$dst" && sync -f "$dst" # flush: part of the timed copy
+	# flush: part of the timed copy (partclone wrote the device: fsync it)
+	if [[ $tool == partclone ]]; then
+		((rc == 0)) && sync -- "$tgt_loop"
+	else
+		((rc == 0)) && mountpoint -q -- "$dst" && sync -f "$dst"
+	fi
 	t1=$(date +%s.%N)
+	stop_hog
+	if [[ $tool == partclone ]] && ((rc == 0)); then
+		# The copy of the filesystem, looked at like the others (not timed).
+		do_mount "$tgt_loop" "$dst" -o ro,noload || R_MSG="cannot mount the partclone copy"
+	fi
 
 	if ((rc != 0)); then
 		R_MSG="'${cmd[*]}' exited $rc: $(tail -n 5 "$log" | tr '\n' ' ')"
@@ -749,82 +795,289 @@ run_one() { # TOOL: sets R_STATUS R_WALL R_RSS R_CPU R_WARN R_MSG
 }
 
 # ---------------------------------------------------------------------------
-# Runs, interleaved.
+# Runs, interleaved; on an idle machine, then (--busy) with a CPU kept busy.
 # ---------------------------------------------------------------------------
+SCENARIOS=(idle)
+((BUSY)) && SCENARIOS+=(busy)
+KEYS=() # scenario:tool
 declare -A TIMES=() RSSMAX=() CPUS=() OKN=() FAILN=() WARNS=() ERRS=()
-for t in "${TOOL_LIST[@]}"; do
-	TIMES[$t]="" RSSMAX[$t]=0 CPUS[$t]="" OKN[$t]=0 FAILN[$t]=0 WARNS[$t]="" ERRS[$t]=""
+for sc in "${SCENARIOS[@]}"; do
+	for t in "${TOOL_LIST[@]}"; do
+		k=$sc:$t
+		KEYS+=("$k")
+		TIMES[$k]="" RSSMAX[$k]=0 CPUS[$k]="" OKN[$k]=0 FAILN[$k]=0 WARNS[$k]="" ERRS[$k]=""
+	done
 done
 
 note "fixture $SRC_IMG: $(human_bytes "$DATA_BYTES") allocated, ${INFO[entries]} entries"
-note "$RUNS run(s) of: ${TOOL_LIST[*]}"
-for ((r = 1; r <= RUNS; r++)); do
-	for t in "${TOOL_LIST[@]}"; do
-		run_one "$t"
-		if [[ $R_STATUS == ok ]]; then
-			TIMES[$t]+="$R_WALL "
-			CPUS[$t]+="$R_CPU "
-			OKN[$t]=$((OKN[$t] + 1))
-			((R_RSS > RSSMAX[$t])) && RSSMAX[$t]=$R_RSS
-			note "$(printf 'run %d/%d %-7s %8.2f s %8.1f MB/s  max RSS %6.1f MiB  %s' "$r" "$RUNS" "$t" \
-				"$R_WALL" "$(awk -v b="$DATA_BYTES" -v s="$R_WALL" 'BEGIN { print b / s / 1e6 }')" \
-				"$(awk -v k="$R_RSS" 'BEGIN { print k / 1024 }')" "${R_WARN:-verified}")"
-		else
-			FAILN[$t]=$((FAILN[$t] + 1))
-			[[ ${ERRS[$t]} == *"$R_MSG"* ]] || ERRS[$t]+="$R_MSG; "
-			note "$(printf 'run %d/%d %-7s FAILED: %s' "$r" "$RUNS" "$t" "$R_MSG")"
-		fi
-		if [[ -n $R_WARN && ${WARNS[$t]} != *"$R_WARN"* ]]; then WARNS[$t]+="$R_WARN"; fi
+note "$RUNS run(s) of: ${TOOL_LIST[*]} (${SCENARIOS[*]})"
+for sc in "${SCENARIOS[@]}"; do
+	for ((r = 1; r <= RUNS; r++)); do
+		for t in "${TOOL_LIST[@]}"; do
+			k=$sc:$t
+			run_one "$t" "$([[ $sc == busy ]] && echo 1 || echo 0)"
+			if [[ $R_STATUS == ok ]]; then
+				TIMES[$k]+="$R_WALL "
+				CPUS[$k]+="$R_CPU "
+				OKN[$k]=$((OKN[$k] + 1))
+				((R_RSS > RSSMAX[$k])) && RSSMAX[$k]=$R_RSS
+				note "$(printf 'run %d/%d %-4s %-9s %8.2f s %8.1f MB/s  max RSS %6.1f MiB  %s' "$r" "$RUNS" "$sc" "$t" \
+					"$R_WALL" "$(awk -v b="$DATA_BYTES" -v s="$R_WALL" 'BEGIN { print b / s / 1e6 }')" \
+					"$(awk -v k="$R_RSS" 'BEGIN { print k / 1024 }')" "${R_WARN:-verified}")"
+			else
+				FAILN[$k]=$((FAILN[$k] + 1))
+				[[ ${ERRS[$k]} == *"$R_MSG"* ]] || ERRS[$k]+="$R_MSG; "
+				note "$(printf 'run %d/%d %-4s %-9s FAILED: %s' "$r" "$RUNS" "$sc" "$t" "$R_MSG")"
+			fi
+			if [[ -n $R_WARN && ${WARNS[$k]} != *"$R_WARN"* ]]; then WARNS[$k]+="$R_WARN"; fi
+		done
 	done
 done
+
+median() { tr ' ' '\n' | { grep . || true; } | sort -g | awk '{ a[NR] = $1 }
+	END { if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
+
+# ---------------------------------------------------------------------------
+# --refresh: a clone kept current. A writable copy of the fixture is cloned by
+# altdisk and copied by rsync (not timed); then, per run, 1 % of its files
+# change and each brings its copy in line: `altdisk copy --refresh` (the clone
+# asleep: woken, refreshed, flushed, put to sleep) against `rsync -aHAXS
+# --delete`, cold cache, flush included; then `altdisk verify` of the clone.
+# ---------------------------------------------------------------------------
+REFRESH_ROWS=() # what|runs|median|all|notes
+refresh_bench() {
+	local rw_img=$WORKDIR/source-rw.img src_loop tgt_loop rs_loop src=$WORKDIR/rw-src
+	local clone=$WORKDIR/rw-clone rs_dst=$WORKDIR/rw-rsync log=$WORKDIR/refresh.log
+	local r t0 t1 n changed equal rt=() st=() vt=() notes=""
+	note "refresh: copying the fixture to a writable image (not timed)"
+	cp --sparse=always -- "$SRC_IMG" "$rw_img"
+	chmod 0644 "$rw_img"
+	attach_loop src_loop "$rw_img" "${LOOP_OPTS[@]}"
+	do_mount "$src_loop" "$src"
+	truncate -s "$TARGET_BYTES" "$WORKDIR/rw-clone.img" "$WORKDIR/rw-rsync.img"
+	attach_loop tgt_loop "$WORKDIR/rw-clone.img" --partscan "${LOOP_OPTS[@]}"
+	attach_loop rs_loop "$WORKDIR/rw-rsync.img" "${LOOP_OPTS[@]}"
+	mkfs.ext4 -F -q -E lazy_itable_init=0,lazy_journal_init=0 "$rs_loop"
+	do_mount "$rs_loop" "$rs_dst"
+	mkdir -p "$clone"
+	ALT_MNT=$clone
+	"$ALTDISK" copy --source "$src" -d "$tgt_loop" -P1 --force --mount-at "$clone" >"$log" 2>&1 || {
+		REFRESH_ROWS+=("refresh|0/$RUNS|FAILED|-|the first clone failed: $(tail -n 3 "$log" | tr '\n' ' ')")
+		return 0
+	}
+	"$ALTDISK" sleep --mount-at "$clone" >>"$log" 2>&1
+	ALT_MNT=""
+	rsync -aHAXS --numeric-ids "$src/" "$rs_dst/"
+	n=$(find "$src" -xdev -type f | wc -l)
+	changed=$(((n + 99) / 100))
+	# shellcheck disable=SC2016 # $RUN and $f belong to the inner shell
+	local change='for f; do printf "changed in run %s\n" "$RUN" >>"$f"; done'
+	for ((r = 1; r <= RUNS; r++)); do
+		# 1 % of the files change: their data grows by a line (a different 1 % each run).
+		find "$src" -xdev -type f -links 1 -size -10M -print0 | shuf -z -n "$changed" --random-source=<(yes "$r") |
+			RUN=$r xargs -0 -r sh -c "$change" sh
+		sync -f "$src"
+		drop_caches
+		t0=$(date +%s.%N)
+		ALT_MNT=$clone
+		/usr/bin/time -f 'RSS_CPU %M %U %S' -o "$WORKDIR/refresh.time" -- \
+			"$ALTDISK" copy --refresh --source "$src" -d "$tgt_loop" --mount-at "$clone" >"$log" 2>&1 </dev/null || {
+			notes+="refresh run $r failed: $(tail -n 3 "$log" | tr '\n' ' '); "
+			ALT_MNT=""
+			continue
+		}
+		t1=$(date +%s.%N)
+		ALT_MNT=""
+		rt+=("$(secs "$t0" "$t1")")
+		drop_caches
+		t0=$(date +%s.%N)
+		rsync -aHAXS --delete --numeric-ids "$src/" "$rs_dst/" >"$log" 2>&1 && sync -f "$rs_dst"
+		t1=$(date +%s.%N)
+		st+=("$(secs "$t0" "$t1")")
+		drop_caches
+		t0=$(date +%s.%N)
+		equal=$("$ALTDISK" verify --json --source "$src" "$tgt_loop" 2>>"$log" | awk -F': ' '/"equal"/ { gsub(/[ ,]/, "", $2); print $2; exit }') || true
+		t1=$(date +%s.%N)
+		vt+=("$(secs "$t0" "$t1")")
+		[[ $equal == true ]] || notes+="verify after refresh run $r said equal=${equal:-?}; "
+		note "$(printf 'refresh run %d/%d: %d files changed; altdisk refresh %s s, rsync --delete %s s, verify %s s (equal: %s)' \
+			"$r" "$RUNS" "$changed" "${rt[-1]}" "${st[-1]}" "${vt[-1]}" "${equal:-?}")"
+	done
+	local full med
+	full=$(median <<<"${TIMES[idle:altdisk]:-}")
+	med=$(median <<<"${rt[*]}")
+	local pct="-"
+	[[ -n $full && -n $med ]] && pct=$(awk -v a="$med" -v b="$full" 'BEGIN { printf "%.1f %%", a / b * 100 }')
+	REFRESH_ROWS+=("altdisk refresh|${#rt[@]}/$RUNS|${med:--}|${rt[*]}|$changed files changed (1 %); $pct of a full clone (${full:-?} s); RSS $(awk '$1 == "RSS_CPU" { printf "%.1f MiB", $2 / 1024 }' "$WORKDIR/refresh.time")")
+	REFRESH_ROWS+=("rsync --delete|${#st[@]}/$RUNS|$(median <<<"${st[*]}")|${st[*]}|-aHAXS --numeric-ids, into the copy it made")
+	REFRESH_ROWS+=("altdisk verify|${#vt[@]}/$RUNS|$(median <<<"${vt[*]}")|${vt[*]}|whole clone, every file hashed (xxh3-128), read-only mount; ${notes:-equal after every refresh}")
+	release_all
+	rm -f -- "$rw_img" "$WORKDIR/rw-clone.img" "$WORKDIR/rw-rsync.img"
+}
+((REFRESH)) && { [[ -x $ALTDISK ]] && refresh_bench || REFRESH_ROWS+=("refresh|0/$RUNS|FAILED|-|no altdisk binary"); }
+
+# ---------------------------------------------------------------------------
+# --million: sources of a million files and of a million hard links, and a
+# quarter of each, for how time and memory grow. Fixtures are cached like the
+# main one. altdisk and cp, one run each, cold cache.
+# ---------------------------------------------------------------------------
+MILLION_ROWS=() # fixture|tool|seconds|files/s|RSS MiB|notes
+million_fixture() { # NAME FILES LINKS -> image path on stdout (built once)
+	local name=$1 files=$2 links=$3 dir img mnt loop
+	dir=$CACHE_ROOT/bench-scale-$name-v$BENCH_VERSION
+	img=$dir/source.img
+	if [[ ! -f $dir/COMPLETE ]]; then
+		note "building the $name fixture ($files files, $links links each; one-off)"
+		rm -rf --one-file-system -- "$dir"
+		mkdir -p "$dir"
+		truncate -s 12G "$img"
+		mkfs.ext4 -F -q -N $((files * links + files / 10 + 100000)) -E lazy_itable_init=0 "$img"
+		attach_loop loop "$img"
+		mnt=$WORKDIR/scale-build
+		do_mount "$loop" "$mnt"
+		perl -e '
+			my ($base, $n, $links) = @ARGV; my $per = 1000; my $buf = "x" x 100;
+			for (my $i = 0; $i < $n; $i++) {
+				my $d = sprintf("%s/d%04d", $base, int($i / $per));
+				mkdir $d unless -d $d;
+				my $f = sprintf("%s/f%04d", $d, $i % $per);
+				open(my $o, ">", $f) or die "$f: $!"; print $o $buf; close($o);
+				for (my $l = 1; $l < $links; $l++) {
+					my $ld = sprintf("%s/l%d-%04d", $base, $l, int($i / $per));
+					mkdir $ld unless -d $ld;
+					link($f, sprintf("%s/f%04d", $ld, $i % $per)) or die "link: $!";
+				}
+			}' "$mnt" "$files" "$links"
+		sync -f "$mnt"
+		do_umount "$mnt"
+		detach_loop "$loop"
+		chmod 0444 "$img"
+		echo complete >"$dir/COMPLETE"
+	fi
+	printf '%s' "$img"
+}
+million_run() { # IMG TOOL -> R_WALL R_RSS R_STATUS
+	local img=$1 tool=$2 src_loop tgt_loop src=$WORKDIR/m-src dst=$WORKDIR/m-dst rc=0 t0 t1
+	R_STATUS=FAILED R_WALL="" R_RSS=""
+	attach_loop src_loop "$img" --read-only "${LOOP_OPTS[@]}"
+	do_mount "$src_loop" "$src" -o ro
+	truncate -s 12G "$WORKDIR/m-target.img"
+	if [[ $tool == altdisk ]]; then
+		attach_loop tgt_loop "$WORKDIR/m-target.img" --partscan "${LOOP_OPTS[@]}"
+		mkdir -p "$dst"
+		ALT_MNT=$dst
+		cmd=("$ALTDISK" copy --source "$src" -d "$tgt_loop" -P1 --force --mount-at "$dst")
+	else
+		attach_loop tgt_loop "$WORKDIR/m-target.img" "${LOOP_OPTS[@]}"
+		mkfs.ext4 -F -q -N 2200000 -E lazy_itable_init=0,lazy_journal_init=0 "$tgt_loop"
+		do_mount "$tgt_loop" "$dst"
+		cmd=(cp -a "$src/." "$dst/")
+	fi
+	drop_caches
+	t0=$(date +%s.%N)
+	/usr/bin/time -f 'RSS_CPU %M %U %S' -o "$WORKDIR/m.time" -- "${cmd[@]}" >"$WORKDIR/m.log" 2>&1 </dev/null || rc=$?
+	((rc == 0)) && sync -f "$dst"
+	t1=$(date +%s.%N)
+	if ((rc == 0)); then
+		R_STATUS=ok
+		R_WALL=$(secs "$t0" "$t1")
+		R_RSS=$(awk '$1 == "RSS_CPU" { print $2 }' "$WORKDIR/m.time" | tail -n 1)
+	else
+		note "$tool on $img failed: $(tail -n 3 "$WORKDIR/m.log" | tr '\n' ' ')"
+	fi
+	release_all
+	rm -f -- "$WORKDIR/m-target.img"
+}
+million_bench() {
+	local spec name files links img tool paths
+	for spec in "files-250k 250000 1" "files-1m 1000000 1" "links-1m 100000 10"; do
+		read -r name files links <<<"$spec"
+		img=$(million_fixture "$name" "$files" "$links")
+		paths=$((files * links))
+		for tool in altdisk cp; do
+			million_run "$img" "$tool"
+			if [[ $R_STATUS == ok ]]; then
+				MILLION_ROWS+=("$name|$tool|$R_WALL|$(awk -v n="$paths" -v s="$R_WALL" 'BEGIN { printf "%.0f", n / s }')|$(awk -v k="$R_RSS" 'BEGIN { printf "%.1f", k / 1024 }')|$paths paths, $files inodes")
+			else
+				MILLION_ROWS+=("$name|$tool|FAILED|-|-|see the log above")
+			fi
+			note "million: ${MILLION_ROWS[-1]}"
+		done
+	done
+}
+((MILLION)) && million_bench
 
 # ---------------------------------------------------------------------------
 # Report.
 # ---------------------------------------------------------------------------
-median() { tr ' ' '\n' | grep . | sort -g | awk '{ a[NR] = $1 }
-	END { if (NR == 0) exit; if (NR % 2) print a[(NR + 1) / 2]; else print (a[NR / 2] + a[NR / 2 + 1]) / 2 }'; }
-
-RSYNC_MED=""
-[[ -n ${TIMES[rsync]:-} ]] && RSYNC_MED=$(median <<<"${TIMES[rsync]}")
-ROWS=() # tool|runs|median|mbs|ratio|cpu|rss|all|notes
+ROWS=() # scenario|tool|runs|median|mbs|vs rsync|vs cp|cpu|rss|all|notes
 STATUS=0
-for t in "${TOOL_LIST[@]}"; do
+for k in "${KEYS[@]}"; do
+	sc=${k%%:*} t=${k#*:}
 	notes=""
-	[[ $t == altdisk ]] && notes="timed incl. partitioning + mkfs; "
-	[[ $t != altdisk ]] && notes="mkfs not timed; "
-	((FAILN[$t])) && STATUS=1 && notes+="${FAILN[$t]} run(s) FAILED: ${ERRS[$t]}"
-	[[ -n ${WARNS[$t]} ]] && notes+="WARNING: ${WARNS[$t]}"
+	case $t in
+	altdisk) notes="timed incl. partitioning + mkfs; " ;;
+	partclone) notes="used blocks of the filesystem, no mkfs; " ;;
+	*) notes="mkfs not timed; " ;;
+	esac
+	((FAILN[$k])) && STATUS=1 && notes+="${FAILN[$k]} run(s) FAILED: ${ERRS[$k]}"
+	[[ -n ${WARNS[$k]} ]] && notes+="WARNING: ${WARNS[$k]}"
 	notes=${notes%; }
-	if ((OKN[$t] == 0)); then
-		ROWS+=("$t|0/$RUNS|FAILED|-|-|-|-|-|$notes")
+	if ((OKN[$k] == 0)); then
+		ROWS+=("$sc|$t|0/$RUNS|FAILED|-|-|-|-|-|-|$notes")
 		continue
 	fi
-	med=$(median <<<"${TIMES[$t]}")
-	cpu=$(median <<<"${CPUS[$t]}")
+	med=$(median <<<"${TIMES[$k]}")
+	cpu=$(median <<<"${CPUS[$k]}")
 	mbs=$(awk -v b="$DATA_BYTES" -v s="$med" 'BEGIN { printf "%.1f", b / s / 1e6 }')
-	ratio="-"
-	[[ -n $RSYNC_MED ]] && ratio=$(awk -v r="$RSYNC_MED" -v s="$med" 'BEGIN { printf "%.2f", r / s }')
-	rssm=$(awk -v k="${RSSMAX[$t]}" 'BEGIN { printf "%.1f", k / 1024 }')
-	all=$(tr ' ' '\n' <<<"${TIMES[$t]}" | grep . | awk '{ printf "%s%.1f", (NR > 1 ? " " : ""), $1 }')
-	ROWS+=("$t|${OKN[$t]}/$RUNS|$(printf '%.2f' "$med")|$mbs|$ratio|$(printf '%.1f' "$cpu")|$rssm|$all|$notes")
+	vs_rsync="-" vs_cp="-"
+	ref=$(median <<<"${TIMES[$sc:rsync]:-}")
+	[[ -n $ref ]] && vs_rsync=$(awk -v r="$ref" -v s="$med" 'BEGIN { printf "%.2f", r / s }')
+	ref=$(median <<<"${TIMES[$sc:cp]:-}")
+	[[ -n $ref ]] && vs_cp=$(awk -v r="$ref" -v s="$med" 'BEGIN { printf "%.2f", r / s }')
+	rssm=$(awk -v k="${RSSMAX[$k]}" 'BEGIN { printf "%.1f", k / 1024 }')
+	all=$(tr ' ' '\n' <<<"${TIMES[$k]}" | { grep . || true; } | awk '{ printf "%s%.1f", (NR > 1 ? " " : ""), $1 }')
+	ROWS+=("$sc|$t|${OKN[$k]}/$RUNS|$(printf '%.2f' "$med")|$mbs|$vs_rsync|$vs_cp|$(printf '%.1f' "$cpu")|$rssm|$all|$notes")
 done
+for row in "${REFRESH_ROWS[@]}"; do [[ $row == *FAILED* || $row == *failed* ]] && STATUS=1; done
+for row in "${MILLION_ROWS[@]}"; do [[ $row == *FAILED* ]] && STATUS=1; done
 
 print_text() {
 	echo
 	echo "altdisk copy benchmark ($MODE fixture, $RUNS run(s) per tool, interleaved, cold cache)"
 	echo "machine   $MACHINE"
 	echo "storage   $STORAGE"
-	echo "tools     altdisk: $ALT_VER ($ALTDISK); rsync $RSYNC_VER (-aHAXS --numeric-ids); cp $CP_VER (-a)"
+	echo "tools     altdisk: $ALT_VER ($ALTDISK); rsync $RSYNC_VER (-aHAXS --numeric-ids); cp $CP_VER (-a); partclone.ext4 -b"
 	fixture_summary
 	echo "MB/s = allocated source bytes ($(human_bytes "$DATA_BYTES")) / median wall time; wall time includes"
-	echo "the final flush (sync -f) of the target; vs rsync = rsync time / tool time (>1 = faster)."
+	echo "the final flush of the target; vs X = X's time / tool time (>1 = faster), same scenario;"
+	echo "busy = another process (yes >/dev/null) keeps one CPU busy during the run."
 	echo
-	printf '%-8s %5s %9s %8s %8s %7s %8s  %-22s %s\n' tool runs median_s MB/s "vs rsync" cpu_s "RSS MiB" "all runs (s)" notes
+	printf '%-5s %-9s %5s %9s %8s %8s %6s %7s %8s  %-22s %s\n' scen tool runs median_s MB/s "vs rsync" "vs cp" cpu_s "RSS MiB" "all runs (s)" notes
 	local row f
 	for row in "${ROWS[@]}"; do
 		IFS='|' read -r -a f <<<"$row"
-		printf '%-8s %5s %9s %8s %8s %7s %8s  %-22s %s\n' "${f[@]}"
+		printf '%-5s %-9s %5s %9s %8s %8s %6s %7s %8s  %-22s %s\n' "${f[@]}"
 	done
+	if ((${#REFRESH_ROWS[@]})); then
+		echo
+		echo "refresh after 1 % of the files changed (cold cache, flush included)"
+		printf '%-16s %5s %9s  %-22s %s\n' what runs median_s "all runs (s)" notes
+		for row in "${REFRESH_ROWS[@]}"; do
+			IFS='|' read -r -a f <<<"$row"
+			printf '%-16s %5s %9s  %-22s %s\n' "${f[@]}"
+		done
+	fi
+	if ((${#MILLION_ROWS[@]})); then
+		echo
+		echo "scale: one run each, cold cache, flush included; paths/s = paths copied per second"
+		printf '%-11s %-8s %9s %9s %8s  %s\n' fixture tool seconds paths/s "RSS MiB" notes
+		for row in "${MILLION_ROWS[@]}"; do
+			IFS='|' read -r -a f <<<"$row"
+			printf '%-11s %-8s %9s %9s %8s  %s\n' "${f[@]}"
+		done
+	fi
 }
 
 print_markdown() {
@@ -832,24 +1085,43 @@ print_markdown() {
 	echo
 	echo "$MODE fixture, $RUNS run(s) per tool, interleaved, page cache dropped before each run."
 	echo
-	echo "| tool | runs | median s | MB/s | vs rsync | CPU s | max RSS MiB | all runs (s) | notes |"
-	echo "| --- | --- | ---: | ---: | ---: | ---: | ---: | --- | --- |"
+	echo "| scenario | tool | runs | median s | MB/s | vs rsync | vs cp | CPU s | max RSS MiB | all runs (s) | notes |"
+	echo "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |"
 	local row f
 	for row in "${ROWS[@]}"; do
 		IFS='|' read -r -a f <<<"$row"
-		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${f[@]}"
+		printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "${f[@]}"
 	done
+	if ((${#REFRESH_ROWS[@]})); then
+		echo
+		echo "| refresh | runs | median s | all runs (s) | notes |"
+		echo "| --- | --- | ---: | --- | --- |"
+		for row in "${REFRESH_ROWS[@]}"; do
+			IFS='|' read -r -a f <<<"$row"
+			printf '| %s | %s | %s | %s | %s |\n' "${f[@]}"
+		done
+	fi
+	if ((${#MILLION_ROWS[@]})); then
+		echo
+		echo "| fixture | tool | seconds | paths/s | max RSS MiB | notes |"
+		echo "| --- | --- | ---: | ---: | ---: | --- |"
+		for row in "${MILLION_ROWS[@]}"; do
+			IFS='|' read -r -a f <<<"$row"
+			printf '| %s | %s | %s | %s | %s | %s |\n' "${f[@]}"
+		done
+	fi
 	echo
 	echo "MB/s = allocated source bytes / median wall time (10^6 bytes); wall time includes the"
-	echo "final flush of the target. vs rsync = rsync median / tool median (>1 = faster than rsync)."
+	echo "final flush of the target. vs X = X's median / tool median, same scenario (>1 = faster)."
 	echo "altdisk is timed including partitioning and mkfs; rsync and cp copy into a filesystem"
-	echo "made beforehand (untimed). Max RSS is the largest resident set of the tool or any child."
+	echo "made beforehand (untimed); partclone copies the used blocks device to device."
+	echo "Max RSS is the largest resident set of the tool or any child."
 	echo
 	echo "## Machine"
 	echo
 	echo "- $MACHINE"
 	echo "- $STORAGE"
-	echo "- altdisk: $ALT_VER (\`$ALTDISK\`); rsync $RSYNC_VER (\`-aHAXS --numeric-ids\`); cp $CP_VER (\`-a\`)"
+	echo "- altdisk: $ALT_VER (\`$ALTDISK\`); rsync $RSYNC_VER (\`-aHAXS --numeric-ids\`); cp $CP_VER (\`-a\`); \`partclone.ext4 -b\`"
 	echo
 	echo "## Fixture"
 	echo

@@ -163,6 +163,13 @@ const CASES: &[Case] = &[
     case("alt_rootvg_op", &["-q", "-W", "-d", "{d}/t.img"], 2, &["more than one operation"]),
     case("bootlist", &["-m", "service"], 6, &["not supported", "-m normal"]),
     case("bootlist", &["-m", "sideways"], 2, &["-m sideways", "not a mode"]),
+    // Refresh and verify.
+    case("alt_disk_copy", &["-d", "{d}/t.img", "--checksum"], 2, &["--checksum", "--refresh"]),
+    case("alt_disk_copy", &["-d", "{d}/t.img", "--refresh", "-P23"], 2, &["--refresh with -P2", "phase 1"]),
+    case("alt_disk_copy", &["-d", "{d}/t.img", "--refresh", "--force"], 2, &["--force", "--refresh"]),
+    case("altdisk", &["plan", "-d", "{d}/t.img", "--refresh"], 2, &["plan --refresh", "no plan"]),
+    case("altdisk", &["verify"], 2, &["SYSTEM|DISK"]),
+    case("altdisk", &["verify", "sdb", "--source", "/mnt", "--against", "sdc"], 2, &["--source", "--against"]),
 ];
 
 #[test]

@@ -144,6 +144,21 @@ fn root_clone_spans_two_disks_with_separate_filesystems() {
     assert_eq!((ea.disk_index, eb.disk_index), (0, 1));
     assert_eq!(ea.filesystems.len(), 3);
     sleep(&alt);
+    // Phase 2 later, on both disks (the resume path): each disk keeps its own record.
+    let resolv = s.path("resolv.conf");
+    std::fs::write(&resolv, "nameserver 192.0.2.1\n").unwrap();
+    let o = altdisk(
+        "alt_disk_copy",
+        &["-d", &targets, "-P2", "--mount-at", alt.to_str().unwrap(), "-R", resolv.to_str().unwrap()],
+    );
+    assert_ok(&o);
+    let ea = record::read(&a).unwrap().unwrap();
+    let eb = record::read(&b).unwrap().unwrap();
+    assert_eq!((ea.disk_index, eb.disk_index), (0, 1), "each disk keeps its own index after a resume");
+    assert_eq!((ea.state, eb.state), (State::Customized, State::Customized));
+    assert_eq!(ea.phases_done, vec![1, 2]);
+    assert_eq!(std::fs::read_to_string(alt.join("etc/resolv.conf")).unwrap(), "nameserver 192.0.2.1\n");
+    sleep(&alt);
 }
 
 #[test]

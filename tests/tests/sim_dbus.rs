@@ -232,7 +232,7 @@ async fn sim_rescue_find_restore_boot_now_repair_and_an_offline_clone() {
     let bus = start(&dir, &text).await;
     let c = bus.client().await;
     let m = ManagerProxy::new(&c).await.unwrap();
-    assert_eq!(m.version().await.unwrap(), "1.2");
+    assert_eq!(m.version().await.unwrap(), "1.3");
     check_api(&c, altdisk_api::MANAGER_PATH, altdisk_api::MANAGER_IFACE).await;
 
     // Find: every system, whoever made it, with its OS and kernels.
@@ -322,7 +322,7 @@ async fn sim_rescue_find_restore_boot_now_repair_and_an_offline_clone() {
     assert_eq!((clone.kind.as_str(), clone.os.as_str()), (found_kind::ALTDISK, "Ubuntu 22.04.4 LTS"));
     assert_eq!((clone.kernels.clone(), clone.bootable), (vec!["5.15.0-105-generic".to_string()], true));
 
-    // Denied: the rescue actions that change something; finding is reading.
+    // Denied: the rescue actions, finding too (it mounts filesystems to look into them).
     std::fs::write(
         dir.join("sim.toml"),
         text.replace("deny = []", "deny = [\"org.altdisk.bootlist\", \"org.altdisk.manage\"]"),
@@ -332,8 +332,48 @@ async fn sim_rescue_find_restore_boot_now_repair_and_an_offline_clone() {
         m.restore_system("sda", false).await.unwrap_err(),
         m.boot_now("sda", false).await.unwrap_err(),
         m.repair_system("sda").await.unwrap_err(),
+        m.find_systems().await.unwrap_err(),
     ] {
         assert_eq!(err_name(&e), "org.altdisk.AltDisk1.Error.AccessDenied", "{e}");
     }
-    assert!(m.find_systems().await.is_ok());
+}
+
+/// 1.3: Verify returns a job whose Report says equal; a refresh keeps the clone's identity.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_verify_and_refresh_through_the_proxies() {
+    let dir = TempDir::new("sim-verify");
+    let bus = start(&dir, &sample()).await;
+    let c = bus.client().await;
+    let m = ManagerProxy::new(&c).await.unwrap();
+    let before = m.systems().await.unwrap().into_iter().find(|s| s.disks.contains(&"sdb".to_string())).unwrap();
+    // Verify: a job of kind verify, whose report says what was found.
+    let path = m.start_verify("sdb", &altdisk_api::VerifyOptions::default()).await.unwrap();
+    let j = job(&c, path).await;
+    let finished = j.receive_finished().await.unwrap();
+    let (ok, err) = wait_finished(&j, finished, Duration::from_secs(30)).await;
+    assert!(ok, "{err}");
+    assert_eq!(j.kind().await.unwrap(), "verify");
+    let report: serde_json::Value = serde_json::from_str(&j.report().await.unwrap()).unwrap();
+    assert_eq!(report["equal"], true, "{report}");
+    assert_eq!(report["apiVersion"], "altdisk.io/v1");
+    // Bad options name the key.
+    let mut d = altdisk_api::VerifyOptions::default().to_dict();
+    d.insert("targets".into(), zbus::Variant::from("sdb").try_into().unwrap());
+    let e = m.verify("sdb", d).await.unwrap_err();
+    assert!(err_name(&e).ends_with("InvalidArgs"), "{e}");
+    // Refresh: a job of kind refresh, through copying and identities; same system after.
+    let mut o = CloneOptions::new(["sdb"]);
+    o.refresh = true;
+    let path = m.start_clone(&o).await.unwrap();
+    let j = job(&c, path).await;
+    let finished = j.receive_finished().await.unwrap();
+    let (ok, err) = wait_finished(&j, finished, Duration::from_secs(30)).await;
+    assert!(ok, "{err}");
+    assert_eq!(j.kind().await.unwrap(), "refresh");
+    assert!(j.steps().await.unwrap().contains(&"copying".to_string()));
+    let after = m.systems().await.unwrap().into_iter().find(|s| s.disks.contains(&"sdb".to_string())).unwrap();
+    assert_eq!((after.id, after.state, after.boot_entry), (before.id, before.state, before.boot_entry));
+    // A refresh with layout options is refused before a job exists.
+    o.force = true;
+    assert!(err_name(&m.start_clone(&o).await.unwrap_err()).ends_with("InvalidArgs"));
 }

@@ -19,7 +19,7 @@ pub mod proxy;
 pub mod types;
 
 pub use error::Error;
-pub use options::{BootlistMode, CloneOptions, OptionError, Phase2Options, Phases};
+pub use options::{BootlistMode, CloneOptions, OptionError, Phase2Options, Phases, VerifyOptions};
 pub use proxy::{JobProxy, ManagerProxy};
 pub use types::*;
 
@@ -35,7 +35,7 @@ pub const JOB_IFACE: &str = "org.altdisk.AltDisk1.Job";
 pub const ERROR_PREFIX: &str = "org.altdisk.AltDisk1.Error";
 /// Major.minor of this API, as the `Version` property says it. The major version is the `1`
 /// in the names above; the minor one counts additions.
-pub const API_VERSION: &str = "1.2";
+pub const API_VERSION: &str = "1.3";
 
 /// polkit actions (core/dist/org.altdisk.policy), by what a method does.
 pub mod actions {

@@ -61,6 +61,12 @@ pub mod keys {
     pub const DEVICE_RESET: &str = "device_reset";
     /// `s` [-c] console of the clone (with device_reset).
     pub const CONSOLE: &str = "console";
+    /// `b` [--refresh] *1.3* bring the clone on the targets back in line with its source.
+    pub const REFRESH: &str = "refresh";
+    /// `b` [--checksum] *1.3* with refresh: decide whether a file changed by its bytes.
+    pub const CHECKSUM: &str = "checksum";
+    /// `s` *1.3* `Verify`: another system (a disk of it, or its name) to compare with.
+    pub const AGAINST: &str = "against";
 
     /// Every key, in the order docs/dbus.md lists them.
     pub const ALL: &[&str] = &[
@@ -88,7 +94,12 @@ pub mod keys {
         RESOLV_CONF,
         DEVICE_RESET,
         CONSOLE,
+        REFRESH,
+        CHECKSUM,
     ];
+
+    /// Every key of `Verify`'s options.
+    pub const VERIFY: &[&str] = &[SOURCE, AGAINST, EXCLUDE];
 }
 
 /// A bad options dictionary; the service answers it with `InvalidArgs`.
@@ -268,6 +279,53 @@ pub struct CloneOptions {
     pub bootlist: BootlistMode,
     /// Phase 2 [-l -w -F -b -f -I -s -x -R -O -c].
     pub phase2: Phase2Options,
+    /// [--refresh] bring the clone on the targets back in line with its source (its
+    /// identities and boot entry stay; the phases it had run again; `phases` is not used).
+    pub refresh: bool,
+    /// [--checksum] with `refresh`: a file's data is compared by its bytes.
+    pub checksum: bool,
+}
+
+/// The options of `Verify` *1.3*: what the clone is compared with (by default the running
+/// system).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// A system mounted at this directory.
+    pub source: Option<String>,
+    /// Another system on disks: a disk of it, or its name.
+    pub against: Option<String>,
+    /// Full path of the exclude list the clone was made with.
+    pub exclude: Option<String>,
+}
+
+impl VerifyOptions {
+    pub fn from_dict(d: HashMap<String, OwnedVariant>) -> Result<VerifyOptions, OptionError> {
+        let mut r = Reader { d };
+        let o = VerifyOptions {
+            source: r.string(keys::SOURCE)?,
+            against: r.string(keys::AGAINST)?,
+            exclude: r.string(keys::EXCLUDE)?,
+        };
+        if let Some(key) = r.d.into_keys().min() {
+            return Err(OptionError::Unknown { key });
+        }
+        if o.source.is_some() && o.against.is_some() {
+            return Err(OptionError::Conflict {
+                what: "options `source` and `against`".into(),
+                why: "they both name what the clone is compared with".into(),
+                todo: "give one".into(),
+            });
+        }
+        Ok(o)
+    }
+
+    pub fn to_dict(&self) -> HashMap<String, OwnedVariant> {
+        let mut w = Writer::default();
+        w.string(keys::SOURCE, &self.source);
+        w.string(keys::AGAINST, &self.against);
+        w.string(keys::EXCLUDE, &self.exclude);
+        w.d
+    }
 }
 
 fn owned(v: Variant<'_>) -> OwnedVariant {
@@ -400,6 +458,8 @@ impl CloneOptions {
                 device_reset: r.flag(DEVICE_RESET)?,
                 console: r.string(CONSOLE)?,
             },
+            refresh: r.flag(REFRESH)?,
+            checksum: r.flag(CHECKSUM)?,
         };
         let mut left: Vec<String> = r.d.into_keys().collect();
         left.sort();
@@ -441,6 +501,8 @@ impl CloneOptions {
         w.string(RESOLV_CONF, &p.resolv_conf);
         w.flag(DEVICE_RESET, p.device_reset);
         w.string(CONSOLE, &p.console);
+        w.flag(REFRESH, self.refresh);
+        w.flag(CHECKSUM, self.checksum);
         w.d
     }
 
@@ -457,6 +519,27 @@ impl CloneOptions {
                 todo: "add phase 2 (phases 12, 23 or all), or drop them".into(),
             });
         }
+        if self.checksum && !self.refresh {
+            return Err(OptionError::Conflict {
+                what: format!("option `{}`", keys::CHECKSUM),
+                why: "it says how a refresh compares files".into(),
+                todo: format!("set `{}` too, or drop it", keys::REFRESH),
+            });
+        }
+        if self.refresh
+            && (self.layout.is_some()
+                || self.convert
+                || self.size.is_some()
+                || self.force
+                || self.source_disk.is_some())
+        {
+            return Err(OptionError::Conflict {
+                what: format!("option `{}`", keys::REFRESH),
+                why: "a refresh keeps the clone's layout and disks (layout, convert, size, force and source_disk make a new one)"
+                    .into(),
+                todo: "drop those options, or make a new clone".into(),
+            });
+        }
         if self.phase2.console.is_some() && !self.phase2.device_reset {
             return Err(OptionError::Conflict {
                 what: format!("option `{}`", keys::CONSOLE),
@@ -469,13 +552,28 @@ impl CloneOptions {
 
     /// Whether this resumes a clone the targets hold (no phase 1).
     pub fn resumes(&self) -> bool {
-        !self.phases.has(1)
+        !self.refresh && !self.phases.has(1)
+    }
+
+    /// Whether this works on a clone the targets hold (a resume or a refresh): on all its
+    /// disks, named or not.
+    pub fn existing(&self) -> bool {
+        self.refresh || self.resumes()
     }
 
     /// The steps a job with these options goes through, in order, as its `Phase` property
     /// names them (a step may be skipped when there is nothing to do in it).
     pub fn steps(&self) -> Vec<JobPhase> {
         let mut v = vec![JobPhase::Validating];
+        if self.refresh {
+            // The phases the clone had: phase 3 may or may not come; it is listed.
+            v.extend([JobPhase::Copying, JobPhase::FixingIdentities]);
+            if !self.phase2.is_empty() {
+                v.push(JobPhase::Customizing);
+            }
+            v.extend([JobPhase::MakingBootable, JobPhase::CleaningUp, JobPhase::Done]);
+            return v;
+        }
         if self.phases.has(1) {
             v.extend([
                 JobPhase::Partitioning,
@@ -528,6 +626,8 @@ mod tests {
                 device_reset: true,
                 console: Some("ttyS0,115200n8".into()),
             },
+            refresh: true,
+            checksum: true,
         }
     }
 
@@ -610,6 +710,27 @@ mod tests {
         assert!(o.validate().is_err());
         o.phase2.device_reset = true;
         assert!(o.validate().is_ok());
+    }
+
+    #[test]
+    fn refresh_and_verify_options() {
+        let mut o = CloneOptions::new(["sdb"]);
+        o.checksum = true;
+        assert!(matches!(o.validate(), Err(OptionError::Conflict { .. })), "checksum needs refresh");
+        o.refresh = true;
+        assert!(o.validate().is_ok());
+        assert!(o.existing() && !o.resumes());
+        assert_eq!(o.steps()[1], JobPhase::Copying);
+        o.force = true;
+        assert!(matches!(o.validate(), Err(OptionError::Conflict { .. })), "refresh keeps the layout");
+        let v = VerifyOptions { against: Some("sdc".into()), exclude: Some("/etc/x".into()), source: None };
+        assert_eq!(VerifyOptions::from_dict(v.to_dict()).unwrap(), v);
+        let mut d = v.to_dict();
+        d.insert(keys::SOURCE.into(), owned(Variant::from("/mnt")));
+        assert!(matches!(VerifyOptions::from_dict(d), Err(OptionError::Conflict { .. })));
+        let mut d = HashMap::new();
+        d.insert("targets".to_string(), owned(Variant::from("sdb")));
+        assert_eq!(VerifyOptions::from_dict(d).unwrap_err(), OptionError::Unknown { key: "targets".into() });
     }
 
     #[test]

@@ -80,6 +80,12 @@ pub trait Manager {
     /// Run phase 3 again on the system on `disk`; returns its job object.
     #[zbus(allow_interactive_auth)]
     fn repair_system(&self, disk: &str) -> zbus::Result<OwnedObjectPath>;
+
+    // 1.3
+    /// Compare the clone on `target` with its source; returns a job whose `Report` is the
+    /// result (JSON) when it finishes.
+    #[zbus(allow_interactive_auth)]
+    fn verify(&self, target: &str, options: HashMap<String, OwnedVariant>) -> zbus::Result<OwnedObjectPath>;
 }
 
 #[zbus::proxy(interface = "org.altdisk.AltDisk1.Job", default_service = "org.altdisk.AltDisk1")]
@@ -125,6 +131,12 @@ pub trait Job {
     fn started(&self) -> zbus::Result<String>;
     #[zbus(property)]
     fn mounted_at(&self) -> zbus::Result<String>;
+
+    // 1.3
+    /// What the job found, as JSON (`apiVersion` altdisk.io/v1), once it has finished: a
+    /// clone's or refresh's report, or verify's; empty before.
+    #[zbus(property)]
+    fn report(&self) -> zbus::Result<String>;
 }
 
 impl ManagerProxy<'_> {
@@ -136,6 +148,11 @@ impl ManagerProxy<'_> {
     /// `PlanDetails` with typed options.
     pub async fn plan_details_of(&self, o: &CloneOptions) -> zbus::Result<PlanDetails> {
         self.plan_details(o.to_dict()).await
+    }
+
+    /// `Verify` with typed options.
+    pub async fn start_verify(&self, target: &str, o: &crate::options::VerifyOptions) -> zbus::Result<OwnedObjectPath> {
+        self.verify(target, o.to_dict()).await
     }
 
     /// A proxy for the job at `path`, on the same connection.

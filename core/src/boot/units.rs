@@ -120,6 +120,18 @@ pub const UNITS: [&str; 3] = ["altdisk-names.service", "altdisk-commit.service",
 /// Where a clone gets its own copy of the binary its units call, when it has none that works.
 pub const CLONE_BINARY: &str = "/usr/local/lib/altdisk/altdisk";
 
+/// What altdisk itself puts into every clone, as paths in the clone's system: its record
+/// (`/etc/altdisk`), its own copy of altdisk, and its boot units with their enabling links.
+/// A refresh leaves them when the source lacks them; verify expects them.
+pub fn own_paths() -> Vec<String> {
+    let mut v = vec!["/etc/altdisk".to_string(), "/usr/local/lib/altdisk".to_string()];
+    for u in UNITS {
+        v.push(format!("/etc/systemd/system/{u}"));
+        v.push(format!("/etc/systemd/system/multi-user.target.wants/{u}"));
+    }
+    v
+}
+
 /// Run one boot hook (`altdisk boot-hook WHAT`, from the units). A failure is written to
 /// [`crate::discover::roles::HOOK_FAILED`] (so `lspv` shows it) and returned, so the unit fails and the journal has
 /// it; a success clears an older failure of the same hook.

@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 
 use altdisk_api::{
-    BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, FoundSystem, PlanDetails, SystemInfo,
+    BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, FoundSystem, PlanDetails, SystemInfo, VerifyOptions,
 };
 
 pub use crate::discover::identity::collide;
@@ -42,6 +42,8 @@ pub type Writes = Vec<(String, Vec<DevKey>)>;
 pub struct Outcome {
     /// Where the clone is left mounted (phase 1 without phase 3).
     pub mounted_at: Option<PathBuf>,
+    /// What the job found, as JSON (the job's `Report`).
+    pub report: Option<String>,
 }
 
 /// A job, checked and ready to run on a thread of its own.
@@ -81,6 +83,10 @@ pub trait Engine: Send + Sync + 'static {
     fn target_keys(&self, o: &CloneOptions) -> Result<Vec<(String, Vec<DevKey>)>>;
     /// Check and plan a job; `mount_at` is its own mount point.
     fn prepare(&self, o: &CloneOptions, mount_at: &Path) -> Result<Box<dyn Work>>;
+    /// The devices a verify of the system on `target` reads (all its disks), by name.
+    fn verify_keys(&self, target: &str) -> Result<Vec<(String, Vec<DevKey>)>>;
+    /// Check and plan the comparison of the system on `target` with its source.
+    fn prepare_verify(&self, target: &str, o: &VerifyOptions) -> Result<Box<dyn Work>>;
     /// Mount the system on `disk` at `at`; returns where.
     fn wake(&self, disk: &str, at: &Path) -> Result<String>;
     fn sleep(&self, mount_point: &str) -> Result<()>;

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use altdisk_api::{
     self as api, kind, BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, FoundSystem, PartInfo,
-    PlanDetails, SystemInfo, SystemRef, TargetPlan,
+    PlanDetails, SystemInfo, SystemRef, TargetPlan, VerifyOptions,
 };
 
 use super::engine::{collide, keys_of, DevKey, Engine, Outcome, Work, Writes};
@@ -140,6 +140,8 @@ pub fn request(o: &CloneOptions, mount_at: PathBuf) -> Result<CloneRequest> {
 }
 
 enum RealWork {
+    Verify(Box<crate::systems::verify::VerifyRequest>),
+    Refresh(Box<CloneRequest>, run::Refresh),
     New(Box<run::Prepared>),
     Resume(Box<CloneRequest>),
 }
@@ -149,6 +151,8 @@ impl Work for RealWork {
         match self {
             RealWork::New(_) => "clone",
             RealWork::Resume(_) => "resume",
+            RealWork::Refresh(..) => "refresh",
+            RealWork::Verify(_) => "verify",
         }
     }
 
@@ -156,8 +160,13 @@ impl Work for RealWork {
         let report = match *self {
             RealWork::New(prep) => run::execute(*prep, job)?,
             RealWork::Resume(req) => run::resume(&req, job)?,
+            RealWork::Refresh(req, r) => run::refresh(&req, &r, job)?,
+            RealWork::Verify(req) => {
+                let r = crate::systems::verify::verify(&req, job)?;
+                return Ok(Outcome { mounted_at: None, report: serde_json::to_string(&r).ok() });
+            }
         };
-        Ok(Outcome { mounted_at: report.mounted_at })
+        Ok(Outcome { report: serde_json::to_string(&report).ok(), mounted_at: report.mounted_at })
     }
 }
 
@@ -553,8 +562,8 @@ impl Engine for RealEngine {
 
     fn target_keys(&self, o: &CloneOptions) -> Result<Vec<(String, Vec<DevKey>)>> {
         let disks = blockdev::list()?;
-        // Resuming works on every disk of the clone, also those not named.
-        if o.resumes() {
+        // Resuming and refreshing work on every disk of the clone, also those not named.
+        if o.existing() {
             if let Some(sys) = o.targets.first().and_then(|t| ops::find_by_disk(t).ok()) {
                 return Ok(sys.disks.iter().map(|d| (d.name.clone(), keys_of(&d.path))).collect());
             }
@@ -572,6 +581,13 @@ impl Engine for RealEngine {
 
     fn prepare(&self, o: &CloneOptions, mount_at: &Path) -> Result<Box<dyn Work>> {
         let req = request(o, mount_at.to_path_buf())?;
+        if o.refresh {
+            // The checks a refresh makes first, before a job exists.
+            req.customize.validate()?;
+            ops::find_by_disk(req.targets.first().map(String::as_str).unwrap_or_default())?;
+            let r = run::Refresh { checksum: o.checksum, phases: None };
+            return Ok(Box::new(RealWork::Refresh(Box::new(req), r)));
+        }
         if req.phases.has(1) {
             Ok(Box::new(RealWork::New(Box::new(run::prepare(&req)?))))
         } else {
@@ -580,6 +596,23 @@ impl Engine for RealEngine {
             ops::find_by_disk(req.targets.first().map(String::as_str).unwrap_or_default())?;
             Ok(Box::new(RealWork::Resume(Box::new(req))))
         }
+    }
+
+    fn verify_keys(&self, target: &str) -> Result<Vec<(String, Vec<DevKey>)>> {
+        let sys = ops::find_by_disk(target)?;
+        Ok(sys.disks.iter().map(|d| (d.name.clone(), keys_of(&d.path))).collect())
+    }
+
+    fn prepare_verify(&self, target: &str, o: &VerifyOptions) -> Result<Box<dyn Work>> {
+        let req = crate::systems::verify::VerifyRequest {
+            target: target.to_string(),
+            source_dir: o.source.as_ref().map(PathBuf::from),
+            against: o.against.clone(),
+            exclude: o.exclude.as_ref().map(PathBuf::from),
+            threads: 0,
+        };
+        ops::find_by_disk(target)?;
+        Ok(Box::new(RealWork::Verify(Box::new(req))))
     }
 
     fn wake(&self, disk: &str, at: &Path) -> Result<String> {

@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use altdisk_api::{
     self as api, actions, BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, FoundSystem, JobInfo,
-    PlanDetails, SystemInfo, JOBS_PATH, MANAGER_PATH,
+    PlanDetails, SystemInfo, VerifyOptions, JOBS_PATH, MANAGER_PATH,
 };
 use zbus::message::{Flags, Header};
 use zbus::object_server::{InterfaceRef, SignalEmitter};
@@ -314,6 +314,38 @@ impl Manager {
         launch(&self.shared, n, mount_at, work, o.targets.clone(), steps, conn, &hdr, server).await
     }
 
+    /// Compare the clone on `target` with its source (the running system, `source`, or the
+    /// system `against`): a job whose `Report` holds what was found. Nothing is written.
+    async fn verify(
+        &self,
+        target: String,
+        options: HashMap<String, OwnedVariant>,
+        #[zbus(header)] hdr: Header<'_>,
+        #[zbus(connection)] conn: &Connection,
+        #[zbus(object_server)] server: &ObjectServer,
+    ) -> Result<OwnedObjectPath> {
+        self.authorize(conn, &hdr, actions::MANAGE).await?;
+        let o = VerifyOptions::from_dict(options).map_err(|e| DbusError::InvalidArgs(e.to_string()))?;
+        let t = target.clone();
+        let keys = self.call(move |e| e.verify_keys(&t)).await?;
+        let n = self.shared.next_job.fetch_add(1, Ordering::SeqCst);
+        self.shared.claim(n, &keys)?;
+        let mount_at = self.shared.job_dir(n);
+        let t = target.clone();
+        let work = match self.call(move |e| e.prepare_verify(&t, &o)).await {
+            Ok(w) => w,
+            Err(e) => {
+                self.shared.unclaim(n, &mount_at);
+                return Err(e);
+            }
+        };
+        let steps = [api::JobPhase::Validating, api::JobPhase::Copying, api::JobPhase::Done]
+            .iter()
+            .map(|s| s.as_str().to_string())
+            .collect();
+        launch(&self.shared, n, mount_at, work, vec![target], steps, conn, &hdr, server).await
+    }
+
     /// Mount the alternate system on `disk` (never the running one); returns where.
     async fn wake(
         &self,
@@ -498,13 +530,14 @@ impl Manager {
 
     /// Every system on every disk: the running one, those altdisk made (by their records),
     /// other Linux roots, each with its OS and kernels. Filesystems are looked into read-only;
-    /// nothing of a disk a job writes is mounted.
+    /// nothing of a disk a job writes is mounted. Under the manage action, not read: looking
+    /// mounts filesystems (read-only) that an unprivileged caller could not mount itself.
     async fn find_systems(
         &self,
         #[zbus(header)] hdr: Header<'_>,
         #[zbus(connection)] conn: &Connection,
     ) -> Result<Vec<FoundSystem>> {
-        self.authorize(conn, &hdr, actions::READ).await?;
+        self.authorize(conn, &hdr, actions::MANAGE).await?;
         let busy = self.shared.busy_keys();
         self.call(move |e| e.find_systems(&busy)).await
     }
@@ -646,6 +679,7 @@ async fn launch(
         started: started.clone(),
         mounted_at: String::new(),
         log: Vec::new(),
+        report: String::new(),
     };
     if let Err(e) = server.at(&path, obj).await {
         shared.unclaim(n, &mount_at);
@@ -704,7 +738,9 @@ async fn launch(
             j.state = state.as_str().into();
             j.error = err.clone();
             j.mounted_at = outcome.mounted_at.map(|p| p.display().to_string()).unwrap_or_default();
+            j.report = outcome.report.unwrap_or_default();
             let _ = j.mounted_at_changed(e).await;
+            let _ = j.report_changed(e).await;
             let _ = j.error_changed(e).await;
             let _ = j.state_changed(e).await;
         }
@@ -780,6 +816,7 @@ pub struct JobObject {
     started: String,
     mounted_at: String,
     log: Vec<(String, String)>,
+    report: String,
 }
 
 #[zbus::interface(name = "org.altdisk.AltDisk1.Job")]
@@ -953,6 +990,18 @@ impl JobObject {
     ) -> zbus::fdo::Result<String> {
         may_read(&*self.engine, conn, hdr).await?;
         Ok(self.mounted_at.clone())
+    }
+
+    /// What the job found, as JSON, once it has finished: a clone's or refresh's report, or
+    /// verify's (`equal`, the differences by kind and the list); empty before.
+    #[zbus(property)]
+    async fn report(
+        &self,
+        #[zbus(header)] hdr: Option<Header<'_>>,
+        #[zbus(connection)] conn: &Connection,
+    ) -> zbus::fdo::Result<String> {
+        may_read(&*self.engine, conn, hdr).await?;
+        Ok(self.report.clone())
     }
 }
 

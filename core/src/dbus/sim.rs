@@ -28,7 +28,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use altdisk_api::{
     self as api, found_kind, kind, BootEntryInfo, BootEnvInfo, CloneOptions, DiskDetail, DiskInfo, FoundSystem,
-    PartInfo, PlanDetails, SystemInfo, SystemRef, TargetPlan,
+    PartInfo, PlanDetails, SystemInfo, SystemRef, TargetPlan, VerifyOptions,
 };
 use serde::{Deserialize, Serialize};
 
@@ -1241,6 +1241,8 @@ fn render(p: &SimPlan) -> String {
 enum SimJob {
     New { plan: SimPlan },
     Resume { system: String, disks: Vec<String> },
+    Refresh { system: String, disks: Vec<String> },
+    Verify { system: String, disks: Vec<String> },
 }
 
 struct SimWork {
@@ -1255,7 +1257,7 @@ const PATHS: &[&str] = &[
     "./usr/lib/x86_64-linux-gnu/libc.so.6",
     "./usr/share/doc/bash/copyright",
     "./usr/bin/python3.11",
-    "./var/lib/dpkg/status",
+    "./usr/share/zoneinfo/Europe/Berlin",
     "./usr/lib/modules/6.1.0-18-amd64/kernel/fs/ext4/ext4.ko",
     "./home/alice/Documents/report.odt",
     "./etc/ssh/sshd_config",
@@ -1471,7 +1473,7 @@ impl SimWork {
         w.changed(&disks);
         drop(w);
         job.set_phase(Phase::Done);
-        Ok(Outcome { mounted_at: keep_mounted.then(|| self.mount_at.clone()) })
+        Ok(Outcome { mounted_at: keep_mounted.then(|| self.mount_at.clone()), report: None })
     }
 
     fn customize(&self, job: &Job) -> Result<()> {
@@ -1499,6 +1501,55 @@ impl SimWork {
         }
         let step = self.lock().step;
         Self::wait(job, step)
+    }
+
+    /// A refresh: the phases the system had, on the same disks; nothing else changes.
+    fn run_refresh(&self, job: &Job, system: &str, disks: &[String]) -> Result<Outcome> {
+        self.step(job, Phase::Validating, format!("refreshing {system} on {}", disks.join(" ")))?;
+        self.step(
+            job,
+            Phase::Copying,
+            "refreshed: 412 written, 37 with new metadata, 9 deleted, 60211 unchanged (simulated)".into(),
+        )?;
+        self.step(job, Phase::FixingIdentities, "fstab follows the clone's identities (simulated)".into())?;
+        let bootable = self.lock().systems.iter().any(|s| s.disks == disks && s.phases_done.contains(&3));
+        if bootable {
+            self.step(job, Phase::MakingBootable, "rebuilt the initramfs and boot loader (simulated)".into())?;
+        }
+        self.step(job, Phase::CleaningUp, "left as it was found".into())?;
+        let mut w = self.lock();
+        if let Some(s) = w.systems.iter_mut().find(|s| s.disks == disks) {
+            s.updated = crate::discover::record::now_rfc3339();
+        }
+        w.changed(disks);
+        drop(w);
+        job.set_phase(Phase::Done);
+        Ok(Outcome::default())
+    }
+
+    /// A verify: the simulated clone equals its source.
+    fn run_verify(&self, job: &Job, system: &str, disks: &[String]) -> Result<Outcome> {
+        self.step(job, Phase::Validating, format!("mounting {system} on {} read-only (simulated)", disks.join(" ")))?;
+        self.step(job, Phase::Copying, "compared 60669 entries (simulated)".into())?;
+        job.set_phase(Phase::Done);
+        let report = serde_json::json!({
+            "apiVersion": crate::API_VERSION,
+            "source": "the running system",
+            "clone": format!("{system} on {}", disks.join(" ")),
+            "equal": true,
+            "entries": 60669,
+            "files_hashed": 52111,
+            "bytes_hashed": 3_900_000_000u64,
+            "differences": {},
+            "unexpected": 0,
+            "expected": 2,
+            "list": [
+                {"kind": "content", "path": "/etc/fstab", "expected": true},
+                {"kind": "times", "path": "/etc", "expected": true}
+            ],
+            "seconds": 1.0
+        });
+        Ok(Outcome { mounted_at: None, report: Some(report.to_string()) })
     }
 
     fn run_resume(&self, job: &Job, system: &str, disks: &[String]) -> Result<Outcome> {
@@ -1549,6 +1600,8 @@ impl Work for SimWork {
         match self.job {
             SimJob::New { .. } => "clone",
             SimJob::Resume { .. } => "resume",
+            SimJob::Refresh { .. } => "refresh",
+            SimJob::Verify { .. } => "verify",
         }
     }
 
@@ -1556,13 +1609,16 @@ impl Work for SimWork {
         let r = match &self.job {
             SimJob::New { plan } => self.run_new(job, plan),
             SimJob::Resume { system, disks } => self.run_resume(job, system, disks),
+            SimJob::Refresh { system, disks } => self.run_refresh(job, system, disks),
+            SimJob::Verify { system, disks } => self.run_verify(job, system, disks),
         };
         if let Err(e) = &r {
             job.set_phase(Phase::CleaningUp);
             job.warn(format!("{e}"));
             let disks: Vec<String> = match &self.job {
                 SimJob::New { plan } => plan.targets.iter().filter_map(|t| t.disk.clone()).collect(),
-                SimJob::Resume { disks, .. } => disks.clone(),
+                SimJob::Resume { disks, .. } | SimJob::Refresh { disks, .. } => disks.clone(),
+                SimJob::Verify { .. } => Vec::new(),
             };
             let mut w = self.lock();
             if let Some(s) = w.systems.iter_mut().find(|s| s.disks == disks) {
@@ -1936,7 +1992,7 @@ impl Engine for SimEngine {
 
     fn target_keys(&self, o: &CloneOptions) -> Result<Vec<(String, Vec<DevKey>)>> {
         let w = self.world();
-        if o.resumes() {
+        if o.existing() {
             if let Some(s) = o.targets.first().and_then(|t| w.disk(t).ok()).and_then(|d| w.system_on(&d.name)) {
                 return Ok(s.disks.iter().map(|n| (n.clone(), vec![DevKey::Sim(n.clone())])).collect());
             }
@@ -1953,9 +2009,40 @@ impl Engine for SimEngine {
             .collect()
     }
 
+    fn verify_keys(&self, target: &str) -> Result<Vec<(String, Vec<DevKey>)>> {
+        let w = self.world();
+        let d = w.disk(target)?;
+        let s = w.system_on(&d.name).ok_or_else(|| {
+            Error::not_found(format!("altdisk system on {}", d.name), "the disk has no altdisk record", "see Systems")
+        })?;
+        Ok(s.disks.iter().map(|n| (n.clone(), vec![DevKey::Sim(n.clone())])).collect())
+    }
+
+    fn prepare_verify(&self, target: &str, o: &VerifyOptions) -> Result<Box<dyn Work>> {
+        let w = self.world();
+        let d = w.disk(target)?;
+        let s = w.system_on(&d.name).ok_or_else(|| {
+            Error::not_found(format!("altdisk system on {}", d.name), "the disk has no altdisk record", "see Systems")
+        })?;
+        let job = SimJob::Verify { system: s.name.clone(), disks: s.disks.clone() };
+        let opts = CloneOptions { targets: vec![target.to_string()], source: o.source.clone(), ..Default::default() };
+        Ok(Box::new(SimWork { world: self.world.clone(), job, opts, mount_at: PathBuf::new() }))
+    }
+
     fn prepare(&self, o: &CloneOptions, mount_at: &Path) -> Result<Box<dyn Work>> {
         let w = self.world();
-        let job = if o.resumes() {
+        let job = if o.refresh {
+            let first = o.targets.first().map(String::as_str).unwrap_or_default();
+            let d = w.disk(first)?;
+            let s = w.system_on(&d.name).filter(|s| !s.former && !d.running()).ok_or_else(|| {
+                Error::not_found(
+                    format!("altdisk system on {}", d.name),
+                    "the disk has no alternate system altdisk made",
+                    "see Systems for the clones there are",
+                )
+            })?;
+            SimJob::Refresh { system: s.name.clone(), disks: s.disks.clone() }
+        } else if o.resumes() {
             check_phase2(o)?;
             let first = o.targets.first().map(String::as_str).unwrap_or_default();
             let d = w.disk(first)?;

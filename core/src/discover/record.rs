@@ -101,6 +101,11 @@ pub struct BootEnv {
     /// Why the last run stopped, when it did not finish.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
+    /// When phase 1 (a copy or a refresh) last finished writing files, in nanoseconds since
+    /// 1970: an entry of the clone whose inode changed later was changed by someone else (a
+    /// refresh then compares it closely).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub synced: Option<i64>,
 }
 
 /// The steps a record names while a run is at them (what `lspv` shows of an incomplete clone).
@@ -108,12 +113,18 @@ pub mod step {
     pub const PARTITIONING: &str = "partitioning";
     pub const MKFS: &str = "making filesystems";
     pub const COPYING: &str = "copying files";
+    pub const REFRESHING: &str = "refreshing files from the source";
     pub const IDENTITIES: &str = "rewriting fstab and the clone's identities";
     pub const CUSTOMIZING: &str = "customizing (phase 2)";
     pub const BOOTABLE: &str = "making the clone bootable (phase 3)";
     pub const FLUSHING: &str = "flushing the clone to disk";
     pub const BOOT_ENTRY: &str = "writing the UEFI boot entry";
     pub const BOOT_ORDER: &str = "writing the UEFI boot order";
+}
+
+/// Nanoseconds since 1970.
+pub fn now_nanos() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
 }
 
 /// UTC time as RFC 3339, without pulling in a date crate.
@@ -305,6 +316,7 @@ mod tests {
             trial: false,
             step: None,
             note: None,
+            synced: None,
         }
     }
 

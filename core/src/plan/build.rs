@@ -10,7 +10,10 @@ use std::path::Path;
 
 use uuid::Uuid;
 
-use super::layout::{alt_label, check_fstype, check_label, check_lv_name, default_layout, min_size, needed};
+use super::layout::{
+    alt_label, check_fstype, check_label, check_lv_name, default_inodes, default_layout, inode_bytes, inodes_needed,
+    min_size, needed, EXT_MIN_BYTES_PER_INODE,
+};
 use super::place::{self, Disks, Item, LvItem};
 use super::{
     ImageTarget, Layout, LayoutFs, PartRole, Plan, PlanDisk, PlanFs, PlanOptions, PlanPart, PlanSwap, SourceRef,
@@ -58,7 +61,8 @@ pub fn build(src: &Source, targets: &[TargetIn], opts: &PlanOptions, name: &str)
         Some(disks.volume_group(name, &demand.lvs, opts.skip_space_check, &mut filesystems, &mut swaps)?)
     };
     let mut partitions = disks.into_partitions();
-    let filesystems = reorder(&filesystems, &mut partitions, &order);
+    let mut filesystems = reorder(&filesystems, &mut partitions, &order);
+    size_inodes(&mut filesystems, opts.skip_space_check, &mut warnings)?;
 
     check_esp(opts.boot.as_ref(), &filesystems)?;
     if opts.customize.device_reset && !opts.phases.has(3) {
@@ -162,6 +166,8 @@ fn plan_filesystems(
             merged: merged.iter().map(|f| f.mountpoint.clone()).collect(),
             part: usize::MAX,
             lv: lf.lv.clone(),
+            used_inodes: inodes,
+            inodes: None,
         });
     }
     Ok(filesystems)
@@ -224,6 +230,49 @@ fn fs_size(lf: &LayoutFs, from_source: bool, used: u64, inodes: u64, skip_space_
             (v, false)
         }
     })
+}
+
+/// Once sizes are final: the inodes each filesystem is made with, when the default for its
+/// size would be too few for the files it receives (a source of many small files); refused
+/// when its size cannot hold them at all, unless -S.
+fn size_inodes(filesystems: &mut [PlanFs], skip_space_check: bool, warnings: &mut Vec<String>) -> Result<()> {
+    for f in filesystems.iter_mut() {
+        if f.used_inodes == 0 {
+            continue;
+        }
+        let need = inodes_needed(f.used_inodes);
+        if need <= default_inodes(&f.fstype, f.size) {
+            continue;
+        }
+        let fits = match f.fstype.as_str() {
+            "ext2" | "ext3" | "ext4" => {
+                need <= f.size / EXT_MIN_BYTES_PER_INODE && inode_bytes(&f.fstype, need) + f.used <= f.size
+            }
+            "xfs" => inode_bytes(&f.fstype, need) + f.used <= f.size,
+            _ => true,
+        };
+        if !fits {
+            let e = Error::TooSmall {
+                what: format!(
+                    "the clone's {} filesystem ({}, {}), in inodes,",
+                    f.mountpoint,
+                    f.fstype,
+                    size::human(f.size)
+                ),
+                needed: format!("{need} inodes ({} files in the source)", f.used_inodes),
+                available: format!("room for {}", (f.size.saturating_sub(f.used)) / inode_bytes(&f.fstype, 1).max(1)),
+                todo: "give it a larger size in a layout file (-i), or larger disks (or -S to try anyway)".into(),
+            };
+            if !skip_space_check {
+                return Err(e);
+            }
+            warnings.push(format!("-S: {e}"));
+        }
+        if matches!(f.fstype.as_str(), "ext2" | "ext3" | "ext4" | "xfs") {
+            f.inodes = Some(need);
+        }
+    }
+    Ok(())
 }
 
 /// The identities of a source device (`path`: where its files are read), which the clone's
@@ -595,6 +644,37 @@ mod tests {
         let p = build(&source(), &[t], &PlanOptions::default(), "x").unwrap();
         assert!(p.targets[0].size >= p.needed);
         assert!(p.targets[0].image.as_ref().unwrap().create);
+    }
+
+    #[test]
+    fn many_small_files_get_the_inodes_they_need() {
+        // 900,000 small files and 100,000 hard links in 3.4 GB: sized by bytes alone, mkfs
+        // would give the root a third of the inodes it needs.
+        let mut src = source();
+        src.filesystems[0].used_inodes = 900_000;
+        src.filesystems[0].used_bytes = 3400 * MIB;
+        let p = build(&src, &[disk("vdb", 10 * GIB)], &PlanOptions::default(), "x").unwrap();
+        let root = &p.filesystems[0];
+        assert_eq!(root.inodes, Some(inodes_needed(900_000)));
+        assert!(root.inodes.unwrap() > root.size / super::super::layout::EXT_BYTES_PER_INODE);
+        assert!(p.render().contains(&format!("made with {} inodes", inodes_needed(900_000))), "{}", p.render());
+        // The other filesystems have few files: mkfs's default is plenty.
+        assert!(p.filesystems[1..].iter().all(|f| f.inodes.is_none()));
+        // On a large disk the default is plenty for the root too.
+        let p = build(&src, &[disk("vdb", 200 * GIB)], &PlanOptions::default(), "x").unwrap();
+        assert_eq!(p.filesystems[0].inodes, None);
+        // A given size that holds the bytes but not the inodes is refused before writing.
+        let mut l = default_layout(&src, false);
+        l.filesystems[0].size = "3600M".into();
+        let opts = PlanOptions { layout: Some(l), ..Default::default() };
+        let e = build(&src, &[disk("vdb", 200 * GIB)], &opts, "x").unwrap_err();
+        assert!(matches!(&e, Error::TooSmall { what, .. } if what.contains("inodes")), "{e}");
+        // xfs and btrfs make inodes as they go; their size makes room for them.
+        let mut l = default_layout(&src, false);
+        l.filesystems[0].fstype = "btrfs".into();
+        let opts = PlanOptions { layout: Some(l), ..Default::default() };
+        let p = build(&src, &[disk("vdb", 200 * GIB)], &opts, "x").unwrap();
+        assert!(p.needed >= 3400 * MIB + inode_bytes("btrfs", 900_000), "{}", p.needed);
     }
 
     #[test]

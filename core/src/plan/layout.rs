@@ -133,10 +133,46 @@ pub(super) fn min_size(fstype: &str) -> u64 {
     }
 }
 
-/// Used space plus headroom for metadata, journal and growth.
+/// Used space plus headroom for metadata, journal and growth, and room for the inodes the
+/// files need ([`inode_bytes`]).
 pub(super) fn needed(used: u64, used_inodes: u64, fstype: &str) -> u64 {
-    let base = used + used / 5 + used_inodes * 256 + 64 * MIB;
+    let base = used + used / 5 + inode_bytes(fstype, inodes_needed(used_inodes)) + 64 * MIB;
     size::round_up(base.max(min_size(fstype)), MIB)
+}
+
+/// Inodes a clone needs for `used_inodes` files of the source: a quarter more, and some.
+pub(super) fn inodes_needed(used_inodes: u64) -> u64 {
+    used_inodes + used_inodes / 4 + 16_384
+}
+
+/// Inodes a filesystem of this type and size gets when it is made without being told: what
+/// mke2fs's default of one inode per 16 KiB gives (small filesystems get more); xfs and
+/// btrfs make inodes as files come, xfs up to a quarter of its space.
+pub(super) fn default_inodes(fstype: &str, size: u64) -> u64 {
+    match fstype {
+        "ext2" | "ext3" | "ext4" => size / EXT_BYTES_PER_INODE,
+        "xfs" => size / 4 / XFS_INODE,
+        _ => u64::MAX,
+    }
+}
+
+/// mke2fs's default bytes per inode for filesystems of 512 MiB and more.
+pub(super) const EXT_BYTES_PER_INODE: u64 = 16 * 1024;
+/// The smallest bytes per inode mke2fs takes.
+pub(super) const EXT_MIN_BYTES_PER_INODE: u64 = 1024;
+const EXT_INODE: u64 = 256;
+const XFS_INODE: u64 = 512;
+
+/// Room `n` inodes take: ext's inode tables are laid out at mkfs (256 bytes each), xfs
+/// allocates 512-byte inodes in chunks, btrfs keeps each file's inode, name and back
+/// reference in metadata it duplicates (about 2 KiB a file).
+pub(super) fn inode_bytes(fstype: &str, n: u64) -> u64 {
+    match fstype {
+        "ext2" | "ext3" | "ext4" => n * EXT_INODE,
+        "xfs" => n * XFS_INODE,
+        "btrfs" => n * 2048,
+        _ => 0,
+    }
 }
 
 /// The filesystem the layout gives by default for a source filesystem.

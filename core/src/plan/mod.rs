@@ -167,6 +167,14 @@ pub struct PlanFs {
     /// The logical volume holding it, in `Plan::vg`.
     #[serde(default)]
     pub lv: Option<String>,
+    /// Inodes the source's files use (its own and those merged into it).
+    #[serde(default)]
+    pub used_inodes: u64,
+    /// Inodes it must be made with, when what mkfs gives a filesystem of its size by default
+    /// would be too few for the source's files (ext: `mkfs -N`; xfs: the share of space
+    /// inodes may take); None: the default is plenty.
+    #[serde(default)]
+    pub inodes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -338,11 +346,12 @@ impl Plan {
                             format!(", with {}", fs.merged.join(", "))
                         };
                         format!(
-                            "{} {} {}{from}{merged}, {} used",
+                            "{} {} {}{from}{merged}, {} used{}",
                             fs.fstype,
                             fs.mountpoint,
                             fs.label.as_deref().map(|l| format!("[{l}]")).unwrap_or_default(),
-                            size::human(fs.used)
+                            size::human(fs.used),
+                            fs.inodes.map(|n| format!(", made with {n} inodes")).unwrap_or_default()
                         )
                     }
                     PartRole::Swap(_) => "swap (recreated)".into(),

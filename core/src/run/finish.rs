@@ -22,7 +22,7 @@ impl Run {
         job.check()?;
         let state = self.final_state();
         // As on AIX, the clone stays mounted until phase 3 has made it bootable.
-        let keep_mounted = !self.phases.has(3);
+        let keep_mounted = self.stay_awake.unwrap_or(!self.phases.has(3));
         // 1. The clone's own copy of its record, as it will be when it runs.
         let mut own = self.env.clone();
         own.state = state;
@@ -42,7 +42,10 @@ impl Run {
         }
         // 3. The firmware boot entry and order, once the clone is complete and on disk.
         if state == State::Complete {
-            self.boot_list(job)?;
+            match self.env.boot_entry.filter(|_| self.keep_entry) {
+                Some(n) => job.info(format!("the clone keeps its UEFI boot entry {}", efi::boot_name(n))),
+                None => self.boot_list(job)?,
+            }
         }
         // 4. The final record.
         self.env.state = state;

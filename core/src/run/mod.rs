@@ -21,12 +21,14 @@ mod finish;
 mod later;
 mod phase1;
 mod prepare;
+mod refresh;
 mod request;
 mod state;
 
 pub use crate::discover::record::step;
 pub use prepare::{plan, prepare, Prepared};
-pub use request::{CloneReport, CloneRequest};
+pub use refresh::refresh;
+pub use request::{CloneReport, CloneRequest, Refresh};
 
 use crate::boot::units;
 use crate::discover::record::{self, State};
@@ -58,6 +60,47 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
         job.warn(n);
     }
     req.customize.validate()?;
+    let (mut run, sys, _) = open_existing(req, job, |sys, name| {
+        if sys.env.phases_done.contains(&1) {
+            return Ok(());
+        }
+        Err(Error::refused(
+            name,
+            format!(
+                "its phase 1 did not finish ({}{})",
+                sys.env.state.describe(),
+                sys.env.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()
+            ),
+            "clone again from the start (-P1 or all phases, with --force), or remove it with alt_rootvg_op -X",
+        ))
+    })?;
+    let r = (|| {
+        if run.phases.has(3) {
+            run.boot = match ops::boot_setup(&sys, &run.mount_at) {
+                Ok(s) => Some(s),
+                Err(e) if run.skip_boot_checks => {
+                    run.warn(job, format!("-g: {e}: the clone is not made bootable"));
+                    None
+                }
+                Err(e) => return Err(e),
+            };
+        }
+        // A clone made by an older altdisk may lack working boot units.
+        units::ensure_in_clone(&run.mount_at, run.needs_units(), job)?;
+        run.later_phases(job)?;
+        run.finish(job)
+    })();
+    run.conclude(r, job)
+}
+
+/// Enter the run of a clone made earlier, named by the disks of `req`: found by its record,
+/// locked, `check`ed (with its name), never the running system; woken at the mount point
+/// (or used where it is awake there, which the third value says), its record incomplete.
+fn open_existing(
+    req: &CloneRequest,
+    job: &Job,
+    check: impl FnOnce(&ops::System, &str) -> Result<()>,
+) -> Result<(Run, ops::System, bool)> {
     let first = req
         .targets
         .first()
@@ -76,17 +119,7 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
     let name = format!("{} on {}", sys.env.name, sys.disk_names());
     let me = crate::plan::lock::Holder::this_run();
     let locks = sys.disks.iter().map(|d| TargetLock::acquire(&d.path, &me)).collect::<Result<Vec<_>>>()?;
-    if !sys.env.phases_done.contains(&1) {
-        return Err(Error::refused(
-            &name,
-            format!(
-                "its phase 1 did not finish ({}{})",
-                sys.env.state.describe(),
-                sys.env.note.as_deref().map(|n| format!(": {n}")).unwrap_or_default()
-            ),
-            "clone again from the start (-P1 or all phases, with --force), or remove it with alt_rootvg_op -X",
-        ));
-    }
+    check(&sys, &name)?;
     if ops::is_running(&sys)? {
         return Err(Error::refused(&name, "it is the running system", "boot the other system to work on this one"));
     }
@@ -126,7 +159,7 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
         .map(|f| f.partition);
     let mut env = sys.env.clone();
     env.state = State::Incomplete;
-    let mut run = Run {
+    let run = Run {
         mount_at: req.mount_at.clone(),
         phases: req.phases.clone(),
         customize: req.customize.clone(),
@@ -151,22 +184,8 @@ pub fn resume(req: &CloneRequest, job: &Job) -> Result<CloneReport> {
         boot_entry: None,
         mounted_at: None,
         target_names: sys.disks.iter().map(|d| d.name.clone()).collect(),
+        keep_entry: false,
+        stay_awake: None,
     };
-    let r = (|| {
-        if run.phases.has(3) {
-            run.boot = match ops::boot_setup(&sys, &run.mount_at) {
-                Ok(s) => Some(s),
-                Err(e) if run.skip_boot_checks => {
-                    run.warn(job, format!("-g: {e}: the clone is not made bootable"));
-                    None
-                }
-                Err(e) => return Err(e),
-            };
-        }
-        // A clone made by an older altdisk may lack working boot units.
-        units::ensure_in_clone(&run.mount_at, run.needs_units(), job)?;
-        run.later_phases(job)?;
-        run.finish(job)
-    })();
-    run.conclude(r, job)
+    Ok((run, sys, awake_here))
 }

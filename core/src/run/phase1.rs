@@ -81,6 +81,8 @@ pub(super) fn start(prep: Prepared) -> Result<(Run, Phase1)> {
         boot_entry: None,
         mounted_at: None,
         target_names: plan.targets.iter().map(|t| t.name.clone()).collect(),
+        keep_entry: false,
+        stay_awake: None,
     };
     if let Some(root) = run._source.as_ref().map(|s| s.root.clone()) {
         run.journal.update(|j| j.source_mount = Some(root))?;
@@ -184,11 +186,11 @@ impl Run {
         for f in &plan.filesystems {
             job.check()?;
             let dev = dev_of(f.part, &f.lv);
-            tfs::mkfs(&dev, &f.fstype, &f.uuid, f.label.as_deref())?;
+            tfs::mkfs(&dev, &f.fstype, &f.uuid, f.label.as_deref(), f.inodes)?;
             job.info(format!("made {} {} on {}", f.fstype, f.mountpoint, dev.display()));
         }
         for s in &plan.swaps {
-            tfs::mkfs(&dev_of(s.part, &s.lv), "swap", &s.uuid, s.label.as_deref())?;
+            tfs::mkfs(&dev_of(s.part, &s.lv), "swap", &s.uuid, s.label.as_deref(), None)?;
         }
         job.check()?;
         std::fs::create_dir_all(&plan.mount_at).ctx("creating the mount point", &plan.mount_at)?;
@@ -234,6 +236,8 @@ impl Run {
                 rel_prefix,
                 detect_changes: snap.is_none() && !sf.read_only,
                 skip: skip.clone(),
+                update: None,
+                keep: Arc::default(),
             };
             let stats = copy::copy_tree(&from, &dst, &opts, job);
             if let Some(s) = snap {
@@ -241,7 +245,7 @@ impl Run {
                 s.delete()?;
                 self.journal.update(|j| j.snapshots.retain(|x| x != &path))?;
             }
-            add_stats(&mut total, stats?);
+            total.add(stats?);
         }
         if total.changed_count > 0 {
             self.warnings.push(format!(
@@ -255,6 +259,7 @@ impl Run {
             job.info(format!("{} sockets skipped (they belong to running programs)", total.sockets_skipped));
         }
         self.copy = total;
+        self.env.synced = Some(record::now_nanos());
 
         job.check()?;
         job.set_phase(Phase::FixingIdentities);
@@ -288,24 +293,6 @@ fn root_ids(plan: &Plan) -> RootIds {
         old.extend(r.paths.iter().cloned());
     }
     RootIds { old, new: format!("UUID={}", root.uuid) }
-}
-
-fn add_stats(t: &mut CopyStats, s: CopyStats) {
-    t.files += s.files;
-    t.dirs += s.dirs;
-    t.symlinks += s.symlinks;
-    t.hardlinks += s.hardlinks;
-    t.specials += s.specials;
-    t.sockets_skipped += s.sockets_skipped;
-    t.excluded += s.excluded;
-    t.mount_points += s.mount_points;
-    t.subvolumes += s.subvolumes;
-    t.bytes += s.bytes;
-    t.sparse_files += s.sparse_files;
-    t.changed_count += s.changed_count;
-    t.changed.extend(s.changed);
-    t.vanished += s.vanished;
-    t.metadata_dropped += s.metadata_dropped;
 }
 
 /// The record of a new clone, before anything is written: incomplete, no phase done.
@@ -356,6 +343,7 @@ fn initial_env(plan: &Plan) -> BootEnv {
         trial: false,
         step: Some(step::PARTITIONING.into()),
         note: None,
+        synced: None,
     }
 }
 
@@ -388,13 +376,25 @@ fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
             map.push((identity_old(r), new));
         }
     }
+    rewrite_identities(&plan.mount_at, &map, &layout_changes(plan), warnings)
+}
+
+/// Point the clone at `mount_at` to its own identities: fstab (and its layout changes),
+/// the initramfs resume configuration and crypttab, each from (old, new) pairs. Returns how
+/// many lines changed.
+pub(super) fn rewrite_identities(
+    mount_at: &Path,
+    map: &[(Identity, Identity)],
+    layout: &fixup::LayoutChanges,
+    warnings: &mut Vec<String>,
+) -> Result<usize> {
     let mut changes = 0;
-    let fstab = plan.mount_at.join("etc/fstab");
+    let fstab = mount_at.join("etc/fstab");
     if let Ok(text) = std::fs::read_to_string(&fstab) {
-        let r = fixup::rewrite_fstab(&text, &map);
+        let r = fixup::rewrite_fstab(&text, map);
         changes += r.changed;
         warnings.extend(r.warnings);
-        let l = fixup::adjust_layout(&r.text, &layout_changes(plan));
+        let l = fixup::adjust_layout(&r.text, layout);
         changes += l.changed;
         warnings.extend(l.warnings);
         // Left alone (its times too) when no line changed.
@@ -406,10 +406,10 @@ fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
     }
     // initramfs-tools resumes from the swap its configuration names (the installer writes
     // RESUME=UUID=...): point it at the clone's swap.
-    let resume = plan.mount_at.join("etc/initramfs-tools/conf.d/resume");
+    let resume = mount_at.join("etc/initramfs-tools/conf.d/resume");
     if let Ok(text) = std::fs::read_to_string(&resume) {
         let mut t = text.clone();
-        for (old, new) in &map {
+        for (old, new) in map {
             if let (Some(o), Some(n)) = (&old.uuid, &new.uuid) {
                 t = t.replace(o.as_str(), n);
             }
@@ -419,9 +419,9 @@ fn fix_identities(plan: &Plan, warnings: &mut Vec<String>) -> Result<usize> {
             changes += 1;
         }
     }
-    let crypttab = plan.mount_at.join("etc/crypttab");
+    let crypttab = mount_at.join("etc/crypttab");
     if let Ok(text) = std::fs::read_to_string(&crypttab) {
-        let r = fixup::rewrite_crypttab(&text, &map);
+        let r = fixup::rewrite_crypttab(&text, map);
         changes += r.changed;
         warnings.extend(r.warnings);
         if r.text != text {
@@ -470,8 +470,8 @@ fn replace_file(path: &Path, text: &str) -> Result<()> {
 /// A read-only snapshot of a btrfs subvolume, deleted when done. It lives in the directory
 /// it snapshots (the only place certain to be on the same filesystem); that directory's times
 /// are put back afterwards so the source looks untouched.
-struct BtrfsSnapshot {
-    path: PathBuf,
+pub(super) struct BtrfsSnapshot {
+    pub(super) path: PathBuf,
     parent: PathBuf,
     times: Option<(std::fs::FileTimes, std::fs::File)>,
     live: bool,
@@ -480,7 +480,7 @@ struct BtrfsSnapshot {
 impl BtrfsSnapshot {
     /// Snapshot the subvolume mounted at `mount`. None (copy live) when it holds nested
     /// subvolumes, which a snapshot would show as empty directories.
-    fn take(mount: &Path, id: &uuid::Uuid, job: &Job) -> Result<Option<BtrfsSnapshot>> {
+    pub(super) fn take(mount: &Path, id: &uuid::Uuid, job: &Job) -> Result<Option<BtrfsSnapshot>> {
         let out = Cmd::new("listing btrfs subvolumes", "btrfs")?.args(["subvolume", "list", "-o"]).arg(mount).run()?;
         if out.stdout.lines().any(|l| !l.trim().is_empty()) {
             job.warn(format!(
@@ -502,7 +502,7 @@ impl BtrfsSnapshot {
         Ok(Some(BtrfsSnapshot { path, parent: mount.to_path_buf(), times: times.ok(), live: true }))
     }
 
-    fn delete(mut self) -> Result<()> {
+    pub(super) fn delete(mut self) -> Result<()> {
         self.live = false;
         Cmd::new("deleting the btrfs snapshot", "btrfs")?.args(["subvolume", "delete"]).arg(&self.path).run()?;
         self.restore_times()

@@ -56,6 +56,16 @@ impl Default for CloneRequest {
     }
 }
 
+/// A refresh of a clone made earlier (`alt_disk_copy --refresh`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Refresh {
+    /// Decide whether a file's data changed by its bytes, not its size and mtime.
+    pub checksum: bool,
+    /// The phases to run after the copy; None: those the clone had done (phase 3 again for
+    /// a bootable clone).
+    pub phases: Option<Phases>,
+}
+
 /// What a finished run did.
 #[derive(Debug, Clone, Serialize)]
 pub struct CloneReport {

@@ -96,6 +96,11 @@ pub(super) struct Run {
     pub(super) boot_entry: Option<String>,
     pub(super) mounted_at: Option<PathBuf>,
     pub(super) target_names: Vec<String>,
+    /// A refresh: the clone keeps the firmware boot entry it has.
+    pub(super) keep_entry: bool,
+    /// Stay awake at the mount point at the end (or not), whatever the phases; None: as a
+    /// new clone does (awake until phase 3 has run).
+    pub(super) stay_awake: Option<bool>,
 }
 
 impl Run {

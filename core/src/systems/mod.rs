@@ -7,3 +7,4 @@ pub mod mount;
 pub mod ops;
 pub mod restore;
 pub mod trial;
+pub mod verify;

@@ -22,7 +22,7 @@ pub struct SystemMount {
 
 /// Mount options that, with the read-only flag, read a filesystem without changing a byte
 /// of it (no journal replayed).
-fn read_only_options(fstype: &str) -> &'static str {
+pub(crate) fn read_only_options(fstype: &str) -> &'static str {
     match fstype {
         "ext3" | "ext4" => "noload",
         "xfs" => "norecovery",

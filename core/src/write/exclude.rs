@@ -889,8 +889,8 @@ mod tests {
 
         let missing = dir.join("missing");
         let e = ExcludeList::from_file(&missing).unwrap_err();
-        assert!(matches!(e, Error::Io { .. }), "{e:?}");
-        assert!(e.to_string().starts_with("reading the exclude list ("), "{e}");
+        assert!(matches!(e, Error::NotFound { .. }), "{e:?}");
+        assert!(e.to_string().starts_with("exclude list "), "{e}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

@@ -23,19 +23,30 @@ pub fn tools_for(fstype: &str) -> &'static [&'static str] {
     }
 }
 
-/// Make a filesystem with the given UUID and label.
-pub fn mkfs(dev: &Path, fstype: &str, uuid: &str, label: Option<&str>) -> Result<()> {
+/// Make a filesystem with the given UUID and label; `inodes`: room for at least that many
+/// files where the type fixes it when made (ext: the inode count; xfs: the share of space
+/// inodes may take).
+pub fn mkfs(dev: &Path, fstype: &str, uuid: &str, label: Option<&str>, inodes: Option<u64>) -> Result<()> {
     let desc = format!("making the {fstype} filesystem on {}", dev.display());
     let cmd = match fstype {
         "ext2" | "ext3" | "ext4" => {
-            let c = Cmd::new(desc, &format!("mkfs.{fstype}"))?.args(["-F", "-q", "-U", uuid]);
+            let mut c = Cmd::new(desc, &format!("mkfs.{fstype}"))?.args(["-F", "-q", "-U", uuid]);
+            if let Some(n) = inodes {
+                c = c.arg("-N").arg(n.to_string());
+            }
             match label {
                 Some(l) => c.arg("-L").arg(l),
                 None => c,
             }
         }
         "xfs" => {
-            let c = Cmd::new(desc, "mkfs.xfs")?.args(["-f", "-q", "-m"]).arg(format!("uuid={uuid}"));
+            let mut c = Cmd::new(desc, "mkfs.xfs")?.args(["-f", "-q", "-m"]).arg(format!("uuid={uuid}"));
+            if let Some(n) = inodes {
+                let size = device_size(dev).max(1);
+                // 512-byte inodes, with room to spare, as a percentage of the space.
+                let pct = (n * 512 * 100).div_ceil(size) + 5;
+                c = c.arg("-i").arg(format!("maxpct={}", pct.clamp(25, 100)));
+            }
             match label {
                 Some(l) => c.arg("-L").arg(l),
                 None => c,
@@ -71,6 +82,10 @@ pub fn mkfs(dev: &Path, fstype: &str, uuid: &str, label: Option<&str>) -> Result
         }
     };
     cmd.arg(dev).run().map(|_| ())
+}
+
+fn device_size(dev: &Path) -> u64 {
+    std::fs::File::open(dev).and_then(|mut f| std::io::Seek::seek(&mut f, std::io::SeekFrom::End(0))).unwrap_or(0)
 }
 
 /// A mounted filesystem, unmounted when dropped unless [`Mounted::keep`] was called.

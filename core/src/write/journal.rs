@@ -137,7 +137,32 @@ fn dead_looks() -> Vec<String> {
             notes.push(format!("unmounted {}, left mounted read-only by a process that is gone", m.target.display()));
         }
     }
+    // Their empty directories go too (nothing is mounted there any more).
+    if let Ok(rd) = std::fs::read_dir("/run/altdisk") {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name.strip_prefix("look-").or_else(|| name.strip_prefix("source-"));
+            if pid
+                .and_then(|p| p.parse::<u32>().ok())
+                .is_some_and(|p| !std::path::Path::new(&format!("/proc/{p}")).exists())
+            {
+                remove_empty_tree(&e.path());
+            }
+        }
+    }
     notes
+}
+
+/// Remove a tree of empty directories (rmdir only: a file or a mount inside keeps it).
+fn remove_empty_tree(dir: &std::path::Path) {
+    if let Ok(rd) = std::fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_tree(&e.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 /// Undo what the runs that died left behind, and say what was done (one line each).

@@ -11,3 +11,4 @@ pub mod fs;
 pub mod journal;
 pub mod lvm;
 pub mod partition;
+pub(crate) mod workers;

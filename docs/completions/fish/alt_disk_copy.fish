@@ -2,7 +2,7 @@ complete -c alt_disk_copy -s d -d 'Target disks: sdb, /dev/sdb, "sdb sdc", /dev/
 complete -c alt_disk_copy -l target -d 'One target taken whole, never split at blanks: for a path holding a space' -r
 complete -c alt_disk_copy -s i -d 'Layout file (TOML; see `altdisk layout`), the counterpart of AIX image.data. Full path' -r -F
 complete -c alt_disk_copy -s e -d 'Exclude list: grep patterns matched against ./relative/paths. Full path' -r -F
-complete -c alt_disk_copy -s P -d 'Phases to run: 1 (copy), 2 (customize), 3 (make bootable), 12, 23 or all' -r
+complete -c alt_disk_copy -s P -d 'Phases to run: 1 (copy), 2 (customize), 3 (make bootable), 12, 23 or all (the default; with --refresh, those the clone had)' -r
 complete -c alt_disk_copy -s z -d 'SMIT internal values: accepted and ignored, with a warning' -r
 complete -c alt_disk_copy -l source -d 'Clone the system mounted at DIR (offline clone) instead of the running one' -r -F
 complete -c alt_disk_copy -l source-disk -d 'Clone the system on DISK, which is not running (mounted read-only for the run): the offline disk swap' -r
@@ -32,5 +32,7 @@ complete -c alt_disk_copy -l force -d 'Write targets that hold a partition table
 complete -c alt_disk_copy -l dry-run -d 'Print the plan and write nothing'
 complete -c alt_disk_copy -l json -d 'Print the plan (with --dry-run) or the result as JSON'
 complete -c alt_disk_copy -l trial -d 'Boot the clone once (UEFI BootNext); it makes itself permanent when it comes up healthy'
+complete -c alt_disk_copy -l refresh -d 'Bring the clone on -d back in line with its source (new, changed and deleted files), keeping its identities and boot entry; phase 3 again when it was bootable'
+complete -c alt_disk_copy -l checksum -d 'With --refresh: decide whether a file changed by its bytes, not its size and mtime'
 complete -c alt_disk_copy -s O -d 'Device reset for a disk that will run another machine: empty machine-id, SSH host keys made again at first boot, no MAC-bound network configuration, generic initramfs'
 complete -c alt_disk_copy -s h -l help -d 'Print help (see more with \'--help\')'

@@ -33,6 +33,7 @@ complete -c altdisk -n "__fish_altdisk_needs_command" -f -a "lspv" -d 'List disk
 complete -c altdisk -n "__fish_altdisk_needs_command" -f -a "op" -d 'Operate on alternate systems (AIX alt_rootvg_op)'
 complete -c altdisk -n "__fish_altdisk_needs_command" -f -a "sleep" -d 'Unmount a clone left mounted by -P1 (alt_rootvg_op -S)'
 complete -c altdisk -n "__fish_altdisk_needs_command" -f -a "bootlist" -d 'Show or set the firmware boot order (AIX bootlist)'
+complete -c altdisk -n "__fish_altdisk_needs_command" -f -a "verify" -d 'Compare a clone with its source, file by file: exit 0 when equal, 7 when it differs'
 complete -c altdisk -n "__fish_altdisk_needs_command" -f -a "find" -d 'Every system on the disks: running, made by altdisk, or another Linux root'
 complete -c altdisk -n "__fish_altdisk_needs_command" -f -a "restore" -d 'Make the system on DISK the one that boots (UEFI), from now on or --once'
 complete -c altdisk -n "__fish_altdisk_needs_command" -f -a "boot-now" -d 'Boot the system on DISK now (UEFI BootNext and a reboot, or kexec)'
@@ -45,7 +46,7 @@ complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -s d -d 'Target di
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l target -d 'One target taken whole, never split at blanks: for a path holding a space' -r
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -s i -d 'Layout file (TOML; see `altdisk layout`), the counterpart of AIX image.data. Full path' -r -F
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -s e -d 'Exclude list: grep patterns matched against ./relative/paths. Full path' -r -F
-complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -s P -d 'Phases to run: 1 (copy), 2 (customize), 3 (make bootable), 12, 23 or all' -r
+complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -s P -d 'Phases to run: 1 (copy), 2 (customize), 3 (make bootable), 12, 23 or all (the default; with --refresh, those the clone had)' -r
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -s z -d 'SMIT internal values: accepted and ignored, with a warning' -r
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l source -d 'Clone the system mounted at DIR (offline clone) instead of the running one' -r -F
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l source-disk -d 'Clone the system on DISK, which is not running (mounted read-only for the run): the offline disk swap' -r
@@ -74,13 +75,15 @@ complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l force -d 'Write
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l dry-run -d 'Print the plan and write nothing'
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l json -d 'Print the plan (with --dry-run) or the result as JSON'
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l trial -d 'Boot the clone once (UEFI BootNext); it makes itself permanent when it comes up healthy'
+complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l refresh -d 'Bring the clone on -d back in line with its source (new, changed and deleted files), keeping its identities and boot entry; phase 3 again when it was bootable'
+complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -l checksum -d 'With --refresh: decide whether a file changed by its bytes, not its size and mtime'
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -s O -d 'Device reset for a disk that will run another machine: empty machine-id, SSH host keys made again at first boot, no MAC-bound network configuration, generic initramfs'
 complete -c altdisk -n "__fish_altdisk_using_subcommand copy" -s h -l help -d 'Print help'
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -s d -d 'Target disks: sdb, /dev/sdb, "sdb sdc", /dev/disk/by-id/..., hdiskN, or an image file path. The value is split at blanks (AIX -d "sdb sdc") unless it names an existing path' -r
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l target -d 'One target taken whole, never split at blanks: for a path holding a space' -r
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -s i -d 'Layout file (TOML; see `altdisk layout`), the counterpart of AIX image.data. Full path' -r -F
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -s e -d 'Exclude list: grep patterns matched against ./relative/paths. Full path' -r -F
-complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -s P -d 'Phases to run: 1 (copy), 2 (customize), 3 (make bootable), 12, 23 or all' -r
+complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -s P -d 'Phases to run: 1 (copy), 2 (customize), 3 (make bootable), 12, 23 or all (the default; with --refresh, those the clone had)' -r
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -s z -d 'SMIT internal values: accepted and ignored, with a warning' -r
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l source -d 'Clone the system mounted at DIR (offline clone) instead of the running one' -r -F
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l source-disk -d 'Clone the system on DISK, which is not running (mounted read-only for the run): the offline disk swap' -r
@@ -109,6 +112,8 @@ complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l force -d 'Write
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l dry-run -d 'Print the plan and write nothing'
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l json -d 'Print the plan (with --dry-run) or the result as JSON'
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l trial -d 'Boot the clone once (UEFI BootNext); it makes itself permanent when it comes up healthy'
+complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l refresh -d 'Bring the clone on -d back in line with its source (new, changed and deleted files), keeping its identities and boot entry; phase 3 again when it was bootable'
+complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -l checksum -d 'With --refresh: decide whether a file changed by its bytes, not its size and mtime'
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -s O -d 'Device reset for a disk that will run another machine: empty machine-id, SSH host keys made again at first boot, no MAC-bound network configuration, generic initramfs'
 complete -c altdisk -n "__fish_altdisk_using_subcommand plan" -s h -l help -d 'Print help'
 complete -c altdisk -n "__fish_altdisk_using_subcommand layout" -l source -d 'Describe the system mounted at DIR instead of the running one' -r -F
@@ -146,6 +151,11 @@ complete -c altdisk -n "__fish_altdisk_using_subcommand bootlist" -l next -d 'Bo
 complete -c altdisk -n "__fish_altdisk_using_subcommand bootlist" -s o -d 'Show the list'
 complete -c altdisk -n "__fish_altdisk_using_subcommand bootlist" -l json -d 'Print the list as JSON'
 complete -c altdisk -n "__fish_altdisk_using_subcommand bootlist" -s h -l help -d 'Print help'
+complete -c altdisk -n "__fish_altdisk_using_subcommand verify" -l source -d 'Compare with the system mounted at DIR instead of the running one' -r -F
+complete -c altdisk -n "__fish_altdisk_using_subcommand verify" -l against -d 'Compare with another system on disks (a disk of it, or its name)' -r
+complete -c altdisk -n "__fish_altdisk_using_subcommand verify" -s e -d 'Exclude list the clone was made with (full path): matching paths are not compared' -r -F
+complete -c altdisk -n "__fish_altdisk_using_subcommand verify" -l json -d 'Print the report as JSON'
+complete -c altdisk -n "__fish_altdisk_using_subcommand verify" -s h -l help -d 'Print help'
 complete -c altdisk -n "__fish_altdisk_using_subcommand find" -l json -d 'Print JSON'
 complete -c altdisk -n "__fish_altdisk_using_subcommand find" -s h -l help -d 'Print help'
 complete -c altdisk -n "__fish_altdisk_using_subcommand restore" -l once -d 'Boot it at the next boot only (UEFI BootNext); the boot order stays'
@@ -161,18 +171,19 @@ complete -c altdisk -n "__fish_altdisk_using_subcommand install-units" -l root -
 complete -c altdisk -n "__fish_altdisk_using_subcommand install-units" -l exe -d 'The altdisk binary the units run, as seen from inside that system (default: this one)' -r -F
 complete -c altdisk -n "__fish_altdisk_using_subcommand install-units" -s h -l help -d 'Print help'
 complete -c altdisk -n "__fish_altdisk_using_subcommand udev-probe" -s h -l help -d 'Print help'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "copy" -d 'Clone the system onto free disks (AIX alt_disk_copy; same flags)'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "plan" -d 'Print the plan for a clone without writing anything (same flags as copy)'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "layout" -d 'Print the default layout (TOML) to edit and pass with -i'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "lspv" -d 'List disks with their role: rootvg, altinst_rootvg, free, in use'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "op" -d 'Operate on alternate systems (AIX alt_rootvg_op)'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "sleep" -d 'Unmount a clone left mounted by -P1 (alt_rootvg_op -S)'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "bootlist" -d 'Show or set the firmware boot order (AIX bootlist)'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "find" -d 'Every system on the disks: running, made by altdisk, or another Linux root'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "restore" -d 'Make the system on DISK the one that boots (UEFI), from now on or --once'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "boot-now" -d 'Boot the system on DISK now (UEFI BootNext and a reboot, or kexec)'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "repair" -d 'Re-run phase 3 (initramfs, boot loader, boot entry) on the system on DISK'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "boot-hook" -d 'Run at boot by altdisk\'s systemd units'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "install-units" -d 'Install and enable altdisk\'s boot units (rootvg/old_rootvg names, trial commit)'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "udev-probe" -d 'For udev rules: KEY=VALUE lines describing a device of an altdisk system'
-complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist find restore boot-now repair boot-hook install-units udev-probe help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "copy" -d 'Clone the system onto free disks (AIX alt_disk_copy; same flags)'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "plan" -d 'Print the plan for a clone without writing anything (same flags as copy)'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "layout" -d 'Print the default layout (TOML) to edit and pass with -i'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "lspv" -d 'List disks with their role: rootvg, altinst_rootvg, free, in use'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "op" -d 'Operate on alternate systems (AIX alt_rootvg_op)'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "sleep" -d 'Unmount a clone left mounted by -P1 (alt_rootvg_op -S)'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "bootlist" -d 'Show or set the firmware boot order (AIX bootlist)'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "verify" -d 'Compare a clone with its source, file by file: exit 0 when equal, 7 when it differs'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "find" -d 'Every system on the disks: running, made by altdisk, or another Linux root'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "restore" -d 'Make the system on DISK the one that boots (UEFI), from now on or --once'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "boot-now" -d 'Boot the system on DISK now (UEFI BootNext and a reboot, or kexec)'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "repair" -d 'Re-run phase 3 (initramfs, boot loader, boot entry) on the system on DISK'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "boot-hook" -d 'Run at boot by altdisk\'s systemd units'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "install-units" -d 'Install and enable altdisk\'s boot units (rootvg/old_rootvg names, trial commit)'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "udev-probe" -d 'For udev rules: KEY=VALUE lines describing a device of an altdisk system'
+complete -c altdisk -n "__fish_altdisk_using_subcommand help; and not __fish_seen_subcommand_from copy plan layout lspv op sleep bootlist verify find restore boot-now repair boot-hook install-units udev-probe help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'

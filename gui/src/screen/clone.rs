@@ -270,6 +270,9 @@ impl Wizard {
             force,
             size,
             bootlist: self.bootlist,
+            // A new clone: refreshing one is offered where the systems are managed.
+            refresh: false,
+            checksum: false,
             phase2: if self.phases.has(2) {
                 Phase2Options {
                     packages_dir: opt(&self.packages_dir),

@@ -37,9 +37,10 @@ pub struct CopyArgs {
     /// Remain NIM client: no Linux meaning, accepted with a warning.
     #[arg(short = 'n')]
     pub nim: bool,
-    /// Phases to run: 1 (copy), 2 (customize), 3 (make bootable), 12, 23 or all.
-    #[arg(short = 'P', value_name = "PHASES", default_value = "all")]
-    pub phases: String,
+    /// Phases to run: 1 (copy), 2 (customize), 3 (make bootable), 12, 23 or all (the default;
+    /// with --refresh, those the clone had).
+    #[arg(short = 'P', value_name = "PHASES")]
+    pub phases: Option<String>,
     /// Debug: print every command run.
     #[arg(short = 'D')]
     pub debug: bool,
@@ -92,6 +93,13 @@ pub struct CopyArgs {
     /// Boot the clone once (UEFI BootNext); it makes itself permanent when it comes up healthy.
     #[arg(long, conflicts_with = "no_bootlist")]
     pub trial: bool,
+    /// Bring the clone on -d back in line with its source (new, changed and deleted files),
+    /// keeping its identities and boot entry; phase 3 again when it was bootable.
+    #[arg(long, conflicts_with_all = ["layout", "convert", "size", "dry_run", "force", "trial"])]
+    pub refresh: bool,
+    /// With --refresh: decide whether a file changed by its bytes, not its size and mtime.
+    #[arg(long)]
+    pub checksum: bool,
     /// Last: its help heading applies to the flags after it.
     #[command(flatten)]
     pub p2: Phase2Args,
@@ -206,7 +214,7 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
             "name one or more free disks: -d sdb or -d \"sdb sdc\" (see altdisk lspv)",
         ));
     }
-    let phases = Phases::parse(&a.phases)?;
+    let phases = Phases::parse(a.phases.as_deref().unwrap_or("all"))?;
     if a.reboot && a.no_bootlist {
         return Err(usage(
             "-r with -B",
@@ -307,6 +315,36 @@ fn request(a: &CopyArgs) -> Result<CloneRequest> {
 pub fn copy(a: CopyArgs, plan_only: bool) -> Result<()> {
     altdisk::cmd::set_echo(a.debug);
     let req = request(&a)?;
+    if a.checksum && !a.refresh {
+        return Err(usage(
+            "--checksum",
+            "it says how --refresh compares files, and --refresh was not given",
+            "add --refresh, or drop --checksum",
+        ));
+    }
+    if a.refresh {
+        if plan_only {
+            return Err(usage(
+                "altdisk plan --refresh",
+                "a refresh works on the clone as it is; there is no plan to show",
+                "run altdisk copy --refresh (or alt_disk_copy --refresh)",
+            ));
+        }
+        let phases = a.phases.as_deref().map(Phases::parse).transpose()?;
+        if phases.as_ref().is_some_and(|p| !p.has(1)) {
+            return Err(usage(
+                "--refresh with -P2, -P3 or -P23",
+                "a refresh is phase 1 done again on the clone",
+                "give -P1, -P12 or -Pall, or leave -P out (the phases the clone had)",
+            ));
+        }
+        let job = Job::new();
+        job.set_list_files(a.verbose);
+        let progress = Progress::start(&job, a.verbose);
+        let r = run::refresh(&req, &run::Refresh { checksum: a.checksum, phases }, &job);
+        progress.finish();
+        return report(&a, r?);
+    }
     if !req.phases.has(1) {
         // Phases 2 and 3 of a clone made earlier (AIX -P23).
         if plan_only || a.dry_run {
@@ -360,6 +398,12 @@ fn report(a: &CopyArgs, report: run::CloneReport) -> Result<()> {
             altdisk::size::human(c.bytes),
             report.seconds
         );
+        if a.refresh {
+            println!(
+                "refreshed: {} written, {} with new metadata only, {} deleted, {} unchanged",
+                c.rewritten, c.metadata_only, c.deleted, c.unchanged
+            );
+        }
         if c.excluded > 0 {
             println!("excluded: {} entries", c.excluded);
         }
@@ -765,6 +809,53 @@ pub fn bootlist(a: BootlistArgs) -> Result<()> {
 }
 
 #[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The clone: a disk of it (sdb, /dev/..., hdiskN) or its name (altinst_rootvg).
+    #[arg(value_name = "SYSTEM|DISK")]
+    pub target: String,
+    /// Compare with the system mounted at DIR instead of the running one.
+    #[arg(long = "source", value_name = "DIR", conflicts_with = "against")]
+    pub source: Option<PathBuf>,
+    /// Compare with another system on disks (a disk of it, or its name).
+    #[arg(long, value_name = "SYSTEM|DISK")]
+    pub against: Option<String>,
+    /// Exclude list the clone was made with (full path): matching paths are not compared.
+    #[arg(short = 'e', value_name = "EXCLUDE")]
+    pub exclude: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Exit status of `altdisk verify` when the clone differs from its source.
+const DIFFERS: i32 = 7;
+
+pub fn verify(a: VerifyArgs) -> Result<()> {
+    use altdisk::systems::verify::{self as v, VerifyRequest};
+    let req = VerifyRequest {
+        target: a.target.clone(),
+        source_dir: a.source.clone(),
+        against: a.against.clone(),
+        exclude: a.exclude.clone(),
+        threads: 0,
+    };
+    let job = Job::new();
+    let progress = Progress::start(&job, false);
+    let r = v::verify(&req, &job);
+    progress.finish();
+    let r = r?;
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&r).unwrap_or_default());
+    } else {
+        print!("{}", v::render(&r));
+    }
+    if !r.equal {
+        std::process::exit(DIFFERS);
+    }
+    Ok(())
+}
+
+#[derive(Args, Debug)]
 pub struct BootHookArgs {
     /// names: rootvg/old_rootvg; commit: keep a healthy trial boot; first-boot: the -x script.
     pub what: String,
@@ -826,7 +917,7 @@ mod tests {
             "-d", "hdisk1", "-Pall", "-z", "c", "-z", "N", "-z", "g", "-z", "X", "-z", "", "-z", "", "-z", "Y", "-B",
         ]);
         assert_eq!(a.disks, vec!["hdisk1"]);
-        assert_eq!(a.phases, "all");
+        assert_eq!(a.phases.as_deref(), Some("all"));
         assert_eq!(a.smit, vec!["c", "N", "g", "X", "", "", "Y"]);
         assert!(a.no_bootlist);
         let r = request(&a).unwrap();

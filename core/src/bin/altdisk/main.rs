@@ -54,6 +54,8 @@ enum Command {
     Sleep(aix::SleepArgs),
     /// Show or set the firmware boot order (AIX bootlist).
     Bootlist(aix::BootlistArgs),
+    /// Compare a clone with its source, file by file: exit 0 when equal, 7 when it differs.
+    Verify(aix::VerifyArgs),
     /// Every system on the disks: running, made by altdisk, or another Linux root.
     Find(rescue::FindArgs),
     /// Make the system on DISK the one that boots (UEFI), from now on or --once.
@@ -169,6 +171,7 @@ fn main() {
         Command::Op(a) => aix::op(a),
         Command::Sleep(a) => aix::sleep(a),
         Command::Bootlist(a) => aix::bootlist(a),
+        Command::Verify(a) => aix::verify(a),
         Command::Find(a) => rescue::find(a),
         Command::Restore(a) => rescue::restore(a),
         Command::BootNow(a) => rescue::boot_now(a),
