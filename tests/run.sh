@@ -14,6 +14,7 @@ if [[ $(id -u) == 0 ]]; then
 		lintian xvfb xdotool imagemagick appstream desktop-file-utils
 	# The VM tier: QEMU, OVMF and the image-building tools.
 	"$repo/tests/vm/install-deps.sh"
+	"$repo/image-build/install-deps.sh" # the rescue ISO: mmdebstrap, squashfs, grub-mkrescue
 else
 	echo "run.sh: not root: root-tier tests will be skipped" >&2
 fi

@@ -9,6 +9,7 @@
 
 pub mod bus;
 pub mod pkg;
+pub mod rescue;
 pub mod vm;
 pub mod vm_derived;
 pub mod vm_lvm;

@@ -9,6 +9,11 @@
 //! NVRAM). The serial console is a UNIX socket the driver talks to; QEMU also logs every
 //! byte of it to [`Machine::serial_log`].
 //!
+//! A live machine ([`Machine::live`]) boots a rescue ISO instead, as a CD or a USB stick,
+//! under OVMF or SeaBIOS ([`Firmware`], [`Medium`]); console steps typed before the login
+//! ([`Machine::set_boot_steps`]) pick a GRUB entry or leave a menu for the shell. Every
+//! QEMU has a QMP socket ([`Machine::qmp`]): screenshots of the VGA screen, unplugging.
+//!
 //! Commands run in a plain `bash --noediting` with echo off and an empty prompt: each
 //! command is sent base64-encoded through a here-document, runs as its own `bash` script
 //! (stdin from /dev/null, stderr into stdout) and is framed by markers that carry a nonce
@@ -196,6 +201,36 @@ impl DiskModel {
     }
 }
 
+/// The machine's firmware. OVMF (UEFI) has an NVRAM file per machine; SeaBIOS (BIOS) none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Firmware {
+    Ovmf,
+    SeaBios,
+}
+
+/// A read-only boot medium holding an ISO: a CD drive (AHCI), or a USB stick (usb-storage
+/// on an xHCI controller, QEMU device id `stick`, so [`Machine::unplug`] can pull it). It
+/// comes first in the firmware's boot order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Medium {
+    Cdrom(PathBuf),
+    UsbStick(PathBuf),
+}
+
+/// A console step of a boot, before the login: once every `wait_for` text has shown on the
+/// console (after the previous step's match), `send` is typed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BootStep {
+    pub wait_for: Vec<String>,
+    pub send: String,
+}
+
+impl BootStep {
+    pub fn new(wait_for: &[&str], send: &str) -> BootStep {
+        BootStep { wait_for: wait_for.iter().map(|s| s.to_string()).collect(), send: send.to_string() }
+    }
+}
+
 /// A cached production image: the installed disk and the NVRAM holding its boot entry.
 /// Both files are read-only: machines use overlays and copies.
 #[derive(Debug, Clone)]
@@ -372,10 +407,13 @@ pub struct Machine {
     boot_timeout: Duration,
     /// Disks attached other than as virtio-blk with 512-byte sectors, by path.
     models: HashMap<PathBuf, DiskModel>,
-    /// SeaBIOS instead of OVMF.
-    bios: bool,
     /// A console prompt answered at every boot (the initramfs asking for a passphrase).
     answer: Option<(String, String)>,
+    firmware: Firmware,
+    medium: Option<Medium>,
+    boot_steps: Vec<BootStep>,
+    /// When each boot step of the last boot matched, from QEMU's start.
+    step_times: Vec<Duration>,
 }
 
 const MAX_COMMAND: usize = 24 * 1024;
@@ -385,30 +423,9 @@ impl Machine {
     /// blank (sparse) raw disk per entry of `blank_disks` (sizes in bytes); a private copy
     /// of image.vars.
     pub fn new(name: &str, image: &Image, blank_disks: &[u64]) -> Result<Machine> {
-        let safe: String = name
-            .chars()
-            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-            .take(24)
-            .collect();
-        let dir = PathBuf::from(format!("/var/tmp/altdisk-tests/vm-{safe}-{}", uuid::Uuid::new_v4().simple()));
-        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-        // From here on, Drop removes the directory if anything fails.
-        let mut m = Machine {
-            name: safe,
-            dir: dir.clone(),
-            disks: Vec::new(),
-            vars: dir.join("vars.fd"),
-            share: dir.join("share"),
-            vm: None,
-            boots: 0,
-            last_boot: None,
-            boot_timeout: boot_timeout(),
-            models: HashMap::new(),
-            bios: false,
-            answer: None,
-        };
+        let mut m = Machine::empty(name)?;
         let disk = fs::canonicalize(&image.disk).with_context(|| format!("image disk {}", image.disk.display()))?;
-        let overlay = dir.join("disk0.qcow2");
+        let overlay = m.dir.join("disk0.qcow2");
         let out = Command::new("qemu-img")
             .args(["create", "-q", "-f", "qcow2", "-F", "raw", "-b"])
             .arg(&disk)
@@ -419,15 +436,141 @@ impl Machine {
             bail!("qemu-img create failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         m.disks.push(overlay);
-        for (i, size) in blank_disks.iter().enumerate() {
-            let p = dir.join(format!("disk{}.raw", i + 1));
-            fs::File::create(&p)?.set_len(*size)?;
-            m.disks.push(p);
-        }
+        m.add_blank_disks(blank_disks)?;
         fs::copy(&image.vars, &m.vars).with_context(|| format!("copying {}", image.vars.display()))?;
         set_writable(&m.vars)?;
+        Ok(m)
+    }
+
+    /// A machine that boots a live ISO from `medium` under `firmware`, with blank (sparse)
+    /// raw disks of the given sizes (vda, vdb, ...) and, under OVMF, a pristine NVRAM.
+    pub fn live(name: &str, firmware: Firmware, medium: Medium, blank_disks: &[u64]) -> Result<Machine> {
+        let mut m = Machine::empty(name)?;
+        let iso = match &medium {
+            Medium::Cdrom(p) | Medium::UsbStick(p) => p,
+        };
+        if !iso.is_file() {
+            bail!("the boot medium {} does not exist", iso.display());
+        }
+        m.firmware = firmware;
+        m.medium = Some(medium);
+        m.add_blank_disks(blank_disks)?;
+        fs::copy(ovmf_vars(), &m.vars).with_context(|| format!("copying {}", ovmf_vars().display()))?;
+        set_writable(&m.vars)?;
+        Ok(m)
+    }
+
+    /// The machine's directory and nothing else (no disks).
+    fn empty(name: &str) -> Result<Machine> {
+        let safe: String = name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+            .take(24)
+            .collect();
+        let dir = PathBuf::from(format!("/var/tmp/altdisk-tests/vm-{safe}-{}", uuid::Uuid::new_v4().simple()));
+        fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        // From here on, Drop removes the directory if anything fails.
+        let m = Machine {
+            name: safe,
+            dir: dir.clone(),
+            disks: Vec::new(),
+            vars: dir.join("vars.fd"),
+            share: dir.join("share"),
+            vm: None,
+            boots: 0,
+            last_boot: None,
+            boot_timeout: boot_timeout(),
+            models: HashMap::new(),
+            answer: None,
+            firmware: Firmware::Ovmf,
+            medium: None,
+            boot_steps: Vec::new(),
+            step_times: Vec::new(),
+        };
         fs::create_dir_all(&m.share)?;
         Ok(m)
+    }
+
+    /// Blank (sparse) raw disks after the existing ones: disk1.raw, disk2.raw, ...
+    fn add_blank_disks(&mut self, sizes: &[u64]) -> Result<()> {
+        for (i, size) in sizes.iter().enumerate() {
+            let p = self.dir.join(format!("disk{}.raw", i + 1));
+            fs::File::create(&p)?.set_len(*size)?;
+            self.disks.push(p);
+        }
+        Ok(())
+    }
+
+    /// Console steps typed before the login at every boot (see [`BootStep`]). With steps,
+    /// the driver does not wait for a login prompt: after the last step it waits for the
+    /// shell's prompt, as after an autologin.
+    pub fn set_boot_steps(&mut self, steps: Vec<BootStep>) {
+        self.boot_steps = steps;
+    }
+
+    /// When each boot step of the last boot matched, counted from QEMU's start.
+    pub fn boot_step_times(&self) -> &[Duration] {
+        &self.step_times
+    }
+
+    /// The whole console log of this machine (every boot), without CRs and escape sequences.
+    pub fn console_text(&self) -> String {
+        clean(&String::from_utf8_lossy(&fs::read(self.serial_log()).unwrap_or_default()))
+    }
+
+    /// One QMP command (`{"execute": cmd, "arguments": args}`) on the running QEMU; its
+    /// "return" value, or an error carrying QMP's error.
+    pub fn qmp(&mut self, cmd: &str, args: serde_json::Value) -> Result<serde_json::Value> {
+        if !self.is_running() {
+            bail!("Machine::qmp({cmd}): VM {} is not running", self.name);
+        }
+        let sock = self.dir.join("qmp.sock");
+        let stream = UnixStream::connect(&sock).with_context(|| format!("connecting to {}", sock.display()))?;
+        stream.set_read_timeout(Some(Duration::from_secs(60)))?;
+        let mut w = stream.try_clone()?;
+        let mut lines = std::io::BufReader::new(stream);
+        // Reads until a reply (skipping the greeting's and the events' lines).
+        let reply = |lines: &mut std::io::BufReader<UnixStream>| -> Result<serde_json::Value> {
+            loop {
+                let mut line = String::new();
+                if std::io::BufRead::read_line(lines, &mut line)? == 0 {
+                    bail!("QMP closed the connection");
+                }
+                let v: serde_json::Value =
+                    serde_json::from_str(line.trim()).with_context(|| format!("QMP sent {line:?}"))?;
+                if let Some(r) = v.get("return") {
+                    return Ok(r.clone());
+                }
+                if let Some(e) = v.get("error") {
+                    bail!("QMP {cmd}: {e}");
+                }
+            }
+        };
+        w.write_all(b"{\"execute\": \"qmp_capabilities\"}\n")?;
+        reply(&mut lines).context("QMP handshake")?;
+        let mut req = serde_json::json!({ "execute": cmd });
+        if !args.is_null() {
+            req["arguments"] = args;
+        }
+        w.write_all(format!("{req}\n").as_bytes())?;
+        reply(&mut lines)
+    }
+
+    /// A picture of the VGA screen, through QMP's screendump: PNG when the file name ends
+    /// in .png, else a binary PPM.
+    pub fn screendump(&mut self, file: &Path) -> Result<()> {
+        let path = qemu_path(file)?;
+        let format = if path.ends_with(".png") { "png" } else { "ppm" };
+        self.qmp("screendump", serde_json::json!({ "filename": path, "format": format }))?;
+        if !file.is_file() {
+            bail!("screendump wrote no {}", file.display());
+        }
+        Ok(())
+    }
+
+    /// Pulls a device out of the running machine (QMP device_del), e.g. the USB `stick`.
+    pub fn unplug(&mut self, device_id: &str) -> Result<()> {
+        self.qmp("device_del", serde_json::json!({ "id": device_id })).map(|_| ())
     }
 
     /// The machine's own directory.
@@ -461,7 +604,7 @@ impl Machine {
     /// Boot through SeaBIOS (QEMU's default BIOS) instead of OVMF from the next boot on:
     /// the disks' own boot code starts, and there is no NVRAM.
     pub fn set_bios(&mut self, bios: bool) {
-        self.bios = bios;
+        self.firmware = if bios { Firmware::SeaBios } else { Firmware::Ovmf };
     }
 
     /// Type `text` and Enter at the console each time `prompt` shows while the machine boots
@@ -529,9 +672,25 @@ impl Machine {
         cmd.args(["-name", &format!("altdisk-{}", self.name)]);
         cmd.args(["-accel", "tcg", "-machine", "q35", "-cpu", "max", "-m", "2048", "-smp", &vcpus().to_string()]);
         cmd.args(["-nic", "none", "-display", "none", "-monitor", "none", "-no-reboot"]);
-        if !self.bios {
+        let qmp = self.dir.join("qmp.sock");
+        let _ = fs::remove_file(&qmp);
+        cmd.arg("-qmp").arg(format!("unix:{},server=on,wait=off", qemu_path(&qmp)?));
+        if self.firmware == Firmware::Ovmf {
             cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=0,readonly=on,file={}", qemu_path(&ovmf_code())?));
             cmd.arg("-drive").arg(format!("if=pflash,format=raw,unit=1,file={}", qemu_path(&self.vars)?));
+        } // else QEMU's default firmware: SeaBIOS
+        match &self.medium {
+            Some(Medium::Cdrom(iso)) => {
+                cmd.arg("-drive")
+                    .arg(format!("file={},format=raw,media=cdrom,if=none,id=cd,readonly=on", qemu_path(iso)?));
+                cmd.args(["-device", "ide-cd,drive=cd,id=cdrom,bootindex=0"]);
+            }
+            Some(Medium::UsbStick(iso)) => {
+                cmd.args(["-device", "qemu-xhci,id=xhci"]);
+                cmd.arg("-drive").arg(format!("file={},format=raw,if=none,id=stickdrive,readonly=on", qemu_path(iso)?));
+                cmd.args(["-device", "usb-storage,bus=xhci.0,drive=stickdrive,id=stick,removable=on,bootindex=0"]);
+            }
+            None => {}
         }
         for (i, disk) in self.disks.iter().enumerate() {
             let format = disk_format(disk)?;
@@ -597,7 +756,7 @@ impl Machine {
         };
         let nonce = format!("{}b{}", &uuid::Uuid::new_v4().simple().to_string()[..12], self.boots);
         self.vm = Some(Running { child, stream, shared, reader: Some(reader), nonce, cursor: 0, seq: 0, _slot: slot });
-        match self.wait_shell(started + self.boot_timeout) {
+        match self.wait_shell(started + self.boot_timeout, started) {
             Ok(()) => {
                 self.last_boot = Some(started.elapsed());
                 Ok(())
@@ -626,12 +785,41 @@ impl Machine {
         }
     }
 
-    /// Waits for the autologin, then turns the login shell into a quiet command shell.
-    fn wait_shell(&mut self, deadline: Instant) -> Result<()> {
+    /// Waits for the autologin (or runs the boot steps), then turns the login shell into a
+    /// quiet command shell.
+    fn wait_shell(&mut self, deadline: Instant, started: Instant) -> Result<()> {
         let vm = self.vm.as_mut().unwrap();
-        // 1. A login: agetty's autologin (or a plain login prompt, where we type root).
-        //    Nothing is typed before: a key would stop GRUB's or systemd-boot's countdown;
-        //    only the console answer is typed, each time its prompt shows (a passphrase).
+        self.step_times.clear();
+        if !self.boot_steps.is_empty() {
+            // 1'. The boot steps, each matched after the previous one's match.
+            let mut from = 0usize;
+            for (i, step) in self.boot_steps.iter().enumerate() {
+                let end = vm
+                    .wait_for(deadline, |t| {
+                        let rest = t.get(from..)?;
+                        let mut end = 0;
+                        for w in &step.wait_for {
+                            end = end.max(find(rest, w)? + w.len());
+                        }
+                        Some(from + end)
+                    })
+                    .with_context(|| format!("boot step {}: waiting for {:?}", i + 1, step.wait_for))?;
+                self.step_times.push(started.elapsed());
+                from = end;
+                if !step.send.is_empty() {
+                    vm.send(&step.send)?;
+                }
+            }
+        } else {
+            Self::wait_login(vm, self.answer.as_ref(), deadline)?;
+        }
+        Self::quiet_shell(vm, deadline)
+    }
+
+    /// 1. A login: agetty's autologin (or a plain login prompt, where we type root).
+    ///    Nothing is typed before: a key would stop GRUB's or systemd-boot's countdown;
+    ///    only the console answer is typed, each time its prompt shows (a passphrase).
+    fn wait_login(vm: &mut Running, answer: Option<&(String, String)>, deadline: Instant) -> Result<()> {
         let mut answered = 0usize;
         let auto = loop {
             let seen = vm
@@ -641,7 +829,7 @@ impl Machine {
                     } else if contains(t, " login: ") {
                         Some(Err(false))
                     } else {
-                        let (prompt, _) = self.answer.as_ref()?;
+                        let (prompt, _) = answer?;
                         let from = answered.min(t.len());
                         find(&t[from..], prompt).map(|i| Ok(from + i + prompt.len()))
                     }
@@ -650,7 +838,7 @@ impl Machine {
             match seen {
                 Ok(end) => {
                     answered = end;
-                    let (_, text) = self.answer.as_ref().expect("an answer was looked for");
+                    let (_, text) = answer.expect("an answer was looked for");
                     vm.send(&format!("{text}\n"))?;
                 }
                 Err(auto) => break auto,
@@ -663,6 +851,11 @@ impl Machine {
                 vm.send("root\n")?;
             }
         }
+        Ok(())
+    }
+
+    /// 2.-4.: from the login shell to the quiet command shell.
+    fn quiet_shell(vm: &mut Running, deadline: Instant) -> Result<()> {
         // 2. The login shell's prompt, if it shows within a while (bash's "# ").
         let mark = vm.len();
         let short = (Instant::now() + Duration::from_secs(30)).min(deadline);
