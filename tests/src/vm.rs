@@ -508,6 +508,14 @@ impl Machine {
         self.boot_steps = steps;
     }
 
+    /// Put a boot medium in (first in the firmware's boot order), or take it out (`None`),
+    /// from the next boot on: a rescue ISO brought to an installed machine.
+    pub fn set_medium(&mut self, medium: Option<Medium>) {
+        self.reap();
+        assert!(self.vm.is_none(), "Machine::set_medium: the VM is running");
+        self.medium = medium;
+    }
+
     /// When each boot step of the last boot matched, counted from QEMU's start.
     pub fn boot_step_times(&self) -> &[Duration] {
         &self.step_times

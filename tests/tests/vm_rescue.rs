@@ -13,7 +13,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use altdisk_tests::rescue::{ppm_foreground_pixels, rescue_iso};
-use altdisk_tests::vm::{BootStep, Firmware, Machine, Medium};
+use altdisk_tests::vm::{production_image, BootStep, Firmware, Kind, Machine, Medium};
 use altdisk_tests::*;
 
 const GIB: u64 = 1 << 30;
@@ -147,6 +147,11 @@ fn check_live(m: &mut Machine, firmware: Firmware, stick: Stick, to_ram: bool) {
 /// its first frame under TCG: up to a minute). Kept in the machine's directory; copied to
 /// $ALTDISK_RESCUE_SCREENSHOT when set (docs/ keeps one).
 fn screenshot(m: &mut Machine, name: &str) {
+    screenshot_to(m, name, "ALTDISK_RESCUE_SCREENSHOT");
+}
+
+/// [`screenshot`], copied to the file the environment variable `env` names, when set.
+fn screenshot_to(m: &mut Machine, name: &str, env: &str) {
     let ppm = m.dir().join(format!("{name}.ppm"));
     let start = Instant::now();
     let (w, h, fg) = loop {
@@ -162,7 +167,7 @@ fn screenshot(m: &mut Machine, name: &str) {
     assert!(fg > 2000, "the screen is (nearly) blank: {fg} foreground pixels of {}", w * h);
     let png = m.dir().join(format!("{name}.png"));
     m.screendump(&png).unwrap();
-    if let Some(to) = std::env::var_os("ALTDISK_RESCUE_SCREENSHOT") {
+    if let Some(to) = std::env::var_os(env) {
         fs::copy(&png, Path::new(&to)).unwrap();
         eprintln!("[{name}] screenshot copied to {}", Path::new(&to).display());
     }
@@ -224,4 +229,142 @@ fn vm_rescue_seabios_usb_stick() {
     let (mut m, _) = boot("rescue-seabios-usb", Firmware::SeaBios, Stick::Usb, false);
     check_live(&mut m, Firmware::SeaBios, Stick::Usb, false);
     poweroff(&mut m, started);
+}
+
+/// `altdisk find --json` in the machine: each system as (first disk, the JSON object).
+fn systems(m: &mut Machine) -> Vec<(String, serde_json::Value)> {
+    let out = m.sh("altdisk find --json").unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("find --json: {e}: {out}"));
+    v["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["disks"][0].as_str().unwrap_or_default().to_string(), s.clone()))
+        .collect()
+}
+
+fn system_on(m: &mut Machine, disk: &str) -> serde_json::Value {
+    let all = systems(m);
+    all.iter()
+        .find(|(d, _)| d == disk)
+        .map(|(_, s)| s.clone())
+        .unwrap_or_else(|| panic!("no system on {disk}: {all:?}"))
+}
+
+/// The UEFI boot order, as entry numbers.
+fn boot_order(m: &mut Machine) -> Vec<String> {
+    let out = m.sh("efibootmgr").unwrap();
+    out.lines()
+        .find_map(|l| l.strip_prefix("BootOrder: "))
+        .map(|o| o.trim().split(',').map(String::from).collect())
+        .unwrap_or_default()
+}
+
+/// The recovery story of issue 13, and the offline disk swap, on one machine (OVMF):
+/// 1. a production machine clones itself onto vdb and boots the clone (vda is old_rootvg);
+/// 2. the clone breaks (its kernels removed) while the firmware still starts it first;
+/// 3. the rescue ISO (a CD) finds both systems, refuses to restore the broken one, and
+///    clones old_rootvg offline onto the blank vdc (the disk swap); the NVRAM loses
+///    old_rootvg's entry, and `altdisk restore vda` rebuilds it and puts it first; the GUI
+///    in the kiosk shows the systems (a picture, `ALTDISK_RESCUE_GUI_SCREENSHOT=FILE`);
+/// 4. without the ISO the machine boots old_rootvg;
+/// 5. vdc alone, with fresh NVRAM, boots its own root: the new disk of the swap.
+///
+/// About 30 minutes under TCG: outside CI's budget, one command (tests/README.md).
+#[test]
+#[ignore = "the recovery story (about 30 min): sudo cargo test -p altdisk-tests --test vm_rescue vm_rescue_restores -- --ignored --nocapture"]
+fn vm_rescue_restores_old_rootvg_and_swaps_a_disk_offline() {
+    require_tools();
+    let started = Instant::now();
+    let iso = rescue_iso().expect("rescue ISO");
+    let image = production_image(Kind::Grub).expect("production image");
+    let mut m = Machine::new("rescue-story", &image, &[6 * GIB, 6 * GIB]).unwrap();
+    let disks = m.disks().to_vec();
+
+    // 1. The clone, booted: vda becomes old_rootvg.
+    m.boot().unwrap();
+    m.install_altdisk(&altdisk_bin()).unwrap();
+    m.sh("altdisk install-units && systemctl daemon-reload").unwrap();
+    let out = m.sh("alt_disk_copy -d vdb 2>&1").unwrap();
+    assert!(out.contains("complete (bootable)"), "{out}");
+    m.reboot().unwrap();
+    assert_eq!(m.sh("findmnt -no SOURCE /").unwrap().trim(), "/dev/vdb3");
+    let prod_root_uuid = m.sh("blkid -p -s UUID -o value /dev/vda2").unwrap().trim().to_string();
+
+    // 2. The clone breaks: no kernel left in its /boot; its entry stays first.
+    m.sh("rm -f /boot/vmlinuz-* /boot/initrd.img-* && sync").unwrap();
+    let order = boot_order(&mut m);
+    let first = m.sh(&format!("efibootmgr | grep '^Boot{}'", order[0])).unwrap();
+    assert!(first.contains("on vdb"), "the clone's entry is not first: {first}");
+    m.shutdown().unwrap();
+    eprintln!("[story] clone made, booted and broken after {:.0?}", started.elapsed());
+
+    // 3. The rescue ISO.
+    m.set_medium(Some(Medium::Cdrom(iso)));
+    m.set_boot_steps(vec![BootStep::new(&[READY, "choice> "], "s\n")]);
+    m.boot().unwrap();
+    assert!(m.sh("grep -qw boot=live /proc/cmdline && echo live").unwrap().contains("live"), "not the rescue system");
+    let old = system_on(&mut m, "vda");
+    assert!(old["name"] == "old_rootvg" || old["kind"] == "old_rootvg", "vda is not old_rootvg: {old}");
+    assert_eq!(old["bootable"], true, "{old}");
+    let broken = system_on(&mut m, "vdb");
+    assert_eq!(broken["bootable"], false, "{broken}");
+    assert_eq!(broken["kernels"].as_array().map(Vec::len), Some(0), "{broken}");
+    let (rc, out) = m.run("altdisk restore vdb 2>&1", Duration::from_secs(300)).unwrap();
+    assert!(rc != 0 && out.contains("does not look bootable"), "restoring the broken clone: exit {rc}: {out}");
+
+    // The GUI (kiosk) on the screen: its rescue screen with the systems it found.
+    let kiosk = m.run("systemctl -q is-active altdisk-kiosk.service", Duration::from_secs(30)).unwrap().0 == 0;
+    if kiosk {
+        std::thread::sleep(Duration::from_secs(30));
+        screenshot_to(&mut m, "rescue-gui-systems", "ALTDISK_RESCUE_GUI_SCREENSHOT");
+    }
+
+    // The offline disk swap: old_rootvg onto the blank vdc.
+    let before = boot_order(&mut m);
+    let (rc, out) = m.run("altdisk copy --source-disk vda -d vdc 2>&1", Duration::from_secs(3600)).unwrap();
+    assert_eq!(rc, 0, "the offline copy failed:\n{out}");
+    let swap = system_on(&mut m, "vdc");
+    assert_eq!(swap["bootable"], true, "{swap}");
+    let swap_root_uuid = swap["root_uuid"].as_str().unwrap().to_string();
+    assert_ne!(swap_root_uuid, prod_root_uuid, "the copy has its own root UUID");
+    eprintln!(
+        "[story] offline copy done after {:.0?}; boot order {before:?} -> {:?}",
+        started.elapsed(),
+        boot_order(&mut m)
+    );
+
+    // The NVRAM loses old_rootvg's entry; restore rebuilds it from its ESP and puts it first.
+    let esp = m.sh("lsblk -rno PARTUUID,PARTTYPE /dev/vda | awk 'tolower($2)==\"c12a7328-f81f-11d2-ba4b-00a0c93ec93b\" {print tolower($1)}'").unwrap();
+    let esp = esp.trim().to_string();
+    assert!(!esp.is_empty(), "no ESP on vda");
+    m.sh(&format!(
+        "for n in $(efibootmgr -v | grep -i '{esp}' | sed -n 's/^Boot\\([0-9A-F]\\{{4\\}}\\).*/\\1/p'); do efibootmgr -q -b $n -B; done; \
+         ! efibootmgr -v | grep -qi '{esp}'"
+    ))
+    .unwrap();
+    let (rc, out) = m.run("altdisk restore vda 2>&1", Duration::from_secs(600)).unwrap();
+    assert_eq!(rc, 0, "altdisk restore vda: {out}");
+    assert!(out.contains("first in the UEFI boot order") && out.contains("made Boot"), "{out}");
+    let order = boot_order(&mut m);
+    let first = m.sh(&format!("efibootmgr -v | grep '^Boot{}'", order[0])).unwrap();
+    assert!(first.to_lowercase().contains(&esp), "old_rootvg's entry is not first: {first}");
+    m.shutdown().unwrap();
+    eprintln!("[story] restored from the rescue system after {:.0?}", started.elapsed());
+
+    // 4. Without the ISO, the firmware starts old_rootvg.
+    m.set_medium(None);
+    m.set_boot_steps(Vec::new());
+    m.boot().unwrap();
+    assert_eq!(m.sh("findmnt -no SOURCE /").unwrap().trim(), "/dev/vda2");
+    assert_eq!(m.sh("findmnt -no UUID /").unwrap().trim(), prod_root_uuid);
+    m.shutdown().unwrap();
+
+    // 5. The new disk alone, with fresh NVRAM, boots its own root.
+    m.set_disks(vec![disks[2].clone()]);
+    m.fresh_vars().unwrap();
+    m.boot().unwrap();
+    assert_eq!(m.sh("findmnt -no UUID /").unwrap().trim(), swap_root_uuid, "the lone new disk booted its own root");
+    m.shutdown().unwrap();
+    eprintln!("[story] passed in {:.0?}", started.elapsed());
 }
