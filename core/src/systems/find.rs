@@ -126,6 +126,14 @@ pub fn find_except(busy: impl Fn(&Disk) -> bool) -> Result<Vec<Found>> {
             by_id.entry(e.id).or_insert_with(|| (e.clone(), Vec::new())).1.push(d);
         }
     }
+    // A clone that has run (its units named it rootvg, or a switch named it again) makes the
+    // system it was cloned from old_rootvg, also seen from a rescue system, where nothing on
+    // the disks runs.
+    let former_sources: Vec<String> = by_id
+        .values()
+        .filter(|(e, _)| e.name != "altinst_rootvg" && e.name != "old_rootvg")
+        .filter_map(|(e, _)| e.source.root_uuid.clone())
+        .collect();
     let mut seen: Vec<&str> = Vec::new();
     for (id, (env, ds)) in &by_id {
         let rootfs = env.filesystems.iter().find(|f| f.mountpoint == "/");
@@ -182,7 +190,8 @@ pub fn find_except(busy: impl Fn(&Disk) -> bool) -> Result<Vec<Found>> {
             if os.is_none() && !running {
                 continue;
             }
-            let former = probe.uuid.is_some() && probe.uuid == running_source;
+            let former =
+                probe.uuid.as_ref().is_some_and(|u| running_source.as_ref() == Some(u) || former_sources.contains(u));
             out.push(Found {
                 name: if running {
                     "rootvg".into()
