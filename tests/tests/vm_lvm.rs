@@ -58,8 +58,11 @@ fn vm_lvm_clone_spans_two_disks_boots_and_switches_back() {
     m.reboot().unwrap();
     assert_eq!(m.sh("findmnt -no SOURCE /").unwrap().trim(), "/dev/mapper/rootvg-root");
 
-    // Remove it: the disks are free again.
-    m.sh("alt_rootvg_op -X altinst_rootvg -y").unwrap();
+    // Back on the original, the clone that ran is old_rootvg (its record renamed at boot,
+    // its volume group keeps its name). Remove it by that name: the disks are free again.
+    let lspv = m.sh("altdisk lspv").unwrap();
+    assert!(lspv.lines().any(|l| l.starts_with("vdb") && l.contains("old_rootvg")), "{lspv}");
+    m.sh("alt_rootvg_op -X old_rootvg -y").unwrap();
     assert_eq!(vgs(&mut m), vec!["rootvg"]);
     let lspv = m.sh("altdisk lspv").unwrap();
     assert!(
