@@ -41,7 +41,7 @@ if [[ $(id -u) == 0 ]]; then
 	shellcheck tests/bench/bench.sh core/install.sh tests/run.sh image-build/build-debs.sh gui/screenshots.sh \
 		image-build/debian/altdisk.postinst image-build/debian/altdisk.prerm image-build/debian/altdisk.postrm \
 		image-build/build-iso.sh image-build/install-deps.sh image-build/rescue/customize.sh \
-		image-build/rescue/rootfs/usr/local/sbin/altdisk-rescue image-build/rescue/rootfs/usr/local/lib/altdisk-rescue/*
+		image-build/rescue/rootfs/usr/local/sbin/altdisk-rescue image-build/rescue/rootfs/usr/local/lib/altdisk-rescue/{ready,gui}
 	tests/bench/bench.sh --quick --runs 1 --busy --refresh
 fi
 # The GUI's real window under Xvfb, screen by screen (docs/gui-*.png are made the same way,
