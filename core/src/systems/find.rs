@@ -224,17 +224,21 @@ pub fn find_except(busy: impl Fn(&Disk) -> bool) -> Result<Vec<Found>> {
     // record, on a device that is no disk: a live system).
     if !out.iter().any(|f| f.kind == "running") {
         if let Some(m) = mounts::mount_at(&table, Path::new("/")) {
+            let on: Vec<String> = disks.iter().filter(|d| running_disk(d)).map(|d| d.name.clone()).collect();
+            // On no disk: a live system (the rescue image), which is nobody's rootvg.
+            let live = on.is_empty();
             out.insert(
                 0,
                 Found {
-                    name: "rootvg".into(),
+                    name: if live { "live system" } else { "rootvg" }.into(),
                     kind: "running".into(),
-                    state: "the running system".into(),
+                    state: if live { "the running live system, on no disk" } else { "the running system" }.into(),
                     bootable: true,
                     os: os_name(Path::new("/")),
-                    host: std::fs::read_to_string("/proc/sys/kernel/hostname").ok().map(|h| h.trim().to_string()),
+                    // `host` is where a clone was cloned from: nothing here.
+                    host: None,
                     created: None,
-                    disks: disks.iter().filter(|d| running_disk(d)).map(|d| d.name.clone()).collect(),
+                    disks: on,
                     root: PathBuf::from(&m.source),
                     root_uuid: None,
                     kernels: kernels(Path::new("/")),
