@@ -98,6 +98,7 @@ impl Run {
         job.check()?;
         job.set_phase(Phase::Partitioning);
         let me = crate::plan::lock::Holder::this_run();
+        let mut disk_parts = Vec::new();
         for (i, (t, d)) in targets.iter().zip(&plan.targets).enumerate() {
             job.check()?;
             let parts: Vec<partition::PartSpec> = plan
@@ -154,6 +155,10 @@ impl Run {
             let dev = self.disks[i].dev.clone();
             job.info(format!("partitioned {} ({})", d.name, dev.display()));
             partition::add_partition_nodes(&dev, &parts)?;
+            disk_parts.push((dev, parts));
+        }
+        for (dev, parts) in &disk_parts {
+            partition::settle_nodes(dev, parts)?;
         }
         let devs: Vec<PathBuf> = self.disks.iter().map(|d| d.dev.clone()).collect();
         // The device a partition's contents go on: the partition, or its open LUKS container.

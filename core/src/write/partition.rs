@@ -184,35 +184,53 @@ pub fn add_partition_nodes(dev: &Path, parts: &[PartSpec]) -> Result<Vec<PathBuf
                 return Err(Error::io(format!("adding the kernel's node for partition {}", p.number), dev, e.into()))
             }
         }
-        let node = partition_path(dev, p.number);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            use std::os::unix::fs::FileTypeExt;
-            if std::fs::metadata(&node).map(|m| m.file_type().is_block_device()).unwrap_or(false) {
-                break;
-            }
-            if Instant::now() > deadline {
-                return Err(Error::not_found(
-                    format!("partition node {}", node.display()),
-                    "the kernel knows the partition but no device node appeared within 10 s",
-                    "check that /dev is devtmpfs (or udev runs) and try again",
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        // The node must be the partition we asked for: check its size.
-        let sz = std::fs::File::open(&node)
-            .and_then(|mut f| f.seek(SeekFrom::End(0)))
-            .ctx("opening the new partition", &node)?;
-        if sz != p.size {
-            return Err(Error::corrupt(
-                format!("partition {}", node.display()),
-                format!("the kernel has it at {} bytes, the new table says {}; an old partition is still known: detach and reattach the disk", sz, p.size),
-            ));
-        }
-        out.push(node);
+        out.push(wait_node(dev, p)?);
     }
     Ok(out)
+}
+
+/// Let udev finish what the new table set off, then make sure every partition node is
+/// there again: writing a disk's table makes udev re-read it (the kernel drops and re-adds
+/// the partitions), and a tool that opens a partition meanwhile finds no node (seen on
+/// NVMe: "mkfs.ext4: The file /dev/nvme0n1p3 does not exist").
+pub fn settle_nodes(dev: &Path, parts: &[PartSpec]) -> Result<()> {
+    crate::write::lvm::settle();
+    for p in parts {
+        wait_node(dev, p)?;
+    }
+    Ok(())
+}
+
+/// Wait (up to 10 s) for the device node of partition `p` of `dev`, and check it is that
+/// partition (its size).
+fn wait_node(dev: &Path, p: &PartSpec) -> Result<PathBuf> {
+    let node = partition_path(dev, p.number);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        use std::os::unix::fs::FileTypeExt;
+        if std::fs::metadata(&node).map(|m| m.file_type().is_block_device()).unwrap_or(false) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(Error::not_found(
+                format!("partition node {}", node.display()),
+                "the kernel knows the partition but no device node appeared within 10 s",
+                "check that /dev is devtmpfs (or udev runs) and try again",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The node must be the partition we asked for: check its size.
+    let sz = std::fs::File::open(&node)
+        .and_then(|mut f| f.seek(SeekFrom::End(0)))
+        .ctx("opening the new partition", &node)?;
+    if sz != p.size {
+        return Err(Error::corrupt(
+            format!("partition {}", node.display()),
+            format!("the kernel has it at {} bytes, the new table says {}; an old partition is still known: detach and reattach the disk", sz, p.size),
+        ));
+    }
+    Ok(node)
 }
 
 #[cfg(test)]
