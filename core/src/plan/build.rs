@@ -21,7 +21,7 @@ use super::{
 };
 use crate::discover::blockdev::Probe;
 use crate::discover::boot::BootSetup;
-use crate::discover::gpt::{LINUX_FS_TYPE, SWAP_TYPE};
+use crate::discover::gpt::{self, LINUX_FS_TYPE, SWAP_TYPE};
 use crate::discover::source::{self, Source, SourceFs};
 use crate::error::{Error, Result};
 use crate::size::{self, GIB, MIB};
@@ -190,7 +190,7 @@ fn plan_filesystems(
                     None if lf.mountpoint == "/" => "alt_root".into(),
                     None => alt_label(lf.mountpoint.trim_start_matches('/').replace('/', "_").as_str(), 36),
                 };
-                let type_guid = match sf.and_then(|f| f.probe.parttype.clone()) {
+                let type_guid = match sf.and_then(|f| f.probe.parttype.as_deref()).and_then(gpt::gpt_type_of) {
                     Some(t) => t,
                     None if esp => source::ESP_TYPE.into(),
                     None => LINUX_FS_TYPE.into(),
@@ -531,7 +531,10 @@ fn plan_swaps(src: &Source, layout: &Layout, demand: &mut Demand) -> Result<Vec<
             demand.parts.push(Item {
                 role,
                 need: v,
-                type_guid: s.and_then(|s| s.probe.parttype.clone()).unwrap_or_else(|| SWAP_TYPE.into()),
+                type_guid: s
+                    .and_then(|s| s.probe.parttype.as_deref())
+                    .and_then(gpt::gpt_type_of)
+                    .unwrap_or_else(|| SWAP_TYPE.into()),
                 name: s
                     .and_then(|s| s.probe.partlabel.as_deref())
                     .map(|l| alt_label(l, 36))
