@@ -63,6 +63,79 @@ pub fn rewrite_cmdline(line: &str, ids: &RootIds) -> String {
     out.join(" ")
 }
 
+/// The initramfs-tools hook and the dracut setting that put the clone's disk drivers in its
+/// initramfs (paths inside the clone).
+pub const DRIVER_HOOK: &str = "/etc/initramfs-tools/hooks/altdisk-disk-drivers";
+pub const DRIVER_DRACUT_CONF: &str = "/etc/dracut.conf.d/90-altdisk-disk-drivers.conf";
+
+/// The kernel modules that drive `disk`: the driver of each device on its way up the sysfs
+/// tree (virtio_blk and virtio_pci; nvme; ahci), those built into the kernel left out.
+/// Nothing for a device with no hardware below it (a loop device: an image file).
+pub fn disk_driver_modules(disk: &Path) -> Vec<String> {
+    let name = std::fs::canonicalize(disk)
+        .ok()
+        .and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    let Ok(mut dir) = std::fs::canonicalize(Path::new("/sys/class/block").join(&name)) else {
+        return out;
+    };
+    while dir.starts_with("/sys/devices") && dir != Path::new("/sys/devices") {
+        if let Ok(m) = std::fs::read_link(dir.join("driver/module")) {
+            if let Some(n) = m.file_name().map(|n| n.to_string_lossy().into_owned()) {
+                if !out.contains(&n) {
+                    out.push(n);
+                }
+            }
+        }
+        if !dir.pop() {
+            break;
+        }
+    }
+    out
+}
+
+/// Make the clone's initramfs hold the drivers of the disk it lives on. A source whose
+/// initramfs takes only the modules its own root needs (initramfs-tools `MODULES=dep`,
+/// dracut's host-only mode) would otherwise give a clone on another kind of disk (virtio to
+/// NVMe) an initramfs that cannot find its root. Written for every clone, so the file is
+/// the same whatever the source's setting: an initramfs-tools hook, or a dracut setting.
+fn disk_drivers(root: &Path, initramfs: Initramfs, modules: &[String], job: &Job) -> Result<()> {
+    if modules.is_empty() {
+        return Ok(());
+    }
+    let list = modules.join(" ");
+    let (path, text, mode) = match initramfs {
+        Initramfs::UpdateInitramfs => (
+            DRIVER_HOOK,
+            format!(
+                "#!/bin/sh\n# Written by altdisk: the drivers of the disk this system was cloned onto, so that\n\
+                 # its initramfs finds its root also when it takes only the modules it needs (MODULES=dep).\n\
+                 PREREQ=\"\"\nprereqs() {{ echo \"$PREREQ\"; }}\n\
+                 case $1 in prereqs) prereqs; exit 0 ;; esac\n\
+                 . /usr/share/initramfs-tools/hook-functions\n\
+                 for m in {list}; do manual_add_modules \"$m\"; done\n"
+            ),
+            0o755,
+        ),
+        Initramfs::Dracut => (
+            DRIVER_DRACUT_CONF,
+            format!("# Written by altdisk: the drivers of the disk this system was cloned onto.\nadd_drivers+=\" {list} \"\n"),
+            0o644,
+        ),
+        Initramfs::Mkinitcpio => return Ok(()),
+    };
+    let p = root.join(path.trim_start_matches('/'));
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir).ctx("making a directory in the clone", dir)?;
+    }
+    std::fs::write(&p, text).ctx("writing the clone's initramfs driver list", &p)?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).ctx("setting the mode of", &p)?;
+    job.info(format!("the clone's initramfs takes its disk's drivers: {list}"));
+    Ok(())
+}
+
 fn run_in(root: &Path, job: &Job, what: &str, tool: &str, args: &[&str]) -> Result<()> {
     job.info(what.to_string());
     Cmd::in_root(what, root, tool)?.args(args).run().map(|_| ())
@@ -89,6 +162,7 @@ pub fn install(
         std::fs::write(&p, format!("{}\n", rewrite_cmdline(base.trim(), ids)))
             .ctx("writing the clone's kernel command line", &p)?;
     }
+    disk_drivers(root, setup.initramfs, &disk_driver_modules(disk), job)?;
     match setup.initramfs {
         Initramfs::UpdateInitramfs => {
             run_in(root, job, "regenerating the clone's initramfs", "update-initramfs", &["-u", "-k", "all"])?
@@ -209,6 +283,29 @@ fn rewrite_loader_entries(esp: &Path, ids: &RootIds) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_driver_hook_is_valid_shell_and_lists_the_modules() {
+        let root = std::env::temp_dir().join(format!("altdisk-hook-{}", uuid::Uuid::new_v4()));
+        disk_drivers(&root, Initramfs::UpdateInitramfs, &["nvme".into(), "virtio_blk".into()], &Job::new()).unwrap();
+        let hook = root.join(DRIVER_HOOK.trim_start_matches('/'));
+        let text = std::fs::read_to_string(&hook).unwrap();
+        assert!(
+            text.starts_with("#!/bin/sh\n")
+                && text.contains("for m in nvme virtio_blk; do manual_add_modules \"$m\"; done"),
+            "{text}"
+        );
+        let ok = std::process::Command::new("sh").arg("-n").arg(&hook).status().unwrap().success();
+        assert!(ok, "{text}");
+        // prereqs answers and exits without sourcing the hook functions.
+        let out = std::process::Command::new("sh").arg(&hook).arg("prereqs").output().unwrap();
+        assert!(out.status.success());
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&hook).unwrap().permissions().mode() & 0o777, 0o755);
+        std::fs::remove_dir_all(&root).unwrap();
+        // A loop device (an image file) has no driver below it.
+        assert!(disk_driver_modules(Path::new("/dev/loop0")).is_empty());
+    }
 
     #[test]
     fn rewrites_root_on_the_command_line() {

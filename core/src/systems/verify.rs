@@ -388,9 +388,18 @@ impl Expected {
         let mut prefixes = Vec::new();
         if bootable {
             trees.extend(
-                ["/boot/grub", "/boot/grub2", "/boot/efi", "/efi", "/boot/loader", "/etc/kernel/cmdline"]
-                    .iter()
-                    .map(|s| s.to_string()),
+                [
+                    "/boot/grub",
+                    "/boot/grub2",
+                    "/boot/efi",
+                    "/efi",
+                    "/boot/loader",
+                    "/etc/kernel/cmdline",
+                    crate::boot::bootloader::DRIVER_HOOK,
+                    crate::boot::bootloader::DRIVER_DRACUT_CONF,
+                ]
+                .iter()
+                .map(|s| s.to_string()),
             );
             prefixes.extend(["/boot/initrd.img-", "/boot/initramfs-"].iter().map(|s| s.to_string()));
         }
