@@ -268,7 +268,7 @@ fn root_killed_runs_are_cleaned_up_by_the_next() {
         }
         // The next run: cleans what the killed one left, says so, and does its job.
         let o = run_altdisk(&args, &env);
-        assert!(o.status.success(), "kill {i} at {at:?}: the next run failed: {}", stderr(&o));
+        assert!(o.status.success(), "kill {i} at {at:?} (seed {seed}): the next run failed: {}", stderr(&o));
         let said = stderr(&o).contains("cleaned up after an interrupted run");
         if said {
             cleaned += 1;
