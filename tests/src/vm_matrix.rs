@@ -394,7 +394,7 @@ cryptsetup close vda3_crypt
         r#"
 check root "$(findmnt -no SOURCE /)" /dev/mapper/production--vg-root
 check crypt "$(lsblk -rno NAME,TYPE /dev/vda3 | grep -c 'vda3_crypt crypt')" 1
-check luks "$(cryptsetup luksDump /dev/vda3 | sed -n 's/^Version: *//p')" 2
+check luks "$(cryptsetup luksDump /dev/vda3 | sed -n 's/^Version:[[:space:]]*//p')" 2
 check boot "$(findmnt -no SOURCE /boot)" /dev/vda2
 "#,
         verify_end!(),
