@@ -409,13 +409,13 @@ fn vm_luks_lvm_clone_boots_with_its_own_luks_header() {
         (sh(&mut m, "cryptsetup luksUUID /dev/vda3"), sh(&mut m, "cryptsetup luksUUID /dev/vdb4"));
     assert_ne!(src_uuid, clone_uuid, "a LUKS UUID of its own");
     let key = |m: &mut Machine, dev: &str| {
-        sh(m, &format!("cryptsetup luksDump --dump-volume-key --batch-mode --key-file /run/pass {dev} | sed -n '/MK dump\\|[Vv]olume key/,$p' | tr -d ' \\t\\n'"))
+        sh(m, &format!("printf %s \"$(head -n 1 /run/pass)\" | cryptsetup luksDump --dump-volume-key --batch-mode --key-file - {dev} | sed -n '/MK dump\\|[Vv]olume key/,$p' | tr -d ' \\t\\n'"))
     };
     let (k1, k2) = (key(&mut m, "/dev/vda3"), key(&mut m, "/dev/vdb4"));
     assert!(
         !k1.is_empty() && k1 != k2,
         "a volume key of its own: {:?}",
-        sh(&mut m, "cryptsetup luksDump --dump-volume-key --batch-mode --key-file /run/pass /dev/vda3 | head -n 12")
+        sh(&mut m, "printf %s \"$(head -n 1 /run/pass)\" | cryptsetup luksDump --dump-volume-key --batch-mode --key-file - /dev/vda3 2>&1 | head -n 12")
     );
     assert_eq!(sh(&mut m, "test -e /dev/mapper/alt_vda3_crypt && echo open || echo closed"), "closed");
     assert_eq!(sh(&mut m, "journalctl -b --no-pager | grep -c 'correct horse' || true"), "0", "never logged");
