@@ -133,6 +133,13 @@ pub fn require(tools: &[&str]) -> Result<()> {
 }
 
 /// A command about to be run.
+/// Let udev finish the events our writes caused (no udev: nothing to wait for).
+pub fn settle() {
+    if let Ok(c) = Cmd::new("waiting for udev", "udevadm") {
+        let _ = c.args(["settle", "--timeout=10"]).run();
+    }
+}
+
 pub struct Cmd {
     description: String,
     program: PathBuf,

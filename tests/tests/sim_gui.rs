@@ -70,7 +70,7 @@ fn to_confirmation(d: &mut Driver) {
 }
 
 fn job_state(d: &Driver) -> String {
-    d.app.progress().job().map(|j| j.state.clone()).unwrap_or_default()
+    job_state_of(&d.app)
 }
 
 #[test]

@@ -141,13 +141,14 @@ fn run_in(root: &Path, job: &Job, what: &str, tool: &str, args: &[&str]) -> Resu
     Cmd::in_root(what, root, tool)?.args(args).run().map(|_| ())
 }
 
-/// Install the boot pieces into the clone mounted at `root`. `disk` is the clone's first
-/// disk (for GRUB on BIOS); `cmdline_source` is a kernel command line to start from for
-/// systemd-boot when the clone has no /etc/kernel/cmdline.
+/// Install the boot pieces into the clone mounted at `root`. `disks` are the clone's disks,
+/// its first one first (GRUB on BIOS goes there; the initramfs takes the drivers of all);
+/// `cmdline_source` is a kernel command line to start from for systemd-boot when the clone
+/// has no /etc/kernel/cmdline.
 pub fn install(
     root: &Path,
     setup: &BootSetup,
-    disk: &Path,
+    disks: &[&Path],
     ids: &RootIds,
     cmdline_source: &str,
     job: &Job,
@@ -162,7 +163,14 @@ pub fn install(
         std::fs::write(&p, format!("{}\n", rewrite_cmdline(base.trim(), ids)))
             .ctx("writing the clone's kernel command line", &p)?;
     }
-    disk_drivers(root, setup.initramfs, &disk_driver_modules(disk), job)?;
+    let disk = *disks.first().ok_or_else(|| crate::error::Error::corrupt("the clone's plan", "it names no disk"))?;
+    let mut modules: Vec<String> = Vec::new();
+    for m in disks.iter().flat_map(|d| disk_driver_modules(d)) {
+        if !modules.contains(&m) {
+            modules.push(m);
+        }
+    }
+    disk_drivers(root, setup.initramfs, &modules, job)?;
     match setup.initramfs {
         Initramfs::UpdateInitramfs => {
             run_in(root, job, "regenerating the clone's initramfs", "update-initramfs", &["-u", "-k", "all"])?

@@ -80,6 +80,17 @@ pub struct SourceInfo {
     /// Filesystem UUID of the source's root, to recognise it later as old_rootvg.
     #[serde(default)]
     pub root_uuid: Option<String>,
+    /// Partition-table UUIDs of the source's disks: old_rootvg is recognised by them where
+    /// its root filesystem cannot be read without opening something (inside LUKS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disk_ids: Vec<String>,
+}
+
+impl SourceInfo {
+    /// Whether a disk whose partition table has UUID `ptuuid` is one of the source's disks.
+    pub fn had_disk(&self, ptuuid: Option<&str>) -> bool {
+        ptuuid.is_some_and(|p| !p.is_empty() && self.disk_ids.iter().any(|d| d.eq_ignore_ascii_case(p)))
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -321,6 +332,7 @@ mod tests {
                 live: true,
                 disks: vec!["vda".into()],
                 root_uuid: None,
+                disk_ids: vec![],
             },
             created: now_rfc3339(),
             updated: now_rfc3339(),
@@ -347,6 +359,23 @@ mod tests {
         let mut bad = b.clone();
         bad[20] = b'!';
         assert!(decode(&bad).unwrap().is_err());
+    }
+
+    #[test]
+    fn source_disks_are_known_by_their_partition_tables() {
+        let mut e = sample();
+        assert!(!e.source.had_disk(Some("0b2c1f3a-aaaa-4bbb-8ccc-0123456789ab")), "no ids recorded");
+        e.source.disk_ids = vec!["0B2C1F3A-AAAA-4BBB-8CCC-0123456789AB".into(), "8e1d2c3b".into()];
+        assert!(e.source.had_disk(Some("0b2c1f3a-aaaa-4bbb-8ccc-0123456789ab")));
+        assert!(e.source.had_disk(Some("8e1d2c3b")), "an MBR disk identifier");
+        assert!(!e.source.had_disk(Some("8e1d2c3c")));
+        assert!(!e.source.had_disk(Some("")));
+        assert!(!e.source.had_disk(None));
+        // It survives the record, and records written before it read as having none.
+        let back = decode(&encode(&e).unwrap()).unwrap().unwrap();
+        assert_eq!(back.source.disk_ids, e.source.disk_ids);
+        let old = serde_json::to_string(&sample()).unwrap();
+        assert!(!old.contains("disk_ids"));
     }
 
     #[test]

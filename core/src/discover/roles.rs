@@ -266,24 +266,33 @@ pub fn lspv() -> Result<Vec<DiskRole>> {
     let swaps = swap_devices(&mounts::swaps()?);
     let root = mounts::mount_at(&table, Path::new("/")).map(|m| (m.major, m.minor));
     // The system this one was cloned from shows as old_rootvg (AIX names it so after the
-    // switch), recognised by its root filesystem's UUID in the running system's record.
-    let running_source_uuid = disks
+    // switch), recognised by its root filesystem's UUID in the running system's record, or
+    // by its disks' partition tables where that root is out of sight (inside LUKS).
+    let running_source = disks
         .iter()
         .find(|d| root.is_some_and(|(a, b)| d.holds(a, b)))
         .and_then(|d| record::read(&d.path))
         .and_then(|r| r.ok())
-        .and_then(|e| e.source.root_uuid);
+        .map(|e| e.source);
+    let running_source_uuid = running_source.as_ref().and_then(|s| s.root_uuid.clone());
     let former_dev = running_source_uuid.as_deref().and_then(blockdev::device_with_uuid);
     let mut out = Vec::new();
     for d in &disks {
         let env = record::read(&d.path).and_then(|r| r.ok());
-        let is_former = env.is_none()
-            && running_source_uuid.as_ref().is_some_and(|u| {
+        let by_root = || {
+            running_source_uuid.as_ref().is_some_and(|u| {
                 former_dev.is_some_and(|(a, b)| d.holds(a, b))
                     || d.partitions.iter().any(|p| {
                         Probe::read(&p.path).ok().and_then(|x| x.uuid).is_some_and(|x| x.eq_ignore_ascii_case(u))
                     })
-            });
+            })
+        };
+        let by_table = || {
+            running_source
+                .as_ref()
+                .is_some_and(|s| s.had_disk(Probe::read(&d.path).ok().and_then(|p| p.ptuuid).as_deref()))
+        };
+        let is_former = env.is_none() && (by_root() || by_table());
         let (role, detail) = if root.is_some_and(|(a, b)| d.holds(a, b)) {
             let failed = failed_hooks();
             let detail = if failed.is_empty() {

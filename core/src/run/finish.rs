@@ -69,7 +69,7 @@ impl Run {
             // As AIX leaves altinst_rootvg varied off: last, once nothing writes to its disks
             // any more (udev answers writes with events that may activate it again).
             if let Some(vg) = self.made.vg.take() {
-                lvm::settle();
+                crate::cmd::settle();
                 lvm::deactivate(&vg)?;
             }
             while let Some(c) = self.made.crypts.pop() {

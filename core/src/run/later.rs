@@ -2,7 +2,7 @@
 //! customize it ([`crate::write::customize`]), then make it bootable
 //! ([`crate::boot::bootloader`]); each is flushed, checked and recorded as done.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::boot::bootloader::{self};
 use crate::discover::record::step;
@@ -31,7 +31,8 @@ impl Run {
                     .root_ids
                     .clone()
                     .ok_or_else(|| Error::corrupt("the clone's record", "it names no root filesystem"))?;
-                bootloader::install(&self.mount_at, &setup, &self.disks[0].dev, &ids, &self.cmdline, job)?;
+                let disks: Vec<&Path> = self.disks.iter().map(|d| d.dev.as_path()).collect();
+                bootloader::install(&self.mount_at, &setup, &disks, &ids, &self.cmdline, job)?;
                 self.flush(job)?;
                 self.mark_done(3)?;
             }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::boot::bootloader::RootIds;
 use crate::boot::units;
 use crate::cmd::Cmd;
+use crate::discover::disk::Probe;
 use crate::discover::record::{self, BootEnv, EnvFs, SourceInfo, State};
 use crate::error::{Error, IoContext, Result};
 use crate::job::{Job, Phase};
@@ -361,6 +362,12 @@ fn initial_env(plan: &Plan) -> BootEnv {
             live: plan.source.live,
             disks: plan.source.disks.clone(),
             root_uuid: plan.source.filesystems.first().and_then(|f| f.probe.uuid.clone()),
+            disk_ids: plan
+                .source
+                .disks
+                .iter()
+                .filter_map(|n| Probe::read(&Path::new("/dev").join(n)).ok()?.ptuuid)
+                .collect(),
         },
         created: record::now_rfc3339(),
         updated: record::now_rfc3339(),

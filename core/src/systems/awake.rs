@@ -110,7 +110,7 @@ pub fn sleep(mount_at: &Path) -> Result<Vec<String>> {
     }
     if let Some(a) = rec {
         if let Some(vg) = &a.vg {
-            lvm::settle();
+            crate::cmd::settle();
             lvm::deactivate(vg)?;
             done.push(format!("deactivated volume group {vg}"));
         }

@@ -259,7 +259,8 @@ pub fn root_ids(sys: &System) -> Result<RootIds> {
 /// system (the boot list is not touched).
 pub fn rebuild_boot(sys: &System, mount_at: &Path, job: &Job) -> Result<()> {
     let setup = boot_setup(sys, mount_at)?;
-    bootloader::install(mount_at, &setup, &sys.disks[0].path, &root_ids(sys)?, "", job)
+    let disks: Vec<&Path> = sys.disks.iter().map(|d| d.path.as_path()).collect();
+    bootloader::install(mount_at, &setup, &disks, &root_ids(sys)?, "", job)
 }
 
 /// `alt_rootvg_op -v`: rename a system.

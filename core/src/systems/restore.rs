@@ -254,7 +254,7 @@ pub fn repair(disk: &str, mount_at: &Path, mode: BootlistMode, job: &Job) -> Res
             new: format!("UUID={}", Probe::read(&f.root)?.uuid.unwrap_or_default()),
             subvol: None,
         };
-        crate::boot::bootloader::install(&sm.root, &setup, &d.path, &ids, "", job)?;
+        crate::boot::bootloader::install(&sm.root, &setup, &[d.path.as_path()], &ids, "", job)?;
         let mut said = format!("{} on {}: initramfs and boot loader installed", f.name, d.name);
         if setup.firmware == Firmware::Uefi {
             if let Some((n, _)) = esp_of(&d) {

@@ -121,7 +121,7 @@ pub fn close(name: &str) -> Result<()> {
     if !is_open(name) {
         return Ok(());
     }
-    crate::write::lvm::settle();
+    crate::cmd::settle();
     Cmd::new(format!("closing the encrypted device {name}"), "cryptsetup")?.args(["close", name]).run().map(|_| ())
 }
 

@@ -44,19 +44,12 @@ pub fn create(vg: &str, pvs: &[PathBuf], lvs: &[(String, u64)]) -> Result<()> {
     Ok(())
 }
 
-/// Let udev finish the events our writes caused (no udev: nothing to wait for).
-pub fn settle() {
-    if let Ok(c) = Cmd::new("waiting for udev", "udevadm") {
-        let _ = c.args(["settle", "--timeout=10"]).run();
-    }
-}
-
 pub fn activate(vg: &str) -> Result<()> {
     Cmd::new(format!("activating volume group {vg}"), "vgchange")?.args(["-a", "y", vg]).run().map(|_| ())
 }
 
 pub fn deactivate(vg: &str) -> Result<()> {
-    settle();
+    crate::cmd::settle();
     Cmd::new(format!("deactivating volume group {vg}"), "vgchange")?.args(["-a", "n", vg]).run().map(|_| ())
 }
 

@@ -194,7 +194,7 @@ pub fn add_partition_nodes(dev: &Path, parts: &[PartSpec]) -> Result<Vec<PathBuf
 /// the partitions), and a tool that opens a partition meanwhile finds no node (seen on
 /// NVMe: "mkfs.ext4: The file /dev/nvme0n1p3 does not exist").
 pub fn settle_nodes(dev: &Path, parts: &[PartSpec]) -> Result<()> {
-    crate::write::lvm::settle();
+    crate::cmd::settle();
     for p in parts {
         wait_node(dev, p)?;
     }

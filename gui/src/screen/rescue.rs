@@ -412,6 +412,14 @@ impl Rescue {
             .collect();
         let kernel = f.kernels.last().cloned().unwrap_or_default();
         let cancel = ui::button("ask-cancel", "Cancel", Kind::Secondary, Some(Message::CancelAsk));
+        let kexec_choice = || -> Element<'a, Message> {
+            ui::check(
+                "boot-now-kexec",
+                format!("Start its kernel {kernel} directly (kexec), without the firmware"),
+                self.kexec,
+                Message::Kexec,
+            )
+        };
         let (words, extra, button): (String, Option<Element<'a, Message>>, Element<'a, Message>) = match a {
             Ask::Restore(_) => (
                 format!(
@@ -428,17 +436,13 @@ impl Rescue {
                     Some(Message::Do(Call::Restore { disk: disk.clone(), once: false })),
                 ),
             ),
+            // Under UEFI the question offers kexec as the other way; without it, kexec is the way.
             Ask::BootNow(_) if uefi && !self.kexec => (
                 format!(
                     "Restart the machine now into {who}, once (UEFI BootNext): the boot order stays as it is. Every \
                      program running here stops: save your work first."
                 ),
-                Some(ui::check(
-                    "boot-now-kexec",
-                    format!("Start its kernel {kernel} directly (kexec), without the firmware"),
-                    self.kexec,
-                    Message::Kexec,
-                )),
+                Some(kexec_choice()),
                 ui::button(
                     "boot-now-confirm",
                     format!("Restart now into {}", f.name),
@@ -451,14 +455,7 @@ impl Rescue {
                     "Start the kernel {kernel} of {who} now with kexec: this system is left at once, without a firmware \
                      restart, and the boot order stays as it is. Every program running here stops: save your work first."
                 ),
-                uefi.then(|| {
-                    ui::check(
-                        "boot-now-kexec",
-                        format!("Start its kernel {kernel} directly (kexec), without the firmware"),
-                        self.kexec,
-                        Message::Kexec,
-                    )
-                }),
+                uefi.then(kexec_choice),
                 ui::button(
                     "boot-now-confirm",
                     format!("Leave this system and start {} now", f.name),

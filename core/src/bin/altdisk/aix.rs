@@ -374,7 +374,15 @@ pub fn copy(a: CopyArgs, plan_only: bool) -> Result<()> {
         progress.finish();
         return report(&a, r?);
     }
-    let prep = if plan_only || a.dry_run { run::plan(&req)? } else { run::prepare(&req)? };
+    let prep = if plan_only || a.dry_run {
+        run::plan(&req)?
+    } else {
+        // What a killed run left is cleaned up first and said, also when the plan then refuses.
+        for n in altdisk::write::journal::recover()? {
+            eprintln!("warning: {n}");
+        }
+        run::prepare(&req)?
+    };
     if plan_only || a.dry_run {
         if a.json {
             println!("{}", serde_json::to_string_pretty(&prep.plan).unwrap_or_default());

@@ -153,8 +153,10 @@ fn main() {
         .unwrap_or_default();
     // Called by an AIX name: the whole command line is that command's.
     let prog = PROGRAMS.into_iter().find(|p| *p == called).unwrap_or("altdisk");
+    // A job's own messages reach the terminal as its events ("warning: ..."): the log
+    // leaves them out, so each is said once (ALTDISK_LOG=altdisk::job=info shows them).
     let filter = tracing_subscriber::EnvFilter::try_from_env("ALTDISK_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,altdisk::job=off"));
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).without_time().init();
 
     let cmd = match parse(prog, &argv) {
