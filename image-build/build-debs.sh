@@ -195,6 +195,9 @@ for u in "$units"/etc/systemd/system/*.service; do
 done
 rm -rf "$units"
 ((${#boot_units[@]})) || die "altdisk install-units wrote no units"
+# The change tracker: enabled and started by postinst like the boot units.
+put 0644 "$dist/altdisk-changes.service" usr/lib/systemd/system/altdisk-changes.service
+boot_units+=(altdisk-changes.service)
 grep -rq -e /usr/local -e "$repo" "$stage/usr/lib" "$stage/usr/share" && die "a file names /usr/local or the build tree"
 for m in docs/man/*.8; do
 	[[ $(basename "$m") == altdisk-gui* ]] || put_man "$m"

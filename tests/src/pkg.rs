@@ -113,7 +113,7 @@ pub fn purge_and_check(m: &mut Machine) -> Result<Vec<String>> {
          done <{GUEST_DIR}/files.list
          find /etc/systemd /usr/lib/systemd /var/lib/systemd/deb-systemd-helper-enabled \
               /var/lib/systemd/deb-systemd-helper-masked -name '*altdisk*' -printf 'left: %p\\n' 2>/dev/null
-         for u in altdisk-names altdisk-commit altdisk-firstboot altdiskd; do
+         for u in altdisk-names altdisk-commit altdisk-firstboot altdisk-changes altdiskd; do
              systemctl is-enabled $u.service >/dev/null 2>&1 && echo \"enabled: $u.service\"
              systemctl is-active --quiet $u.service && echo \"running: $u.service\"
          done

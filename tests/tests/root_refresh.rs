@@ -267,3 +267,101 @@ chattr +d srv/data/f28
     assert_eq!(code, Some(0), "{v:#}");
     sleep_at(&alt2);
 }
+
+/// The change tracker (`altdisk track --source DIR`), stopped and waited for when dropped.
+struct Tracker(std::process::Child);
+
+impl Tracker {
+    fn start(src: &Path) -> Tracker {
+        let child = std::process::Command::new(altdisk_bin())
+            .args(["track", "--source", p(src)])
+            .spawn()
+            .expect("starting altdisk track");
+        let state = Path::new(altdisk::discover::changes::STATE_DIR).join(format!("{}.json", child.id()));
+        let t = Tracker(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while !state.exists() {
+            assert!(std::time::Instant::now() < deadline, "the tracker said nothing in 20 s");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        t
+    }
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn said(o: &std::process::Output) -> String {
+    format!("{}{}", stdout(o), stderr(o))
+}
+
+/// With the change tracker running, a refresh of an asleep clone compares only the
+/// directories that changed, and leaves the clone equal to its source; a link made to a file
+/// elsewhere, a clone left awake or mounted since, or no tracker make it compare everything
+/// (and say why), equal all the same.
+#[test]
+fn root_refresh_tracked_compares_only_what_changed() {
+    require_root!();
+    let mut s = Scratch::new("refresh-tracked");
+    let (_sdev, src) = source(&mut s, 512 * MIB);
+    let t = s.loopdev("t.img", 1024 * MIB);
+    let alt = s.path("alt");
+    let tracker = Tracker::start(&src);
+    clone(&src, &t, &alt);
+    sleep_at(&alt);
+    // Left awake by -P1: the first refresh cannot vouch for it.
+    let o = refresh(&src, &t, &alt, &["--json"]);
+    assert_ok(&o);
+    assert!(said(&o).contains("comparing every directory: its filesystems cannot tell"), "{}", said(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let whole = v["copy"]["unchanged"].as_u64().unwrap();
+    let equal = |s: &Scratch| {
+        assert_ok(&altdisk("alt_rootvg_op", &["-W", "-d", p(&t), "--mount-at", p(&alt)]));
+        let diffs = compare(&src, &alt, CLONE_OWN);
+        assert!(diffs.is_empty(), "refreshed clone vs source:\n{}", diffs.join("\n"));
+        sleep_at(&alt);
+        assert!(s.mounts().iter().all(|m| !m.starts_with(&alt)));
+    };
+    // Some files changed, outside the big srv/data: content (of a file with hard links), a
+    // new tree, a deleted one, metadata of directories.
+    sh(&format!(
+        "cd '{}' && printf 'more\\n' >> home/alice/hello.txt && mkdir -p srv/tracked/deep && echo x > srv/tracked/deep/f \
+         && rm -r tmp/cache && chmod 600 home/alice/docs && setfattr -n user.t -v 1 usr/bin && echo n > newtop",
+        src.display()
+    ))
+    .unwrap();
+    let o = refresh(&src, &t, &alt, &["--json"]);
+    assert_ok(&o);
+    assert!(said(&o).contains("changed directories; only they are compared"), "{}", said(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // The entries of the few changed directories, not the whole tree.
+    let seen = v["copy"]["unchanged"].as_u64().unwrap() + v["copy"]["rewritten"].as_u64().unwrap();
+    assert!(seen * 3 < whole, "only the changed directories were compared ({seen} of {whole} entries): {v}");
+    assert!(v["copy"]["deleted"].as_u64().unwrap() >= 1, "{v}");
+    // Waking it (mounting it) and the refresh after it: walked, then vouched for again.
+    equal(&s);
+    let o = refresh(&src, &t, &alt, &[]);
+    assert_ok(&o);
+    assert!(said(&o).contains("comparing every directory: the clone was mounted since"), "{}", said(&o));
+    // Every kind of change, a link made among them: the tracked walk cannot follow the link,
+    // and the whole tree is compared.
+    change_everything(&src);
+    let o = refresh(&src, &t, &alt, &[]);
+    assert_ok(&o);
+    assert!(said(&o).contains("a hard link was made: comparing every directory"), "{}", said(&o));
+    equal(&s);
+    // Without the tracker: compared in full, and said so.
+    drop(tracker);
+    std::fs::write(src.join("srv/after"), b"x").unwrap();
+    let o = refresh(&src, &t, &alt, &[]);
+    assert_ok(&o);
+    assert!(said(&o).contains("comparing every directory: the clone was mounted since"), "{}", said(&o));
+    let o = refresh(&src, &t, &alt, &[]);
+    assert_ok(&o);
+    assert!(said(&o).contains("comparing every directory: no change tracker runs"), "{}", said(&o));
+    equal(&s);
+}

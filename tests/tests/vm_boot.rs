@@ -84,9 +84,13 @@ fn package_installs_and_serves(m: &mut Machine) {
     assert_eq!(m.sh("command -v alt_disk_copy").unwrap().trim(), "/usr/sbin/alt_disk_copy");
     assert_eq!(m.sh("altdisk --version").unwrap().trim(), format!("altdisk {version}"));
     assert_eq!(m.sh("dpkg-query -W -f '${Version}' altdisk").unwrap().trim(), version);
-    for unit in ["altdisk-names", "altdisk-commit", "altdisk-firstboot"] {
+    for unit in ["altdisk-names", "altdisk-commit", "altdisk-firstboot", "altdisk-changes"] {
         assert_eq!(m.sh(&format!("systemctl is-enabled {unit}.service")).unwrap().trim(), "enabled", "{unit}");
     }
+    // The change tracker runs from the installation on, and has said whom it tracks.
+    assert_eq!(m.sh("systemctl is-active altdisk-changes.service").unwrap().trim(), "active");
+    let tracked = m.sh("cat /run/altdisk/changes/*.json").unwrap();
+    assert!(tracked.contains("\"path\":\"/\""), "the root filesystem is tracked: {tracked}");
     let lspv = m.sh("altdisk lspv").unwrap();
     assert!(lspv.contains("vda") && lspv.contains("vdb"), "{lspv}");
 

@@ -7,6 +7,7 @@
 pub mod blockdev;
 pub mod boot;
 pub mod btrfs;
+pub mod changes;
 pub mod contents;
 pub mod disk;
 pub mod gpt;

@@ -134,6 +134,16 @@ pub struct BootEnv {
     /// refresh then compares it closely).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced: Option<i64>,
+    /// When that copy or refresh began reading the source (nanoseconds since 1970): changes
+    /// the tracker saw from then on are what the next refresh compares
+    /// ([`crate::discover::changes`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub copy_began: Option<i64>,
+    /// The ext4 mount count of each of its filesystems (swap apart, in order) when that copy
+    /// or refresh finished: a later mount raises it, so the next refresh knows whether the
+    /// clone was mounted, and maybe changed, since. Empty when one cannot tell (not ext4).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mount_counts: Vec<u32>,
 }
 
 /// The steps a record names while a run is at them (what `lspv` shows of an incomplete clone).
@@ -347,6 +357,8 @@ mod tests {
             step: None,
             note: None,
             synced: None,
+            copy_began: None,
+            mount_counts: vec![],
         }
     }
 

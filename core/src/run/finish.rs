@@ -47,7 +47,11 @@ impl Run {
                 None => self.boot_list(job)?,
             }
         }
-        // 4. The final record.
+        // 4. The final record. A clone left awake may be changed by anyone: the next refresh
+        // cannot vouch for it by its mount counts, and walks it.
+        if keep_mounted {
+            self.env.mount_counts.clear();
+        }
         self.env.state = state;
         self.env.note = None;
         self.save(None)?;

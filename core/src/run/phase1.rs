@@ -237,6 +237,7 @@ impl Run {
             job.add_totals(sf.used_bytes, sf.used_inodes);
         }
         let mut total = CopyStats::default();
+        let began = record::now_nanos();
         for sf in &plan.source.filesystems {
             job.check()?;
             let dst = plan.mount_at.join(sf.mountpoint.trim_start_matches('/'));
@@ -260,6 +261,7 @@ impl Run {
                 keep_snapshots: false,
                 update: None,
                 keep: Arc::default(),
+                changed: None,
             };
             let stats = copy::copy_tree(&from, &dst, &opts, job);
             if let Some(s) = snap {
@@ -288,6 +290,9 @@ impl Run {
         }
         self.copy = total;
         self.env.synced = Some(record::now_nanos());
+        self.env.copy_began = Some(began);
+        let devs: Vec<PathBuf> = self.disks.iter().map(|d| d.dev.clone()).collect();
+        self.env.mount_counts = super::refresh::ext4_mount_counts(&devs, &self.env.filesystems);
 
         job.check()?;
         job.set_phase(Phase::FixingIdentities);
@@ -397,6 +402,8 @@ fn initial_env(plan: &Plan) -> BootEnv {
         step: Some(step::PARTITIONING.into()),
         note: None,
         synced: None,
+        copy_began: None,
+        mount_counts: vec![],
     }
 }
 

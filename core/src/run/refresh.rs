@@ -50,7 +50,10 @@ pub fn refresh(req: &CloneRequest, r: &Refresh, job: &Job) -> Result<CloneReport
     };
     let disks = blockdev::list()?;
     let src = source::discover(req.source_dir.as_deref(), &disks)?;
+    // Whether the clone is as the last copy left it (told before it is woken).
+    let mut untouched = Err(String::new());
     let (mut run, sys, was_awake) = super::open_existing(req, job, |sys, name| {
+        untouched = as_left(sys);
         // A copy must have been made: its filesystems exist (an interrupted refresh or copy
         // is finished by refreshing).
         let made = sys.env.phases_done.contains(&1)
@@ -110,11 +113,80 @@ pub fn refresh(req: &CloneRequest, r: &Refresh, job: &Job) -> Result<CloneReport
             };
         }
         run.check_room(&src, req.skip_space_check, job)?;
-        run.refresh_copy(&src, exclude, r.checksum, req.threads, job)?;
+        // Before asking the tracker: whatever changes from here on, the next refresh compares.
+        let began = crate::discover::record::now_nanos();
+        let tracked = match (untouched, r.checksum) {
+            (_, true) => Err("--checksum compares every file".to_string()),
+            (Ok(t0), false) => tracked_changes(&src, t0),
+            (Err(why), false) => Err(why),
+        };
+        run.refresh_copy(&src, exclude, r.checksum, req.threads, (began, tracked), job)?;
         run.later_phases(job)?;
         run.finish(job)
     })();
     run.conclude(res, job)
+}
+
+/// When the clone is as its last copy or refresh left it: the time that copy began (changes
+/// the tracker saw since then are all that differ). Else why it must be walked: it was
+/// customized (phase 2), is awake, was mounted since (an ext4 superblock's mount count; other
+/// filesystems cannot tell), or its last run did not finish.
+fn as_left(sys: &crate::systems::ops::System) -> std::result::Result<i64, String> {
+    let env = &sys.env;
+    let (Some(began), Some(_)) = (env.copy_began, env.synced) else {
+        return Err("the clone's record does not say when its last copy began".into());
+    };
+    if env.step.is_some() || !env.phases_done.contains(&1) {
+        return Err("the clone's last run did not finish".into());
+    }
+    if env.phases_done.contains(&2) {
+        return Err("the clone was customized (phase 2)".into());
+    }
+    let devs: Vec<std::path::PathBuf> = sys.disks.iter().map(|d| d.path.clone()).collect();
+    let table = crate::discover::mounts::read().map_err(|e| e.to_string())?;
+    for f in env.filesystems.iter().filter(|f| f.fstype != "swap") {
+        let dev = devs.get(f.disk).map(|d| crate::write::partition::partition_path(d, f.partition));
+        let num = dev.as_ref().and_then(|d| crate::discover::blockdev::dev_numbers(d));
+        if num.is_some_and(|n| table.iter().any(|m| (m.major, m.minor) == n)) {
+            return Err("the clone is awake (mounted): it may have been changed".into());
+        }
+    }
+    let now = ext4_mount_counts(&devs, &env.filesystems);
+    if env.mount_counts.is_empty() || now.is_empty() {
+        return Err("its filesystems cannot tell whether they were mounted since (only ext4 can)".into());
+    }
+    if now != env.mount_counts {
+        return Err("the clone was mounted since its last copy".into());
+    }
+    Ok(began)
+}
+
+/// The ext4 mount count of each filesystem of a clone on `devs` (swap apart, in order);
+/// empty when one of them is not ext4 on a partition.
+pub(super) fn ext4_mount_counts(devs: &[std::path::PathBuf], fs: &[EnvFs]) -> Vec<u32> {
+    use std::os::unix::fs::FileExt;
+    let mut out = Vec::new();
+    for f in fs.iter().filter(|f| f.fstype != "swap") {
+        let Some(disk) = devs.get(f.disk).filter(|_| f.fstype == "ext4" && f.lv.is_none()) else { return vec![] };
+        let dev = crate::write::partition::partition_path(disk, f.partition);
+        let mut sb = [0u8; 1024];
+        let ok = std::fs::File::open(&dev).and_then(|d| d.read_exact_at(&mut sb, 1024)).is_ok();
+        if !ok || u16::from_le_bytes([sb[0x38], sb[0x39]]) != 0xEF53 {
+            return vec![];
+        }
+        out.push(u16::from_le_bytes([sb[0x34], sb[0x35]]) as u32);
+    }
+    out
+}
+
+/// The directories that changed in each source filesystem since `t0`, as the change
+/// tracker saw them; or why they are not known for all of them.
+fn tracked_changes(src: &Source, t0: i64) -> std::result::Result<Vec<Arc<copy::Changed>>, String> {
+    let roots: Vec<std::path::PathBuf> = src.filesystems.iter().map(|f| f.path.clone()).collect();
+    crate::discover::changes::changed_since(&roots, t0)
+        .into_iter()
+        .map(|a| a.map(|(dirs, made)| Arc::new(copy::Changed::new(dirs, made))))
+        .collect()
 }
 
 /// The source root's identities, and the clone's, for kernel command lines.
@@ -199,10 +271,18 @@ impl Run {
         exclude: ExcludeList,
         checksum: bool,
         threads: usize,
+        (began, tracked): (i64, std::result::Result<Vec<Arc<copy::Changed>>, String>),
         job: &Job,
     ) -> Result<()> {
         job.check()?;
         job.set_phase(Phase::Copying);
+        match &tracked {
+            Ok(c) => job.info(format!(
+                "changes tracked since the last copy: {} changed directories; only they are compared",
+                c.iter().map(|c| c.len()).sum::<usize>()
+            )),
+            Err(why) => job.info(format!("comparing every directory: {why}")),
+        }
         // Not done until done: a resume cannot take a half-refreshed clone for a copied one.
         self.env.phases_done.clear();
         self.save(Some(step::REFRESHING))?;
@@ -214,7 +294,7 @@ impl Run {
             job.add_totals(sf.used_bytes, sf.used_inodes);
         }
         let mut total = CopyStats::default();
-        for sf in &src.filesystems {
+        for (i, sf) in src.filesystems.iter().enumerate() {
             job.check()?;
             let dst = self.mount_at.join(sf.mountpoint.trim_start_matches('/'));
             let rel_prefix = if sf.mountpoint == "/" { ".".to_string() } else { format!(".{}", sf.mountpoint) };
@@ -228,7 +308,7 @@ impl Run {
             }
             let from = snap.as_ref().map(|s| s.path.clone()).unwrap_or_else(|| sf.path.clone());
             job.info(format!("refreshing {} from {}", sf.mountpoint, from.display()));
-            let opts = CopyOptions {
+            let mut opts = CopyOptions {
                 threads,
                 exclude: exclude.clone(),
                 rel_prefix,
@@ -237,8 +317,23 @@ impl Run {
                 update: Some(Update { checksum, since }),
                 keep: keep.clone(),
                 keep_snapshots: false,
+                changed: tracked.as_ref().ok().and_then(|c| c.get(i).cloned()),
             };
-            let stats = copy::copy_tree(&from, &dst, &opts, job);
+            let mut stats = copy::copy_tree(&from, &dst, &opts, job);
+            if stats.as_ref().is_ok_and(|s| s.links_unsure) {
+                // A hard link was met: its other links may be anywhere.
+                job.info(format!("{}: a hard link was made: comparing every directory", sf.mountpoint));
+                opts.changed = None;
+                let first = stats?;
+                stats = copy::copy_tree(&from, &dst, &opts, job).map(|mut s| {
+                    // What the first pass wrote, the second found equal.
+                    s.rewritten += first.rewritten;
+                    s.metadata_only += first.metadata_only;
+                    s.deleted += first.deleted;
+                    s.unchanged = s.unchanged.saturating_sub(first.rewritten + first.metadata_only);
+                    s
+                });
+            }
             if let Some(s) = snap {
                 let path = s.path.clone();
                 s.delete()?;
@@ -260,6 +355,9 @@ impl Run {
         ));
         self.copy = total;
         self.env.synced = Some(crate::discover::record::now_nanos());
+        self.env.copy_began = Some(began);
+        let devs: Vec<std::path::PathBuf> = self.disks.iter().map(|d| d.dev.clone()).collect();
+        self.env.mount_counts = ext4_mount_counts(&devs, &self.env.filesystems);
         job.check()?;
         job.set_phase(Phase::FixingIdentities);
         self.save(Some(step::IDENTITIES))?;

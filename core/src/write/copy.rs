@@ -87,6 +87,67 @@ pub struct Update {
     pub since: Option<i64>,
 }
 
+/// Update mode, when the source's changes were tracked since the target was last brought in
+/// line ([`crate::discover::changes`]): the directories whose entries, or whose own status,
+/// changed (relative to the source root, "" for the root). Only these are compared, and the
+/// directories above them passed through; the rest of the tree is taken as unchanged. A
+/// multiply-linked file whose name was made since (a new link, or a link moved there) may
+/// share its inode with files in directories not walked: the copy then says so
+/// ([`CopyStats::links_unsure`]) and the caller walks the whole tree. A name not made since
+/// names the inode it named at the last copy, whose other links are where they were or in
+/// directories that changed.
+#[derive(Debug, Default)]
+pub struct Changed {
+    dirs: HashSet<PathBuf>,
+    /// Names made since, relative to the root.
+    made: HashSet<PathBuf>,
+    /// Directory → the names below it that lead to a changed directory.
+    below: HashMap<PathBuf, Vec<CString>>,
+}
+
+impl Changed {
+    pub fn new(dirs: impl IntoIterator<Item = PathBuf>, made: impl IntoIterator<Item = PathBuf>) -> Changed {
+        let normal = |d: PathBuf| -> PathBuf {
+            d.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect()
+        };
+        let mut c = Changed { made: made.into_iter().map(normal).collect(), ..Changed::default() };
+        for d in dirs {
+            let d = normal(d);
+            let mut here = d.clone();
+            while let (Some(name), Some(up)) =
+                (here.file_name().map(|n| n.to_owned()), here.parent().map(Path::to_path_buf))
+            {
+                let names = c.below.entry(up.clone()).or_default();
+                let name = CString::new(name.as_bytes()).unwrap_or_default();
+                if names.contains(&name) {
+                    break;
+                }
+                names.push(name);
+                here = up;
+            }
+            c.dirs.insert(d);
+        }
+        c
+    }
+
+    /// How many directories changed.
+    pub fn len(&self) -> usize {
+        self.dirs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.dirs.is_empty()
+    }
+
+    fn compares(&self, rel: &Path) -> bool {
+        self.dirs.contains(rel)
+    }
+
+    fn leads(&self, rel: &Path) -> bool {
+        self.below.contains_key(rel)
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct CopyOptions {
     /// Worker threads; 0 means adapt to this machine ([`crate::write::workers`]).
@@ -106,6 +167,9 @@ pub struct CopyOptions {
     /// Update mode: entries of the target (in the `./path` form) that stay when the source
     /// does not have them: what the clone holds of its own.
     pub keep: Arc<Vec<String>>,
+    /// Update mode: only these directories of the source changed (tracked); None: walk
+    /// everything.
+    pub changed: Option<Arc<Changed>>,
 }
 
 impl Default for CopyOptions {
@@ -119,6 +183,7 @@ impl Default for CopyOptions {
             keep_snapshots: false,
             update: None,
             keep: Arc::default(),
+            changed: None,
         }
     }
 }
@@ -157,6 +222,9 @@ pub struct CopyStats {
     pub deleted: u64,
     /// Fewest and most worker threads that worked at a time.
     pub workers: (usize, usize),
+    /// Update mode with [`Changed`]: a multiply-linked file was met, whose other links may
+    /// be in directories not walked; only a walk of the whole tree brings its links in line.
+    pub links_unsure: bool,
 }
 
 impl CopyStats {
@@ -211,6 +279,7 @@ struct Counters {
     rewritten: AtomicU64,
     metadata_only: AtomicU64,
     deleted: AtomicU64,
+    links_unsure: AtomicBool,
 }
 
 #[derive(Default)]
@@ -512,19 +581,32 @@ impl Shared {
             (Err(e), _) => return self.error(&node.rel, "opening the directory", e),
             (_, Err(e)) => return self.error(&node.rel, "opening the copied directory", e),
         };
+        // Update mode with tracked changes: a directory that did not change itself is only
+        // passed through, to the changed ones below it.
+        let passed = match (&self.opts.changed, self.opts.update.is_some() && node.before.is_some()) {
+            (Some(c), true) if !c.compares(&node.rel) => Some(c.below.get(&node.rel).cloned().unwrap_or_default()),
+            _ => None,
+        };
         // Update mode: what the target directory holds; what is left at the end goes.
         let mut left: Option<HashSet<CString>> = None;
-        if self.opts.update.is_some() && node.before.is_some() {
+        if self.opts.update.is_some() && node.before.is_some() && passed.is_none() {
             match read_names(&dfd) {
                 Ok(n) => left = Some(n),
                 Err(e) => return self.error(&node.rel, "reading the copied directory", e),
             }
         }
-        let dir = match rustix::fs::Dir::read_from(&sfd) {
-            Ok(d) => d,
-            Err(e) => return self.error(&node.rel, "reading the directory", e),
+        let names: Box<dyn Iterator<Item = rustix::io::Result<CString>>> = match passed {
+            Some(names) => {
+                // Its own copy of each (not in `left`): taken from the target as it is.
+                Box::new(names.into_iter().map(Ok))
+            }
+            None => match rustix::fs::Dir::read_from(&sfd) {
+                Ok(d) => Box::new(d.map(|e| e.map(|e| e.file_name().to_owned()))),
+                Err(e) => return self.error(&node.rel, "reading the directory", e),
+            },
         };
-        for ent in dir {
+        let passing = left.is_none() && self.opts.changed.is_some() && node.before.is_some();
+        for ent in names {
             if self.abort.load(Ordering::Relaxed) {
                 return;
             }
@@ -532,7 +614,7 @@ impl Shared {
                 Ok(e) => e,
                 Err(e) => return self.error(&node.rel, "reading the directory", e),
             };
-            let name = ent.file_name();
+            let name = ent.as_c_str();
             if name == c"." || name == c".." {
                 continue;
             }
@@ -565,8 +647,13 @@ impl Shared {
                 self.c.snapshots.fetch_add(1, Ordering::Relaxed);
                 continue;
             }
+            if passing && !is_type(&st, FileType::Directory) {
+                // Named as a directory on the way to a changed one, now something else: the
+                // directory above changed too, and compares it.
+                continue;
+            }
             // The target's entry of that name, in update mode.
-            let there = left.as_mut().is_some_and(|l| l.remove(name));
+            let there = passing || left.as_mut().is_some_and(|l| l.remove(name));
             let dst = if there {
                 match statx_at(&dfd, name) {
                     Ok(d) => Some(d),
@@ -690,6 +777,22 @@ impl Shared {
         if self.opts.update.is_none() {
             self.listed(&rel);
         }
+        let unchanged_below =
+            before.is_some() && self.opts.changed.as_ref().is_some_and(|c| !c.compares(&rel) && !c.leads(&rel));
+        if unchanged_below && !mount_point {
+            // Tracked: nothing below it changed. Its own status is compared, not its entries.
+            let r = rustix::fs::openat(dfd, name, OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC, Mode::empty())
+                .map_err(|e| ("opening the copied directory".to_string(), e))
+                .and_then(|d| {
+                    let src = open_dir(&self.src_root.join(&rel)).ok();
+                    let b = before.as_ref().expect("checked above");
+                    self.sync_meta(src.as_ref().map(|f| f.as_fd()), &d, &st, b, full, true).map(|_| ())
+                });
+            if let Err((what, e)) = r {
+                self.error(&rel, &what, e);
+            }
+            return;
+        }
         if mount_point {
             // Another filesystem is mounted here: the copy gets an empty mount point with the
             // visible directory's metadata, and is not entered.
@@ -738,6 +841,9 @@ impl Shared {
         let ft = file_type(st);
         let update = self.opts.update.is_some();
         if st.stx_nlink > 1 {
+            if update && self.opts.changed.as_ref().is_some_and(|c| c.made.contains(rel)) {
+                self.c.links_unsure.store(true, Ordering::Relaxed);
+            }
             let key = (dev_of(st), st.stx_ino);
             let mut links = self.links.lock().unwrap_or_else(|p| p.into_inner());
             if let Some(l) = links.groups.get_mut(&key) {
@@ -1740,6 +1846,7 @@ pub fn copy_tree(src: &Path, dst: &Path, opts: &CopyOptions, job: &Job) -> Resul
         metadata_only: c.metadata_only.load(Ordering::Relaxed),
         deleted: c.deleted.load(Ordering::Relaxed),
         workers: shared.gate.range(),
+        links_unsure: c.links_unsure.load(Ordering::Relaxed),
     };
     if errors.count > 0 {
         return Err(Error::CopyFailed {
@@ -1942,6 +2049,59 @@ mod tests {
         let since = CopyOptions { update: Some(Update { checksum: false, since: Some(0) }), ..Default::default() };
         copy_tree(&src, &dst, &since, &Job::new()).unwrap();
         assert_eq!(std::fs::read(dst.join("keep")).unwrap(), b"SAME");
+        for d in [src, dst, fresh] {
+            std::fs::remove_dir_all(d).unwrap();
+        }
+    }
+
+    #[test]
+    fn tracked_update_compares_only_the_changed_directories() {
+        let src = tmpdir("tsrc");
+        let dst = tmpdir("tdst");
+        let fresh = tmpdir("tfresh");
+        let w = |p: &str, d: &[u8]| {
+            let p = src.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, d).unwrap();
+        };
+        w("a/b/changed", b"old");
+        w("a/b/same", b"same");
+        w("a/linked", b"one inode");
+        std::fs::hard_link(src.join("a/linked"), src.join("a/b/link2")).unwrap();
+        w("c/untracked", b"old");
+        w("d/gone/inner", b"goes");
+        copy_tree(&src, &dst, &CopyOptions::default(), &Job::new()).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        w("a/b/changed", b"new data");
+        w("a/b/new/deep", b"a new tree");
+        std::fs::remove_dir_all(src.join("d/gone")).unwrap();
+        std::fs::set_permissions(src.join("a/b/same"), std::fs::Permissions::from_mode(0o600)).unwrap();
+        // A change the tracker did not report: left alone (only the changed are compared).
+        w("c/untracked", b"new");
+        // The data of a multiply-linked file, through a name not made since: in place.
+        w("a/linked", b"one inode, new data");
+        let tracked = |dirs: &[&str], made: &[&str]| CopyOptions {
+            update: Some(Update::default()),
+            changed: Some(Arc::new(Changed::new(dirs.iter().map(PathBuf::from), made.iter().map(PathBuf::from)))),
+            ..Default::default()
+        };
+        let s = copy_tree(&src, &dst, &tracked(&["a/b", "a", "d"], &["a/b/new"]), &Job::new()).unwrap();
+        assert!(!s.links_unsure, "{s:?}");
+        assert_eq!(std::fs::read(dst.join("a/b/changed")).unwrap(), b"new data");
+        assert_eq!(std::fs::read(dst.join("a/b/new/deep")).unwrap(), b"a new tree");
+        assert_eq!(std::fs::read(dst.join("a/b/link2")).unwrap(), b"one inode, new data", "links kept");
+        assert!(!dst.join("d/gone").exists());
+        assert_eq!(std::fs::metadata(dst.join("a/b/same")).unwrap().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read(dst.join("c/untracked")).unwrap(), b"old", "c was not walked");
+        // With c reported too, the copy equals a fresh one.
+        let s = copy_tree(&src, &dst, &tracked(&["c"], &[]), &Job::new()).unwrap();
+        copy_tree(&src, &fresh, &CopyOptions::default(), &Job::new()).unwrap();
+        assert_eq!(snapshot(&dst), snapshot(&fresh));
+        assert_eq!(s.rewritten, 1, "{s:?}");
+        // A link made since, to a file elsewhere: the copy cannot follow it, and says so.
+        std::fs::hard_link(src.join("c/untracked"), src.join("a/b/made")).unwrap();
+        let s = copy_tree(&src, &dst, &tracked(&["a/b"], &["a/b/made"]), &Job::new()).unwrap();
+        assert!(s.links_unsure, "{s:?}");
         for d in [src, dst, fresh] {
             std::fs::remove_dir_all(d).unwrap();
         }

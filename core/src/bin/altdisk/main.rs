@@ -69,6 +69,13 @@ enum Command {
     BootHook(aix::BootHookArgs),
     /// Install and enable altdisk's boot units (rootvg/old_rootvg names, trial commit).
     InstallUnits(aix::InstallUnitsArgs),
+    /// Track what changes in the system's filesystems (ext4, xfs), so that a refresh
+    /// compares only what changed; runs until stopped (altdisk-changes.service).
+    Track {
+        /// Track the system mounted at DIR instead of the running one.
+        #[arg(long, value_name = "DIR")]
+        source: Option<std::path::PathBuf>,
+    },
     /// For udev rules: KEY=VALUE lines describing a device of an altdisk system.
     #[command(hide = true)]
     UdevProbe {
@@ -180,6 +187,12 @@ fn main() {
         Command::Repair(a) => rescue::repair(a),
         Command::BootHook(a) => aix::boot_hook(a),
         Command::InstallUnits(a) => aix::install_units(a),
+        Command::Track { source } => altdisk::discover::blockdev::list()
+            .and_then(|disks| altdisk::discover::source::discover(source.as_deref(), &disks))
+            .and_then(|src| {
+                let roots: Vec<_> = src.filesystems.iter().map(|f| f.path.clone()).collect();
+                altdisk::discover::changes::track(&roots)
+            }),
         Command::UdevProbe { device } => {
             for (k, v) in altdisk::discover::record::udev_properties(&device) {
                 println!("{k}={v}");

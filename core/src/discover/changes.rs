@@ -1,0 +1,518 @@
+//! What changed in a system's filesystems, tracked as it happens, so that a refresh compares
+//! only the directories that changed since the clone was last brought in line instead of
+//! walking both trees (issue: a refresh after 1 % of the files changed).
+//!
+//! The tracker ([`track`], `altdisk track`, run by `altdisk-changes.service` from boot) puts
+//! one fanotify mark on each ext4 or xfs filesystem of the system (`FAN_MARK_FILESYSTEM`,
+//! reporting the directory and name of each event) and keeps, per filesystem, the set of
+//! directories in which something was created, deleted, moved, written or given new
+//! metadata, with the time it last saw such an event there. It writes nothing on its own.
+//!
+//! A refresh asks it ([`changed_since`]): it makes a file in [`BARRIER_DIR`] and waits until
+//! the tracker has read that event and written its state (in [`STATE_DIR`]) naming it, so every
+//! change made before the question is in the answer. The answer is used only when it is
+//! complete: a tracker of this boot has watched every filesystem of the source since before
+//! the clone's last copy began (it starts afresh when events were lost, or when its lists
+//! grow past a bound). Otherwise the refresh walks everything, as it always did, and says
+//! why. The clone's side is vouched for by [`crate::run`]'s refresh: asleep, and not mounted
+//! since its last copy (ext4's mount count).
+//!
+//! A hard link is the one thing a directory list cannot follow: a multiply-linked file
+//! whose name was made since is left to a walk of the whole tree (see
+//! [`crate::write::copy::Changed`]).
+
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::discover::record::now_nanos;
+use crate::error::{Error, IoContext, Result};
+
+/// Where each tracker writes its answer (`PID.json`), when it starts and when it sees a
+/// barrier.
+pub const STATE_DIR: &str = "/run/altdisk/changes";
+/// Where a refresh makes its barrier file: on the root filesystem, which is always tracked.
+pub const BARRIER_DIR: &str = "/var/lib/altdisk/changes";
+/// Above this many changed directories, or names made in them, in one filesystem the tracker
+/// starts afresh (memory stays bounded; a clone synced before then is compared in full once).
+const MAX_DIRS: usize = 200_000;
+const MAX_NAMES: usize = 1_000_000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub boot_id: String,
+    pub pid: u32,
+    /// The last barrier seen: every event before it is in this state.
+    pub barrier: String,
+    pub filesystems: Vec<FsState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FsState {
+    /// Where the tracker sees it mounted.
+    pub path: PathBuf,
+    /// Its device number (st_dev of its root).
+    pub dev: u64,
+    /// When tracking it began (nanoseconds since 1970): no change after this was missed.
+    pub since: i64,
+    /// Changed directories, relative to its root ("" for the root), with when the last
+    /// change in each was seen.
+    pub dirs: Vec<(PathBuf, i64)>,
+    /// Names made in them (created, linked, moved there), relative to its root, with when.
+    #[serde(default)]
+    pub made: Vec<(PathBuf, i64)>,
+}
+
+/// What the refresh of one filesystem may take as changed (the directories, and the names
+/// made in them), or why it must walk everything.
+pub type Answer = std::result::Result<(Vec<PathBuf>, Vec<PathBuf>), String>;
+
+// fanotify, from <linux/fanotify.h>.
+const FAN_CLOEXEC: u32 = 0x1;
+const FAN_CLASS_NOTIF: u32 = 0x0;
+const FAN_UNLIMITED_QUEUE: u32 = 0x10;
+const FAN_REPORT_DIR_FID: u32 = 0x400;
+const FAN_REPORT_NAME: u32 = 0x800;
+const FAN_MARK_ADD: u32 = 0x1;
+const FAN_MARK_FILESYSTEM: u32 = 0x100;
+const FAN_MODIFY: u64 = 0x2;
+const FAN_ATTRIB: u64 = 0x4;
+const FAN_CLOSE_WRITE: u64 = 0x8;
+const FAN_MOVED_FROM: u64 = 0x40;
+const FAN_MOVED_TO: u64 = 0x80;
+const FAN_CREATE: u64 = 0x100;
+const FAN_DELETE: u64 = 0x200;
+const FAN_Q_OVERFLOW: u64 = 0x4000;
+const FAN_ONDIR: u64 = 0x4000_0000;
+const FAN_EVENT_INFO_TYPE_DFID_NAME: u8 = 2;
+const FAN_EVENT_INFO_TYPE_DFID: u8 = 3;
+const EVENTS: u64 =
+    FAN_MODIFY | FAN_ATTRIB | FAN_CLOSE_WRITE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_CREATE | FAN_DELETE | FAN_ONDIR;
+
+fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string()
+}
+
+fn fsid(path: &Path) -> Result<[i32; 2]> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::corrupt("a path", "it holds a NUL byte"))?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(Error::io("reading the filesystem of", path, std::io::Error::last_os_error()));
+    }
+    // SAFETY: fsid_t is two ints.
+    Ok(unsafe { std::mem::transmute::<libc::fsid_t, [i32; 2]>(st.f_fsid) })
+}
+
+/// One filesystem being tracked.
+struct Tracked {
+    path: PathBuf,
+    dev: u64,
+    fsid: [i32; 2],
+    mount: OwnedFd,
+    since: i64,
+    /// Directory file handle (type, then bytes) → what changed in it.
+    dirs: HashMap<Vec<u8>, Dir>,
+    /// Names in `dirs`.
+    names: usize,
+}
+
+impl Tracked {
+    /// Forget everything and start afresh at `now`: changes before are no longer known.
+    fn restart(&mut self, now: i64) {
+        self.dirs = HashMap::new();
+        self.names = 0;
+        self.since = now;
+    }
+}
+
+#[derive(Default)]
+struct Dir {
+    /// When the last change in it was seen.
+    last: i64,
+    /// Names of other than directories made in it, with when.
+    made: HashMap<Vec<u8>, i64>,
+}
+
+/// Track the filesystems mounted at `roots` (their root directories) until the process is
+/// stopped. Only ext4 and xfs are tracked: others are left out, and a refresh of them walks.
+pub fn track(roots: &[PathBuf]) -> Result<()> {
+    let mut kinds = Vec::new();
+    for root in roots {
+        let kind = fs_type(root)?;
+        if kind == "ext4" || kind == "xfs" {
+            kinds.push(root.clone());
+        } else {
+            tracing::warn!("{}: {kind} is not tracked; a refresh of it compares every directory", root.display());
+        }
+    }
+    if kinds.is_empty() {
+        // A live system (overlay), or only filesystems that cannot be tracked.
+        tracing::warn!("nothing to track here");
+        return Ok(());
+    }
+    // Trackers of this boot that are gone leave their answers: remove them.
+    if let Ok(dir) = std::fs::read_dir(STATE_DIR) {
+        let live: Vec<u32> = trackers().iter().map(|s| s.pid).collect();
+        for e in dir.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let pid = name.trim_start_matches('.').split('.').next().and_then(|p| p.parse::<u32>().ok());
+            if pid.is_some_and(|p| !live.contains(&p)) {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    let roots = kinds;
+    let fd = unsafe {
+        libc::fanotify_init(
+            FAN_CLOEXEC | FAN_CLASS_NOTIF | FAN_UNLIMITED_QUEUE | FAN_REPORT_DIR_FID | FAN_REPORT_NAME,
+            (libc::O_RDONLY | libc::O_LARGEFILE) as u32,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::io("starting change tracking (fanotify_init)", "/", std::io::Error::last_os_error()));
+    }
+    let fan = unsafe { OwnedFd::from_raw_fd(fd) };
+    std::fs::create_dir_all(BARRIER_DIR).ctx("making the directory", BARRIER_DIR)?;
+    let barrier_fsid = fsid(Path::new(BARRIER_DIR))?;
+    let barrier_handle = handle_of(Path::new(BARRIER_DIR))?;
+    // The barrier directory itself, whichever filesystem holds it.
+    let c = CString::new(BARRIER_DIR).map_err(|_| Error::corrupt("a path", "NUL byte"))?;
+    if unsafe { libc::fanotify_mark(fan.as_raw_fd(), FAN_MARK_ADD, FAN_CREATE, libc::AT_FDCWD, c.as_ptr()) } != 0 {
+        return Err(Error::io("tracking changes (fanotify_mark)", BARRIER_DIR, std::io::Error::last_os_error()));
+    }
+    let mut tracked: Vec<Tracked> = Vec::new();
+    for root in &roots {
+        let c = CString::new(root.as_os_str().as_bytes()).map_err(|_| Error::corrupt("a path", "NUL byte"))?;
+        let since = now_nanos();
+        let r = unsafe {
+            libc::fanotify_mark(fan.as_raw_fd(), FAN_MARK_ADD | FAN_MARK_FILESYSTEM, EVENTS, libc::AT_FDCWD, c.as_ptr())
+        };
+        if r != 0 {
+            return Err(Error::io("tracking changes (fanotify_mark)", root, std::io::Error::last_os_error()));
+        }
+        let mount = std::fs::File::open(root).ctx("opening", root)?.into();
+        let dev = std::fs::metadata(root).ctx("reading the status of", root)?.dev();
+        tracked.push(Tracked {
+            path: root.clone(),
+            dev,
+            fsid: fsid(root)?,
+            mount,
+            since,
+            dirs: HashMap::new(),
+            names: 0,
+        });
+        tracing::warn!("tracking changes in {}", root.display());
+    }
+    // Say who tracks, so that a refresh knows whom to ask.
+    write_state(&tracked, "")?;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = unsafe { libc::read(fan.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(Error::io("reading change events", "/", e));
+        }
+        let now = now_nanos();
+        let mut barrier = None;
+        for ev in events(&buf[..n as usize]) {
+            if ev.mask & FAN_Q_OVERFLOW != 0 {
+                // Events were lost: what is known from here on is complete again.
+                for t in &mut tracked {
+                    t.restart(now);
+                }
+                continue;
+            }
+            if ev.fsid == barrier_fsid && ev.handle == barrier_handle {
+                if ev.mask & FAN_CREATE != 0 && !ev.name.is_empty() {
+                    barrier = Some(String::from_utf8_lossy(&ev.name).into_owned());
+                }
+                continue;
+            }
+            let Some(t) = tracked.iter_mut().find(|t| t.fsid == ev.fsid) else { continue };
+            if (t.dirs.len() >= MAX_DIRS && !t.dirs.contains_key(&ev.handle)) || t.names >= MAX_NAMES {
+                t.restart(now);
+            }
+            let made = ev.mask & (FAN_CREATE | FAN_MOVED_TO) != 0 && ev.mask & FAN_ONDIR == 0 && !ev.name.is_empty();
+            let e = t.dirs.entry(ev.handle).or_default();
+            e.last = now;
+            if made && e.made.insert(ev.name, now).is_none() {
+                t.names += 1;
+            }
+        }
+        if let Some(b) = barrier {
+            write_state(&tracked, &b)?;
+        }
+    }
+}
+
+fn fs_type(root: &Path) -> Result<String> {
+    let table = crate::discover::mounts::read()?;
+    Ok(crate::discover::mounts::mount_at(&table, root).map(|m| m.fstype.clone()).unwrap_or_default())
+}
+
+struct Event {
+    mask: u64,
+    fsid: [i32; 2],
+    /// handle_type (4 bytes, native order), then the handle's bytes.
+    handle: Vec<u8>,
+    name: Vec<u8>,
+}
+
+/// The events in a buffer read from a fanotify group reporting directory handles and names.
+fn events(buf: &[u8]) -> Vec<Event> {
+    let mut out = Vec::new();
+    let mut at = 0;
+    let u16_at = |b: &[u8], i: usize| u16::from_ne_bytes([b[i], b[i + 1]]);
+    let u32_at = |b: &[u8], i: usize| u32::from_ne_bytes(b[i..i + 4].try_into().unwrap_or_default());
+    while at + 24 <= buf.len() {
+        let len = u32_at(buf, at) as usize;
+        if len < 24 || at + len > buf.len() {
+            break;
+        }
+        let ev = &buf[at..at + len];
+        at += len;
+        let meta_len = u16_at(ev, 6) as usize;
+        let mask = u64::from_ne_bytes(ev[8..16].try_into().unwrap_or_default());
+        let fd = i32::from_ne_bytes(ev[16..20].try_into().unwrap_or_default());
+        if fd >= 0 {
+            // Not in FID mode; never expected.
+            unsafe { libc::close(fd) };
+        }
+        if mask & FAN_Q_OVERFLOW != 0 {
+            out.push(Event { mask, fsid: [0, 0], handle: vec![], name: vec![] });
+            continue;
+        }
+        let mut i = meta_len;
+        while i + 4 <= ev.len() {
+            let (kind, ilen) = (ev[i], u16_at(ev, i + 2) as usize);
+            if ilen < 4 || i + ilen > ev.len() {
+                break;
+            }
+            let info = &ev[i..i + ilen];
+            i += ilen;
+            if kind != FAN_EVENT_INFO_TYPE_DFID_NAME && kind != FAN_EVENT_INFO_TYPE_DFID {
+                continue;
+            }
+            // header (4), fsid (8), file_handle: handle_bytes (4), handle_type (4), bytes.
+            if info.len() < 20 {
+                continue;
+            }
+            let fsid = [
+                i32::from_ne_bytes(info[4..8].try_into().unwrap_or_default()),
+                i32::from_ne_bytes(info[8..12].try_into().unwrap_or_default()),
+            ];
+            let hb = u32_at(info, 12) as usize;
+            if 20 + hb > info.len() {
+                continue;
+            }
+            let mut handle = info[16..20].to_vec();
+            handle.extend_from_slice(&info[20..20 + hb]);
+            let name = if kind == FAN_EVENT_INFO_TYPE_DFID_NAME {
+                let rest = &info[20 + hb..];
+                rest[..rest.iter().position(|&c| c == 0).unwrap_or(rest.len())].to_vec()
+            } else {
+                vec![]
+            };
+            out.push(Event { mask, fsid, handle, name });
+        }
+    }
+    out
+}
+
+/// `name_to_handle_at` of a directory, in the form [`Event::handle`] has.
+fn handle_of(p: &Path) -> Result<Vec<u8>> {
+    let c = CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::corrupt("a path", "NUL byte"))?;
+    let mut raw = vec![0u8; 8 + 128];
+    raw[0..4].copy_from_slice(&128u32.to_ne_bytes());
+    let mut mount_id: libc::c_int = 0;
+    let r = unsafe {
+        libc::syscall(libc::SYS_name_to_handle_at, libc::AT_FDCWD, c.as_ptr(), raw.as_mut_ptr(), &mut mount_id, 0)
+    };
+    if r != 0 {
+        return Err(Error::io("reading the file handle of", p, std::io::Error::last_os_error()));
+    }
+    let hb = u32::from_ne_bytes(raw[0..4].try_into().unwrap_or_default()) as usize;
+    let mut h = raw[4..8].to_vec();
+    h.extend_from_slice(&raw[8..8 + hb]);
+    Ok(h)
+}
+
+/// The path (relative to the filesystem's root) of a directory handle; None when it is gone.
+fn resolve(t: &Tracked, handle: &[u8]) -> Option<PathBuf> {
+    let hb = handle.len().checked_sub(4)?;
+    let mut raw = Vec::with_capacity(8 + hb);
+    raw.extend_from_slice(&(hb as u32).to_ne_bytes());
+    raw.extend_from_slice(&handle[..4]);
+    raw.extend_from_slice(&handle[4..]);
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_by_handle_at,
+            t.mount.as_raw_fd(),
+            raw.as_mut_ptr(),
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let p = std::fs::read_link(format!("/proc/self/fd/{}", fd.as_raw_fd())).ok()?;
+    if p.as_os_str().as_bytes().ends_with(b" (deleted)") {
+        return None;
+    }
+    p.strip_prefix(&t.path).ok().map(Path::to_path_buf)
+}
+
+fn write_state(tracked: &[Tracked], barrier: &str) -> Result<()> {
+    let state = State {
+        boot_id: boot_id(),
+        pid: std::process::id(),
+        barrier: barrier.to_string(),
+        filesystems: tracked
+            .iter()
+            .map(|t| {
+                let mut f =
+                    FsState { path: t.path.clone(), dev: t.dev, since: t.since, dirs: Vec::new(), made: Vec::new() };
+                for (h, d) in &t.dirs {
+                    let Some(dir) = resolve(t, h) else { continue };
+                    f.made.extend(d.made.iter().map(|(n, w)| (dir.join(std::ffi::OsStr::from_bytes(n)), *w)));
+                    f.dirs.push((dir, d.last));
+                }
+                f
+            })
+            .collect(),
+    };
+    let dir = Path::new(STATE_DIR);
+    std::fs::create_dir_all(dir).ctx("making the directory", dir)?;
+    let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+    let path = dir.join(format!("{}.json", std::process::id()));
+    std::fs::write(&tmp, serde_json::to_vec(&state).unwrap_or_default()).ctx("writing", &tmp)?;
+    std::fs::rename(&tmp, &path).ctx("writing", &path)?;
+    Ok(())
+}
+
+/// The states of the trackers of this boot that still run.
+fn trackers() -> Vec<State> {
+    let boot = boot_id();
+    let Ok(dir) = std::fs::read_dir(STATE_DIR) else { return vec![] };
+    dir.flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .filter_map(|e| serde_json::from_slice::<State>(&std::fs::read(e.path()).ok()?).ok())
+        .filter(|s| s.boot_id == boot && unsafe { libc::kill(s.pid as i32, 0) } == 0)
+        .collect()
+}
+
+/// The directories that changed since `t0` (nanoseconds since 1970) in each filesystem whose
+/// root is one of `roots` (by device number), as the tracker saw them; for each, the reason
+/// when the tracker cannot answer for it. Asks the tracker with a barrier, waiting at most
+/// a few seconds, and only when a tracker of this boot runs.
+pub fn changed_since(roots: &[PathBuf], t0: i64) -> Vec<Answer> {
+    let all = |why: String| roots.iter().map(|_| Err(why.clone())).collect();
+    let devs: Vec<Option<u64>> = roots.iter().map(|r| std::fs::metadata(r).ok().map(|m| m.dev())).collect();
+    // The tracker of each root's filesystem.
+    let pids: Vec<Option<u32>> = {
+        let live = trackers();
+        devs.iter()
+            .map(|d| live.iter().find(|s| s.filesystems.iter().any(|f| Some(f.dev) == *d)).map(|s| s.pid))
+            .collect()
+    };
+    if pids.iter().all(Option::is_none) {
+        return all("no change tracker runs for it (altdisk-changes.service)".into());
+    }
+    let nonce = uuid::Uuid::new_v4().to_string();
+    let mark = Path::new(BARRIER_DIR).join(&nonce);
+    if let Err(e) = std::fs::write(&mark, b"") {
+        return all(format!("the change tracker could not be asked ({}: {e})", mark.display()));
+    }
+    let _ = std::fs::remove_file(&mark);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut wanted: Vec<u32> = pids.iter().flatten().copied().collect();
+    wanted.dedup();
+    let states = loop {
+        let got: Vec<State> = wanted
+            .iter()
+            .filter_map(|pid| {
+                let b = std::fs::read(Path::new(STATE_DIR).join(format!("{pid}.json"))).ok()?;
+                serde_json::from_slice::<State>(&b).ok().filter(|s| s.barrier == nonce)
+            })
+            .collect();
+        if got.len() == wanted.len() {
+            break got;
+        }
+        if Instant::now() > deadline {
+            return all("the change tracker did not answer within 5 seconds".into());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    roots
+        .iter()
+        .zip(devs)
+        .map(|(root, dev)| {
+            let fs = states
+                .iter()
+                .flat_map(|s| s.filesystems.iter())
+                .find(|f| Some(f.dev) == dev)
+                .ok_or_else(|| format!("{} is not tracked", root.display()))?;
+            if fs.since > t0 {
+                return Err(format!(
+                    "the change tracker has not watched {} since the clone's last copy began",
+                    root.display()
+                ));
+            }
+            let since =
+                |v: &[(PathBuf, i64)]| v.iter().filter(|(_, when)| *when >= t0).map(|(p, _)| p.clone()).collect();
+            Ok((since(&fs.dirs), since(&fs.made)))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_events_with_directory_handles_and_names() {
+        // One event: metadata (24 bytes), then a DFID_NAME record.
+        let mut ev = Vec::new();
+        let handle = [7u8, 8, 9, 10, 11, 12, 13, 14];
+        let name = b"file.txt\0";
+        let info_len = 4 + 8 + 8 + handle.len() + name.len();
+        let info_len = info_len.div_ceil(4) * 4;
+        let total = 24 + info_len;
+        ev.extend_from_slice(&(total as u32).to_ne_bytes());
+        ev.extend_from_slice(&[3, 0]);
+        ev.extend_from_slice(&24u16.to_ne_bytes());
+        ev.extend_from_slice(&(FAN_MODIFY).to_ne_bytes());
+        ev.extend_from_slice(&(-1i32).to_ne_bytes());
+        ev.extend_from_slice(&42i32.to_ne_bytes());
+        ev.extend_from_slice(&[FAN_EVENT_INFO_TYPE_DFID_NAME, 0]);
+        ev.extend_from_slice(&(info_len as u16).to_ne_bytes());
+        ev.extend_from_slice(&5i32.to_ne_bytes());
+        ev.extend_from_slice(&6i32.to_ne_bytes());
+        ev.extend_from_slice(&(handle.len() as u32).to_ne_bytes());
+        ev.extend_from_slice(&1i32.to_ne_bytes());
+        ev.extend_from_slice(&handle);
+        ev.extend_from_slice(name);
+        ev.resize(total, 0);
+        // Twice, and a truncated third.
+        let mut buf = ev.clone();
+        buf.extend_from_slice(&ev);
+        buf.extend_from_slice(&ev[..30]);
+        let got = events(&buf);
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0].mask, FAN_MODIFY);
+        assert_eq!(got[0].fsid, [5, 6]);
+        assert_eq!(got[0].handle[..4], 1i32.to_ne_bytes());
+        assert_eq!(&got[0].handle[4..], &handle);
+        assert_eq!(got[0].name, b"file.txt");
+    }
+}
