@@ -233,8 +233,16 @@ stray_loops() { # loops backed by a file in WORKDIR or by one of our loop device
 		(w != "/" && index($2, w) == 1) || ($2 in mine) { print $1 }'
 }
 
+TRACKER_PID=""
+stop_tracker() {
+	[[ -n $TRACKER_PID ]] || return 0
+	kill "$TRACKER_PID" 2>/dev/null || true
+	wait "$TRACKER_PID" 2>/dev/null || true
+	TRACKER_PID=""
+}
 release_all() { # undo everything, most recent first
 	local i dev
+	stop_tracker
 	alt_unmount
 	for ((i = ${#MOUNTS[@]} - 1; i >= 0; i--)); do do_umount "${MOUNTS[i]}"; done
 	if [[ -n $WORKDIR ]]; then
@@ -861,19 +869,30 @@ refresh_bench() {
 	mkfs.ext4 -F -q -E lazy_itable_init=0,lazy_journal_init=0 "$rs_loop"
 	do_mount "$rs_loop" "$rs_dst"
 	mkdir -p "$clone"
+	# The change tracker (altdisk-changes.service on an installed system) watches the source
+	# from before the clone is made.
+	"$ALTDISK" track --source "$src" 2>>"$WORKDIR/tracker.log" &
+	TRACKER_PID=$!
+	for ((n = 0; n < 200; n++)); do [[ -e /run/altdisk/changes/$TRACKER_PID.json ]] && break; sleep 0.1; done
 	ALT_MNT=$clone
 	"$ALTDISK" copy --source "$src" -d "$tgt_loop" -P1 --force --mount-at "$clone" >"$log" 2>&1 || {
 		REFRESH_ROWS+=("refresh|0/$RUNS|FAILED|-|the first clone failed: $(tail -n 3 "$log" | tr '\n' ' ')")
 		return 0
 	}
 	"$ALTDISK" sleep --mount-at "$clone" >>"$log" 2>&1
+	# Left awake by -P1, the clone is compared in full once (not timed); from then on the
+	# tracker's list is enough.
+	"$ALTDISK" copy --refresh --source "$src" -d "$tgt_loop" --mount-at "$clone" >>"$log" 2>&1
 	ALT_MNT=""
 	rsync -aHAXS --numeric-ids "$src/" "$rs_dst/"
 	n=$(find "$src" -xdev -type f | wc -l)
 	changed=$(((n + 99) / 100))
 	# shellcheck disable=SC2016 # $RUN and $f belong to the inner shell
 	local change='for f; do printf "changed in run %s\n" "$RUN" >>"$f"; done'
-	for ((r = 1; r <= RUNS; r++)); do
+	local how tracked=0 walked=0 wt=""
+	# One run more than asked: the last without the tracker, for comparison.
+	for ((r = 1; r <= RUNS + 1; r++)); do
+		((r <= RUNS)) || stop_tracker
 		# 1 % of the files change: their data grows by a line (a different 1 % each run).
 		find "$src" -xdev -type f -links 1 -size -10M -print0 | shuf -z -n "$changed" --random-source=<(yes "$r") |
 			RUN=$r xargs -0 -r sh -c "$change" sh
@@ -889,7 +908,19 @@ refresh_bench() {
 		}
 		t1=$(date +%s.%N)
 		ALT_MNT=""
+		how=$(grep -m1 -e 'changes tracked since' -e 'comparing every directory' "$log" || true)
+		if ((r > RUNS)); then
+			wt=$(secs "$t0" "$t1")
+			note "refresh without the tracker: $wt s ($how)"
+			break
+		fi
 		rt+=("$(secs "$t0" "$t1")")
+		if [[ $how == *"changes tracked"* ]]; then
+			tracked=$((tracked + 1))
+		else
+			walked=$((walked + 1))
+			notes+="run $r: $how; "
+		fi
 		drop_caches
 		t0=$(date +%s.%N)
 		rsync -aHAXS --delete --numeric-ids "$src/" "$rs_dst/" >"$log" 2>&1 && sync -f "$rs_dst"
@@ -909,7 +940,10 @@ refresh_bench() {
 	med=$(median <<<"${rt[*]}")
 	local pct="-"
 	[[ -n $full && -n $med ]] && pct=$(awk -v a="$med" -v b="$full" 'BEGIN { printf "%.1f %%", a / b * 100 }')
-	REFRESH_ROWS+=("altdisk refresh|${#rt[@]}/$RUNS|${med:--}|${rt[*]}|$changed files changed (1 %); $pct of a full clone (${full:-?} s); RSS $(awk '$1 == "RSS_CPU" { printf "%.1f MiB", $2 / 1024 }' "$WORKDIR/refresh.time")")
+	REFRESH_ROWS+=("altdisk refresh|${#rt[@]}/$RUNS|${med:--}|${rt[*]}|$changed files changed (1 %); $pct of a full clone (${full:-?} s); $tracked run(s) by the tracker's list, $walked compared in full; RSS $(awk '$1 == "RSS_CPU" { printf "%.1f MiB", $2 / 1024 }' "$WORKDIR/refresh.time")")
+	local wpct="-"
+	[[ -n $full && -n $wt ]] && wpct=$(awk -v a="$wt" -v b="$full" 'BEGIN { printf "%.1f %%", a / b * 100 }')
+	REFRESH_ROWS+=("refresh, no tracker|$([[ -n $wt ]] && echo 1 || echo 0)/1|${wt:--}|${wt:--}|every directory of both compared; $wpct of a full clone")
 	REFRESH_ROWS+=("rsync --delete|${#st[@]}/$RUNS|$(median <<<"${st[*]}")|${st[*]}|-aHAXS --numeric-ids, into the copy it made")
 	REFRESH_ROWS+=("altdisk verify|${#vt[@]}/$RUNS|$(median <<<"${vt[*]}")|${vt[*]}|whole clone, every file hashed (xxh3-128), read-only mount; ${notes:-equal after every refresh}")
 	release_all
