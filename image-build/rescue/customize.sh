@@ -34,8 +34,9 @@ ln -sfn /etc/machine-id "$root/var/lib/dbus/machine-id"
 systemctl --root="$root" enable altdisk-rescue-ready.service getty@tty2.service >/dev/null 2>&1
 # altdisk's boot units belong to an installed system: here no disk holds the running root, so
 # "names" would call every rootvg on the machine's disks old_rootvg, and "commit" and
-# "firstboot" have no system of their own to act on. The rescue system leaves disks alone.
-for unit in altdisk-names.service altdisk-commit.service altdisk-firstboot.service; do
+# "firstboot" have no system of their own to act on, and a live system has no changes to
+# track for a refresh. The rescue system leaves disks alone.
+for unit in altdisk-names.service altdisk-commit.service altdisk-firstboot.service altdisk-changes.service; do
 	systemctl --root="$root" mask "$unit" >/dev/null 2>&1
 done
 # kexec is for altdisk boot-now --kexec only: a plain reboot goes through the firmware.

@@ -187,12 +187,22 @@ fn main() {
         Command::Repair(a) => rescue::repair(a),
         Command::BootHook(a) => aix::boot_hook(a),
         Command::InstallUnits(a) => aix::install_units(a),
-        Command::Track { source } => altdisk::discover::blockdev::list()
-            .and_then(|disks| altdisk::discover::source::discover(source.as_deref(), &disks))
-            .and_then(|src| {
-                let roots: Vec<_> = src.filesystems.iter().map(|f| f.path.clone()).collect();
-                altdisk::discover::changes::track(&roots)
-            }),
+        Command::Track { source } => {
+            match altdisk::discover::blockdev::list()
+                .and_then(|disks| altdisk::discover::source::discover(source.as_deref(), &disks))
+            {
+                Ok(src) => {
+                    let roots: Vec<_> = src.filesystems.iter().map(|f| f.path.clone()).collect();
+                    altdisk::discover::changes::track(&roots)
+                }
+                // A system that cannot be cloned (a live system) has nothing to track: no
+                // failure at every boot of the rescue image.
+                Err(e) => {
+                    eprintln!("altdisk track: nothing to track: {e}");
+                    Ok(())
+                }
+            }
+        }
         Command::UdevProbe { device } => {
             for (k, v) in altdisk::discover::record::udev_properties(&device) {
                 println!("{k}={v}");
