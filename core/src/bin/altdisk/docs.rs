@@ -33,7 +33,7 @@ fn common_sections(r: &mut Roff, name: &str) {
     r.control("SH", ["ENVIRONMENT"]);
     r.control("TP", []).text([bold("ALTDISK_LOG")]).text([roman(
         "Log filter for the diagnostic messages on standard error (tracing syntax: warn, info, debug, \
-         altdisk=debug); default warn.",
+         altdisk=debug); default warn,altdisk::job=off (a run's own messages are its output, said once).",
     )]);
     r.control("SH", ["SEE ALSO"]);
     let pages = ["altdisk", "alt_disk_copy", "alt_rootvg_op", "bootlist", "altdiskd"];
