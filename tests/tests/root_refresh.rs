@@ -342,6 +342,31 @@ fn root_refresh_tracked_compares_only_what_changed() {
     let seen = v["copy"]["unchanged"].as_u64().unwrap() + v["copy"]["rewritten"].as_u64().unwrap();
     assert!(seen * 3 < whole, "only the changed directories were compared ({seen} of {whole} entries): {v}");
     assert!(v["copy"]["deleted"].as_u64().unwrap() >= 1, "{v}");
+    // A file mapped shared and writable (its descriptor closed), written through the
+    // mapping, which raises no event while the mapping lasts: compared all the same.
+    let mapped = src.join("var/tmp/mapped");
+    let f = std::fs::OpenOptions::new().read(true).write(true).create(true).truncate(true).open(&mapped).unwrap();
+    f.set_len(4096).unwrap();
+    use std::os::fd::AsRawFd;
+    let addr = unsafe {
+        libc::mmap(std::ptr::null_mut(), 4096, libc::PROT_READ | libc::PROT_WRITE, libc::MAP_SHARED, f.as_raw_fd(), 0)
+    };
+    assert_ne!(addr, libc::MAP_FAILED);
+    drop(f);
+    assert_ok(&refresh(&src, &t, &alt, &[]));
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    unsafe {
+        std::ptr::copy_nonoverlapping(b"written through the mapping".as_ptr(), addr.cast::<u8>(), 27);
+        libc::msync(addr, 4096, libc::MS_SYNC);
+    }
+    let o = refresh(&src, &t, &alt, &[]);
+    unsafe { libc::munmap(addr, 4096) };
+    assert_ok(&o);
+    assert!(said(&o).contains("changed directories; only they are compared"), "{}", said(&o));
+    // The unmapping closed the file (an event): the comparison below is of this refresh.
+    assert_ok(&altdisk("alt_rootvg_op", &["-W", "-d", p(&t), "--mount-at", p(&alt)]));
+    assert_eq!(&std::fs::read(alt.join("var/tmp/mapped")).unwrap()[..27], b"written through the mapping");
+    sleep_at(&alt);
     // Waking it (mounting it) and the refresh after it: walked, then vouched for again.
     equal(&s);
     let o = refresh(&src, &t, &alt, &[]);

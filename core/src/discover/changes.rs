@@ -17,6 +17,10 @@
 //! why. The clone's side is vouched for by [`crate::run`]'s refresh: asleep, and not mounted
 //! since its last copy (ext4's mount count).
 //!
+//! Writes through a shared writable memory mapping raise no event while the mapping lasts
+//! (its going closes the file: an event): a refresh also compares the directories of the
+//! files mapped so at the time ([`mapped_writable`]).
+//!
 //! A hard link is the one thing a directory list cannot follow: a multiply-linked file
 //! whose name was made since is left to a walk of the whole tree (see
 //! [`crate::write::copy::Changed`]).
@@ -475,9 +479,83 @@ pub fn changed_since(roots: &[PathBuf], t0: i64) -> Vec<Answer> {
         .collect()
 }
 
+/// Files that a process has mapped shared and writable now, on the filesystems whose roots
+/// are `roots`: for each root, their paths relative to it. Writes through such a mapping
+/// raise no fanotify event until it goes (its file is closed then: `FAN_CLOSE_WRITE`), so a
+/// refresh compares these too.
+pub fn mapped_writable(roots: &[PathBuf]) -> Vec<Vec<PathBuf>> {
+    let devs: Vec<Option<u64>> = roots.iter().map(|r| std::fs::metadata(r).ok().map(|m| m.dev())).collect();
+    let mut found: Vec<PathBuf> = Vec::new();
+    if let Ok(procs) = std::fs::read_dir("/proc") {
+        for p in procs.flatten() {
+            if !p.file_name().as_bytes().iter().all(u8::is_ascii_digit) {
+                continue;
+            }
+            // "addr perms offset dev inode path", perms like "rw-s".
+            let Ok(maps) = std::fs::read_to_string(p.path().join("maps")) else { continue };
+            for l in maps.lines() {
+                let f: Vec<&str> = l.splitn(6, ' ').collect();
+                if f.len() == 6 && f[1].as_bytes().get(1) == Some(&b'w') && f[1].as_bytes().get(3) == Some(&b's') {
+                    let path = f[5].trim_start();
+                    if path.starts_with('/') {
+                        found.push(PathBuf::from(path));
+                    }
+                }
+            }
+        }
+    }
+    found.sort();
+    found.dedup();
+    roots
+        .iter()
+        .zip(devs)
+        .map(|(root, dev)| {
+            found
+                .iter()
+                .filter(|f| {
+                    f.starts_with(root)
+                        && std::fs::symlink_metadata(f).is_ok_and(|m| m.file_type().is_file() && Some(m.dev()) == dev)
+                })
+                .filter_map(|f| f.strip_prefix(root).ok().map(Path::to_path_buf))
+                .collect()
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn finds_files_mapped_shared_and_writable() {
+        let dir = std::env::temp_dir().join(format!("altdisk-mapped-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let map = |name: &str, prot: i32, flags: i32| {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(dir.join(name))
+                .unwrap();
+            f.set_len(4096).unwrap();
+            let a = unsafe { libc::mmap(std::ptr::null_mut(), 4096, prot, flags, f.as_raw_fd(), 0) };
+            assert_ne!(a, libc::MAP_FAILED);
+            a // its descriptor closed here
+        };
+        let rw = libc::PROT_READ | libc::PROT_WRITE;
+        let maps = [
+            map("shared", rw, libc::MAP_SHARED),
+            map("private", rw, libc::MAP_PRIVATE),
+            map("read-only", libc::PROT_READ, libc::MAP_SHARED),
+        ];
+        let got = mapped_writable(std::slice::from_ref(&dir)).remove(0);
+        assert_eq!(got, [PathBuf::from("shared")]);
+        for a in maps {
+            unsafe { libc::munmap(a, 4096) };
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn parses_events_with_directory_handles_and_names() {

@@ -180,12 +180,19 @@ pub(super) fn ext4_mount_counts(devs: &[std::path::PathBuf], fs: &[EnvFs]) -> Ve
 }
 
 /// The directories that changed in each source filesystem since `t0`, as the change
-/// tracker saw them; or why they are not known for all of them.
+/// tracker saw them, with those of the files mapped shared and writable now (written
+/// through a mapping without an event); or why they are not known for all of them.
 fn tracked_changes(src: &Source, t0: i64) -> std::result::Result<Vec<Arc<copy::Changed>>, String> {
     let roots: Vec<std::path::PathBuf> = src.filesystems.iter().map(|f| f.path.clone()).collect();
     crate::discover::changes::changed_since(&roots, t0)
         .into_iter()
-        .map(|a| a.map(|(dirs, made)| Arc::new(copy::Changed::new(dirs, made))))
+        .zip(crate::discover::changes::mapped_writable(&roots))
+        .map(|(a, mapped)| {
+            a.map(|(mut dirs, made)| {
+                dirs.extend(mapped.iter().map(|f| f.parent().map(Path::to_path_buf).unwrap_or_default()));
+                Arc::new(copy::Changed::new(dirs, made))
+            })
+        })
         .collect()
 }
 
