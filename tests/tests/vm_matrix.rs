@@ -419,9 +419,20 @@ fn vm_luks_lvm_clone_boots_with_its_own_luks_header() {
     );
     assert_eq!(sh(&mut m, "test -e /dev/mapper/alt_vda3_crypt && echo open || echo closed"), "closed");
     assert_eq!(sh(&mut m, "journalctl -b --no-pager | grep -c 'correct horse' || true"), "0", "never logged");
+
+    // A refresh of the encrypted clone: refused in one line while its container is locked;
+    // with it unlocked, the source's change reaches the clone and crypttab stays the clone's.
+    m.sh("echo refreshed > /root/refresh-marker").unwrap();
+    let (rc, out) = m.run("alt_disk_copy --refresh -d vdb 2>&1", std::time::Duration::from_secs(300)).unwrap();
+    assert_eq!((rc, out.trim().lines().count()), (4, 1), "{out}");
+    assert!(out.contains("cryptsetup open /dev/vdb4 alt_vda3_crypt"), "{out}");
+    m.sh("printf %s \"$(head -n 1 /run/pass)\" | cryptsetup open --key-file - /dev/vdb4 alt_vda3_crypt").unwrap();
+    let out = m.sh("alt_disk_copy --refresh -d vdb 2>&1").unwrap();
+    assert!(out.contains("refreshed:"), "{out}");
     m.sh("rm -f /run/pass").unwrap();
 
     boot_clone_and_back(&mut m, "/dev/mapper/production--vg-root", "/dev/mapper/altinst_rootvg-root", |m| {
+        assert_eq!(sh(m, "cat /root/refresh-marker"), "refreshed", "the refresh reached the clone");
         let crypttab = sh(m, "grep -v '^#' /etc/crypttab");
         let uuid = sh(m, "cryptsetup luksUUID /dev/vdb4");
         assert_eq!(crypttab, format!("alt_vda3_crypt UUID={uuid} none luks,discard"));

@@ -58,13 +58,6 @@ pub fn refresh(req: &CloneRequest, r: &Refresh, job: &Job) -> Result<CloneReport
         // is finished by refreshing).
         let made = sys.env.phases_done.contains(&1)
             || sys.env.step.as_deref().is_some_and(|s| s != step::PARTITIONING && s != step::MKFS);
-        if !sys.env.crypts.is_empty() {
-            return Err(Error::refused(
-                name,
-                "it is encrypted (LUKS), which a refresh does not handle yet",
-                "clone again from the start with --force and --luks-passphrase-file",
-            ));
-        }
         if made {
             return Ok(());
         }
@@ -368,15 +361,56 @@ impl Run {
         job.check()?;
         job.set_phase(Phase::FixingIdentities);
         self.save(Some(step::IDENTITIES))?;
-        let (map, layout) = self.identities(src);
+        let (mut map, layout) = self.identities(src);
+        let crypt = self.crypt_identities(src, &mut map);
         let mut warnings = Vec::new();
-        self.fstab_changes =
-            rewrite_identities(&self.mount_at, &map, &layout, &CryptRenames::default(), &mut warnings)?;
+        self.fstab_changes = rewrite_identities(&self.mount_at, &map, &layout, &crypt, &mut warnings)?;
         self.warnings.extend(warnings);
         units::ensure_in_clone(&self.mount_at, self.needs_units(), job)?;
         self.flush(job)?;
         self.mark_done(1)?;
         Ok(())
+    }
+
+    /// An encrypted clone's LUKS containers for its crypttab, as a new clone gets them: the
+    /// source's container becomes the clone's of the flipped name (`vda3_crypt` →
+    /// `alt_vda3_crypt`), its UUID the clone's; the clone's further containers of that name
+    /// (`alt_vda3_crypt_2`, physical volumes the source has no counterpart of) are added.
+    fn crypt_identities(&self, src: &Source, map: &mut Vec<(Identity, Identity)>) -> CryptRenames {
+        let mut out = CryptRenames::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for sc in src.filesystems.iter().filter_map(|f| f.crypt.as_ref()) {
+            if seen.contains(&sc.name.as_str()) {
+                continue;
+            }
+            seen.push(&sc.name);
+            let base = crate::plan::alt_label(&sc.name, 120);
+            for c in &self.env.crypts {
+                if c.name == base {
+                    let old = Identity {
+                        uuid: sc.probe.uuid.clone(),
+                        partuuid: sc.probe.partuuid.clone(),
+                        label: None,
+                        partlabel: sc.probe.partlabel.clone(),
+                        paths: sc.paths.clone(),
+                        mountpoint: None,
+                    };
+                    let new = Identity {
+                        uuid: Some(c.uuid.clone()),
+                        partuuid: None,
+                        label: None,
+                        partlabel: None,
+                        paths: vec![],
+                        mountpoint: None,
+                    };
+                    map.push((old, new));
+                    out.renames.push((sc.name.clone(), c.name.clone()));
+                } else if c.name.strip_prefix(&format!("{base}_")).is_some_and(|n| n.parse::<u32>().is_ok()) {
+                    out.extra.push((sc.name.clone(), c.name.clone(), c.uuid.clone()));
+                }
+            }
+        }
+        out
     }
 
     /// (old, new) identities of each filesystem and swap area, and how the clone's layout
