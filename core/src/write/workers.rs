@@ -51,8 +51,9 @@ impl Gate {
         let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
         let (max, start, adaptive) = match fixed {
             Some(n) => (n, n, false),
-            // Cold reads are latency-bound: up to several requests in flight per core.
-            None => ((cpus * 4).clamp(4, 32), (cpus * 2).clamp(2, 32), true),
+            // Cold reads are latency-bound: many requests in flight per core pay (a worker
+            // waiting on a read costs no CPU), up to sixteen a core.
+            None => ((cpus * 16).clamp(8, 64), (cpus * 4).clamp(4, 32), true),
         };
         Gate {
             max,
