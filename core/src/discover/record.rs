@@ -144,6 +144,18 @@ pub struct BootEnv {
     /// clone was mounted, and maybe changed, since. Empty when one cannot tell (not ext4).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mount_counts: Vec<u32>,
+    /// Whether phase 2 changed the clone (packages, scripts, a device reset...) rather than
+    /// running with nothing to do; None in records written before it was kept (taken as
+    /// customized when phase 2 ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub customized: Option<bool>,
+}
+
+impl BootEnv {
+    /// Whether the clone holds changes of its own from phase 2.
+    pub fn was_customized(&self) -> bool {
+        self.customized.unwrap_or(self.phases_done.contains(&2))
+    }
 }
 
 /// The steps a record names while a run is at them (what `lspv` shows of an incomplete clone).
@@ -359,6 +371,7 @@ mod tests {
             synced: None,
             copy_began: None,
             mount_counts: vec![],
+            customized: None,
         }
     }
 
@@ -388,6 +401,20 @@ mod tests {
         assert_eq!(back.source.disk_ids, e.source.disk_ids);
         let old = serde_json::to_string(&sample()).unwrap();
         assert!(!old.contains("disk_ids"));
+    }
+
+    #[test]
+    fn customized_only_when_phase_2_changed_something() {
+        let mut e = sample();
+        e.phases_done = vec![1, 2, 3];
+        assert!(e.was_customized(), "an older record: phase 2 ran, taken as customized");
+        e.customized = Some(false);
+        assert!(!e.was_customized());
+        e.customized = Some(true);
+        assert!(e.was_customized());
+        e.customized = None;
+        e.phases_done = vec![1, 3];
+        assert!(!e.was_customized());
     }
 
     #[test]

@@ -20,6 +20,7 @@ impl Run {
             let disks: Vec<PathBuf> = self.disks.iter().map(|d| d.record.clone()).collect();
             crate::write::customize::run(&self.mount_at, &self.customize, &disks, job)?;
             self.flush(job)?;
+            self.env.customized = Some(!self.customize.is_empty());
             self.mark_done(2)?;
         }
         if self.phases.has(3) {

@@ -404,6 +404,7 @@ fn initial_env(plan: &Plan) -> BootEnv {
         synced: None,
         copy_began: None,
         mount_counts: vec![],
+        customized: None,
     }
 }
 

@@ -76,7 +76,7 @@ pub fn refresh(req: &CloneRequest, r: &Refresh, job: &Job) -> Result<CloneReport
     } else {
         Phases::P1
     });
-    if had.contains(&2) && req.customize.is_empty() {
+    if sys.env.was_customized() && req.customize.is_empty() {
         run.warn(
             job,
             "the clone had been customized (phase 2): the refresh brought back the source's files; \
@@ -132,7 +132,7 @@ fn as_left(sys: &crate::systems::ops::System) -> std::result::Result<i64, String
     if env.step.is_some() || !env.phases_done.contains(&1) {
         return Err("the clone's last run did not finish".into());
     }
-    if env.phases_done.contains(&2) {
+    if env.was_customized() {
         return Err("the clone was customized (phase 2)".into());
     }
     let devs: Vec<std::path::PathBuf> = sys.disks.iter().map(|d| d.path.clone()).collect();
