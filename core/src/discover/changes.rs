@@ -35,7 +35,6 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::discover::record::now_nanos;
 use crate::error::{Error, IoContext, Result};
 
 /// Where each tracker writes its answer (`PID.json`), when it starts and when it sees a
@@ -63,7 +62,7 @@ pub struct FsState {
     pub path: PathBuf,
     /// Its device number (st_dev of its root).
     pub dev: u64,
-    /// When tracking it began (nanoseconds since 1970): no change after this was missed.
+    /// When tracking it began ([`clock`]): no change after this was missed.
     pub since: i64,
     /// Changed directories, relative to its root ("" for the root), with when the last
     /// change in each was seen.
@@ -99,7 +98,17 @@ const FAN_EVENT_INFO_TYPE_DFID: u8 = 3;
 const EVENTS: u64 =
     FAN_MODIFY | FAN_ATTRIB | FAN_CLOSE_WRITE | FAN_MOVED_FROM | FAN_MOVED_TO | FAN_CREATE | FAN_DELETE | FAN_ONDIR;
 
-fn boot_id() -> String {
+/// Now on the clock the tracker keeps its times by: nanoseconds since this boot
+/// (`CLOCK_BOOTTIME`), which no adjustment of the wall clock moves; a time on it means
+/// something only with the boot it belongs to ([`boot_id`]).
+pub fn clock() -> i64 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    ts.tv_sec * 1_000_000_000 + ts.tv_nsec
+}
+
+/// This boot's identity (`/proc/sys/kernel/random/boot_id`).
+pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string()
 }
 
@@ -193,7 +202,7 @@ pub fn track(roots: &[PathBuf]) -> Result<()> {
     let mut tracked: Vec<Tracked> = Vec::new();
     for root in &roots {
         let c = CString::new(root.as_os_str().as_bytes()).map_err(|_| Error::corrupt("a path", "NUL byte"))?;
-        let since = now_nanos();
+        let since = clock();
         let r = unsafe {
             libc::fanotify_mark(fan.as_raw_fd(), FAN_MARK_ADD | FAN_MARK_FILESYSTEM, EVENTS, libc::AT_FDCWD, c.as_ptr())
         };
@@ -225,7 +234,7 @@ pub fn track(roots: &[PathBuf]) -> Result<()> {
             }
             return Err(Error::io("reading change events", "/", e));
         }
-        let now = now_nanos();
+        let now = clock();
         let mut barrier = None;
         for ev in events(&buf[..n as usize]) {
             if ev.mask & FAN_Q_OVERFLOW != 0 {
@@ -415,7 +424,7 @@ fn trackers() -> Vec<State> {
         .collect()
 }
 
-/// The directories that changed since `t0` (nanoseconds since 1970) in each filesystem whose
+/// The directories that changed since `t0` (on [`clock`], this boot) in each filesystem whose
 /// root is one of `roots` (by device number), as the tracker saw them; for each, the reason
 /// when the tracker cannot answer for it. Asks the tracker with a barrier, waiting at most
 /// a few seconds, and only when a tracker of this boot runs.

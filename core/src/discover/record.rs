@@ -134,11 +134,11 @@ pub struct BootEnv {
     /// refresh then compares it closely).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub synced: Option<i64>,
-    /// When that copy or refresh began reading the source (nanoseconds since 1970): changes
-    /// the tracker saw from then on are what the next refresh compares
+    /// When that copy or refresh began reading the source, on the change tracker's clock
+    /// and boot: changes the tracker saw from then on are what the next refresh compares
     /// ([`crate::discover::changes`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub copy_began: Option<i64>,
+    pub copy_began: Option<Began>,
     /// The ext4 mount count of each of its filesystems (swap apart, in order) when that copy
     /// or refresh finished: a later mount raises it, so the next refresh knows whether the
     /// clone was mounted, and maybe changed, since. Empty when one cannot tell (not ext4).
@@ -149,6 +149,20 @@ pub struct BootEnv {
     /// customized when phase 2 ran).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub customized: Option<bool>,
+}
+
+/// A moment on the change tracker's clock ([`crate::discover::changes::clock`]), with the
+/// boot it belongs to.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Began {
+    pub boot_id: String,
+    pub clock: i64,
+}
+
+impl Began {
+    pub fn now() -> Began {
+        Began { boot_id: crate::discover::changes::boot_id(), clock: crate::discover::changes::clock() }
+    }
 }
 
 impl BootEnv {

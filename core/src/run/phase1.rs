@@ -237,7 +237,7 @@ impl Run {
             job.add_totals(sf.used_bytes, sf.used_inodes);
         }
         let mut total = CopyStats::default();
-        let began = record::now_nanos();
+        let began = record::Began::now();
         for sf in &plan.source.filesystems {
             job.check()?;
             let dst = plan.mount_at.join(sf.mountpoint.trim_start_matches('/'));

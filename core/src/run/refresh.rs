@@ -107,7 +107,7 @@ pub fn refresh(req: &CloneRequest, r: &Refresh, job: &Job) -> Result<CloneReport
         }
         run.check_room(&src, req.skip_space_check, job)?;
         // Before asking the tracker: whatever changes from here on, the next refresh compares.
-        let began = crate::discover::record::now_nanos();
+        let began = crate::discover::record::Began::now();
         let tracked = match (untouched, r.checksum) {
             (_, true) => Err("--checksum compares every file".to_string()),
             (Ok(t0), false) => tracked_changes(&src, t0),
@@ -120,15 +120,19 @@ pub fn refresh(req: &CloneRequest, r: &Refresh, job: &Job) -> Result<CloneReport
     run.conclude(res, job)
 }
 
-/// When the clone is as its last copy or refresh left it: the time that copy began (changes
-/// the tracker saw since then are all that differ). Else why it must be walked: it was
-/// customized (phase 2), is awake, was mounted since (an ext4 superblock's mount count; other
-/// filesystems cannot tell), or its last run did not finish.
+/// When the clone is as its last copy or refresh left it: the time that copy began, on the
+/// change tracker's clock of this boot (changes the tracker saw since then are all that
+/// differ). Else why it must be walked: the system was restarted since, the clone was
+/// customized (phase 2), is awake, was mounted since (an ext4 superblock's mount count;
+/// other filesystems cannot tell), or its last run did not finish.
 fn as_left(sys: &crate::systems::ops::System) -> std::result::Result<i64, String> {
     let env = &sys.env;
-    let (Some(began), Some(_)) = (env.copy_began, env.synced) else {
+    let (Some(began), Some(_)) = (&env.copy_began, env.synced) else {
         return Err("the clone's record does not say when its last copy began".into());
     };
+    if began.boot_id != crate::discover::changes::boot_id() {
+        return Err("this system was restarted since the clone's last copy".into());
+    }
     if env.step.is_some() || !env.phases_done.contains(&1) {
         return Err("the clone's last run did not finish".into());
     }
@@ -151,7 +155,7 @@ fn as_left(sys: &crate::systems::ops::System) -> std::result::Result<i64, String
     if now != env.mount_counts {
         return Err("the clone was mounted since its last copy".into());
     }
-    Ok(began)
+    Ok(began.clock)
 }
 
 /// The ext4 mount count of each filesystem of a clone on `devs` (swap apart, in order);
@@ -271,7 +275,7 @@ impl Run {
         exclude: ExcludeList,
         checksum: bool,
         threads: usize,
-        (began, tracked): (i64, std::result::Result<Vec<Arc<copy::Changed>>, String>),
+        (began, tracked): (crate::discover::record::Began, std::result::Result<Vec<Arc<copy::Changed>>, String>),
         job: &Job,
     ) -> Result<()> {
         job.check()?;
