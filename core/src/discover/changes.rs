@@ -21,6 +21,10 @@
 //! (its going closes the file: an event): a refresh also compares the directories of the
 //! files mapped so at the time ([`mapped_writable`]).
 //!
+//! Within a changed directory only the entries events named are compared, unless an event
+//! named the directory itself. Inode flags set alone (`chattr`) raise no event: a refresh
+//! by the list does not see them (`--checksum` and verify do).
+//!
 //! A hard link is the one thing a directory list cannot follow: a multiply-linked file
 //! whose name was made since is left to a walk of the whole tree (see
 //! [`crate::write::copy::Changed`]).
@@ -28,7 +32,7 @@
 use std::collections::HashMap;
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -64,17 +68,62 @@ pub struct FsState {
     pub dev: u64,
     /// When tracking it began ([`clock`]): no change after this was missed.
     pub since: i64,
-    /// Changed directories, relative to its root ("" for the root), with when the last
-    /// change in each was seen.
-    pub dirs: Vec<(PathBuf, i64)>,
-    /// Names made in them (created, linked, moved there), relative to its root, with when.
-    #[serde(default)]
-    pub made: Vec<(PathBuf, i64)>,
+    /// The directories in which something changed, with what.
+    pub dirs: Vec<DirState>,
 }
 
-/// What the refresh of one filesystem may take as changed (the directories, and the names
-/// made in them), or why it must walk everything.
-pub type Answer = std::result::Result<(Vec<PathBuf>, Vec<PathBuf>), String>;
+/// A changed directory: since when its whole list is to be compared (an event that named
+/// no entry), and the entries events named.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DirState {
+    /// Relative to the filesystem's root ("" for the root), as bytes (names need not be UTF-8).
+    #[serde(with = "hex")]
+    pub path: Vec<u8>,
+    /// The last event that named no entry of it ([`clock`]; 0: none).
+    pub whole: i64,
+    pub names: Vec<NameState>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NameState {
+    #[serde(with = "hex")]
+    pub name: Vec<u8>,
+    /// The last event that named it.
+    pub when: i64,
+    /// The last time it was made (created, linked, moved there), when it is no directory.
+    pub made: Option<i64>,
+}
+
+/// Bytes as a hex string in the state file.
+mod hex {
+    use serde::{de::Error, Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&v.iter().map(|b| format!("{b:02x}")).collect::<String>())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let s = String::deserialize(d)?;
+        (0..s.len())
+            .step_by(2)
+            .map(|i| s.get(i..i + 2).and_then(|h| u8::from_str_radix(h, 16).ok()))
+            .collect::<Option<Vec<u8>>>()
+            .ok_or_else(|| D::Error::custom("not hex"))
+    }
+}
+
+/// What the refresh of one filesystem may take as changed, or why it must walk everything.
+pub type Answer = std::result::Result<Changes, String>;
+
+/// The changes in one filesystem since a time.
+#[derive(Debug, Default)]
+pub struct Changes {
+    /// Changed directories (relative to the root), each with the names in it that changed,
+    /// or None when its whole list is to be compared.
+    pub dirs: Vec<(PathBuf, Option<Vec<std::ffi::OsString>>)>,
+    /// Names of other than directories made since, relative to the root.
+    pub made: Vec<PathBuf>,
+}
 
 // fanotify, from <linux/fanotify.h>.
 const FAN_CLOEXEC: u32 = 0x1;
@@ -146,11 +195,15 @@ impl Tracked {
 
 #[derive(Default)]
 struct Dir {
-    /// When the last change in it was seen.
-    last: i64,
-    /// Names of other than directories made in it, with when.
-    made: HashMap<Vec<u8>, i64>,
+    /// The last event that named no entry of it (0: none).
+    whole: i64,
+    /// Entries events named: when the last named it, and when it was last made (no
+    /// directory).
+    names: HashMap<Vec<u8>, (i64, Option<i64>)>,
 }
+
+/// Above this many names in one directory, its whole list is compared instead.
+const MAX_NAMES_PER_DIR: usize = 10_000;
 
 /// Track the filesystems mounted at `roots` (their root directories) until the process is
 /// stopped. Only ext4 and xfs are tracked: others are left out, and a refresh of them walks.
@@ -223,7 +276,7 @@ pub fn track(roots: &[PathBuf]) -> Result<()> {
         tracing::warn!("tracking changes in {}", root.display());
     }
     // Say who tracks, so that a refresh knows whom to ask.
-    write_state(&tracked, "")?;
+    write_state(&tracked, "", i64::MAX)?;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
         let n = unsafe { libc::read(fan.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -254,15 +307,33 @@ pub fn track(roots: &[PathBuf]) -> Result<()> {
             if (t.dirs.len() >= MAX_DIRS && !t.dirs.contains_key(&ev.handle)) || t.names >= MAX_NAMES {
                 t.restart(now);
             }
-            let made = ev.mask & (FAN_CREATE | FAN_MOVED_TO) != 0 && ev.mask & FAN_ONDIR == 0 && !ev.name.is_empty();
+            let made = ev.mask & (FAN_CREATE | FAN_MOVED_TO) != 0 && ev.mask & FAN_ONDIR == 0;
             let e = t.dirs.entry(ev.handle).or_default();
-            e.last = now;
-            if made && e.made.insert(ev.name, now).is_none() {
+            if ev.name.is_empty() || ev.name == b"." {
+                e.whole = now;
+                continue;
+            }
+            if e.names.len() >= MAX_NAMES_PER_DIR && !e.names.contains_key(&ev.name) {
+                // Too many to list: the whole directory, keeping the names made (hard links).
+                e.whole = now;
+                e.names.retain(|_, (_, m)| m.is_some());
+                if !made {
+                    continue;
+                }
+            }
+            let n = e.names.entry(ev.name).or_insert_with(|| {
                 t.names += 1;
+                (now, None)
+            });
+            n.0 = now;
+            if made {
+                n.1 = Some(now);
             }
         }
         if let Some(b) = barrier {
-            write_state(&tracked, &b)?;
+            // The barrier's name: a nonce, then the time the answer starts from.
+            let since = b.rsplit_once('@').and_then(|(_, t)| t.parse().ok()).unwrap_or(0);
+            write_state(&tracked, &b, since)?;
         }
     }
 }
@@ -385,7 +456,8 @@ fn resolve(t: &Tracked, handle: &[u8]) -> Option<PathBuf> {
     p.strip_prefix(&t.path).ok().map(Path::to_path_buf)
 }
 
-fn write_state(tracked: &[Tracked], barrier: &str) -> Result<()> {
+/// Write what changed since `since` ([`clock`]), answering the barrier `barrier`.
+fn write_state(tracked: &[Tracked], barrier: &str, since: i64) -> Result<()> {
     let state = State {
         boot_id: boot_id(),
         pid: std::process::id(),
@@ -393,12 +465,24 @@ fn write_state(tracked: &[Tracked], barrier: &str) -> Result<()> {
         filesystems: tracked
             .iter()
             .map(|t| {
-                let mut f =
-                    FsState { path: t.path.clone(), dev: t.dev, since: t.since, dirs: Vec::new(), made: Vec::new() };
+                let mut f = FsState { path: t.path.clone(), dev: t.dev, since: t.since, dirs: Vec::new() };
                 for (h, d) in &t.dirs {
+                    // Only what changed since the time asked about.
+                    let last = d.names.values().map(|(w, _)| *w).max().unwrap_or(0).max(d.whole);
+                    if last < since {
+                        continue;
+                    }
                     let Some(dir) = resolve(t, h) else { continue };
-                    f.made.extend(d.made.iter().map(|(n, w)| (dir.join(std::ffi::OsStr::from_bytes(n)), *w)));
-                    f.dirs.push((dir, d.last));
+                    f.dirs.push(DirState {
+                        path: dir.into_os_string().into_vec(),
+                        whole: d.whole,
+                        names: d
+                            .names
+                            .iter()
+                            .filter(|(_, (w, _))| *w >= since)
+                            .map(|(n, (w, m))| NameState { name: n.clone(), when: *w, made: *m })
+                            .collect(),
+                    });
                 }
                 f
             })
@@ -441,7 +525,7 @@ pub fn changed_since(roots: &[PathBuf], t0: i64) -> Vec<Answer> {
     if pids.iter().all(Option::is_none) {
         return all("no change tracker runs for it (altdisk-changes.service)".into());
     }
-    let nonce = uuid::Uuid::new_v4().to_string();
+    let nonce = format!("{}@{t0}", uuid::Uuid::new_v4());
     let mark = Path::new(BARRIER_DIR).join(&nonce);
     if let Err(e) = std::fs::write(&mark, b"") {
         return all(format!("the change tracker could not be asked ({}: {e})", mark.display()));
@@ -481,9 +565,24 @@ pub fn changed_since(roots: &[PathBuf], t0: i64) -> Vec<Answer> {
                     root.display()
                 ));
             }
-            let since =
-                |v: &[(PathBuf, i64)]| v.iter().filter(|(_, when)| *when >= t0).map(|(p, _)| p.clone()).collect();
-            Ok((since(&fs.dirs), since(&fs.made)))
+            let mut out = Changes::default();
+            for d in &fs.dirs {
+                let dir = PathBuf::from(std::ffi::OsString::from_vec(d.path.clone()));
+                let names: Vec<&NameState> = d.names.iter().filter(|n| n.when >= t0).collect();
+                if d.whole < t0 && names.is_empty() {
+                    continue;
+                }
+                out.made.extend(
+                    names
+                        .iter()
+                        .filter(|n| n.made.is_some_and(|m| m >= t0))
+                        .map(|n| dir.join(std::ffi::OsStr::from_bytes(&n.name))),
+                );
+                let list = (d.whole < t0)
+                    .then(|| names.iter().map(|n| std::ffi::OsString::from_vec(n.name.clone())).collect());
+                out.dirs.push((dir, list));
+            }
+            Ok(out)
         })
         .collect()
 }

@@ -185,9 +185,12 @@ fn tracked_changes(src: &Source, t0: i64) -> std::result::Result<Vec<Arc<copy::C
         .into_iter()
         .zip(crate::discover::changes::mapped_writable(&roots))
         .map(|(a, mapped)| {
-            a.map(|(mut dirs, made)| {
-                dirs.extend(mapped.iter().map(|f| f.parent().map(Path::to_path_buf).unwrap_or_default()));
-                Arc::new(copy::Changed::new(dirs, made))
+            a.map(|mut c| {
+                c.dirs.extend(mapped.iter().map(|f| {
+                    let dir = f.parent().map(Path::to_path_buf).unwrap_or_default();
+                    (dir, Some(f.file_name().map(|n| vec![n.to_os_string()]).unwrap_or_default()))
+                }));
+                Arc::new(copy::Changed::new(c.dirs, c.made))
             })
         })
         .collect()

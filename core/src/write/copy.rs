@@ -40,7 +40,7 @@
 use std::collections::{HashMap, HashSet};
 use std::ffi::{CStr, CString, OsStr};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -99,6 +99,9 @@ pub struct Update {
 #[derive(Debug, Default)]
 pub struct Changed {
     dirs: HashSet<PathBuf>,
+    /// Of those, the ones where only some entries changed: their names. The others are
+    /// compared whole.
+    only: HashMap<PathBuf, Vec<CString>>,
     /// Names made since, relative to the root.
     made: HashSet<PathBuf>,
     /// Directory → the names below it that lead to a changed directory.
@@ -106,13 +109,33 @@ pub struct Changed {
 }
 
 impl Changed {
-    pub fn new(dirs: impl IntoIterator<Item = PathBuf>, made: impl IntoIterator<Item = PathBuf>) -> Changed {
+    /// `dirs`: each changed directory with the names of the entries that changed in it, or
+    /// None to compare its whole list; `made`: paths of files made since (new names).
+    pub fn new(
+        dirs: impl IntoIterator<Item = (PathBuf, Option<Vec<std::ffi::OsString>>)>,
+        made: impl IntoIterator<Item = PathBuf>,
+    ) -> Changed {
         let normal = |d: PathBuf| -> PathBuf {
             d.components().filter(|c| matches!(c, std::path::Component::Normal(_))).collect()
         };
         let mut c = Changed { made: made.into_iter().map(normal).collect(), ..Changed::default() };
-        for d in dirs {
+        let mut whole = HashSet::new();
+        for (d, names) in dirs {
             let d = normal(d);
+            match names {
+                None => {
+                    whole.insert(d.clone());
+                }
+                Some(n) => {
+                    let list = c.only.entry(d.clone()).or_default();
+                    for name in n {
+                        let name = CString::new(name.into_vec()).unwrap_or_default();
+                        if !name.is_empty() && !list.contains(&name) {
+                            list.push(name);
+                        }
+                    }
+                }
+            }
             let mut here = d.clone();
             while let (Some(name), Some(up)) =
                 (here.file_name().map(|n| n.to_owned()), here.parent().map(Path::to_path_buf))
@@ -127,6 +150,8 @@ impl Changed {
             }
             c.dirs.insert(d);
         }
+        // A directory reported whole once is compared whole.
+        c.only.retain(|d, _| !whole.contains(d));
         c
     }
 
@@ -583,10 +608,28 @@ impl Shared {
         };
         // Update mode with tracked changes: a directory that did not change itself is only
         // passed through, to the changed ones below it.
-        let passed = match (&self.opts.changed, self.opts.update.is_some() && node.before.is_some()) {
-            (Some(c), true) if !c.compares(&node.rel) => Some(c.below.get(&node.rel).cloned().unwrap_or_default()),
-            _ => None,
+        // Or, where only some entries of it changed, those (and the way to changed ones
+        // below), a name the source no longer has deleted from the copy.
+        let tracked = self.opts.update.is_some() && node.before.is_some();
+        let (passed, some) = match (&self.opts.changed, tracked) {
+            (Some(c), true) if !c.compares(&node.rel) => {
+                (Some(c.below.get(&node.rel).cloned().unwrap_or_default()), false)
+            }
+            (Some(c), true) => match c.only.get(&node.rel) {
+                Some(names) => {
+                    let mut n = names.clone();
+                    for b in c.below.get(&node.rel).into_iter().flatten() {
+                        if !n.contains(b) {
+                            n.push(b.clone());
+                        }
+                    }
+                    (Some(n), true)
+                }
+                None => (None, false),
+            },
+            _ => (None, false),
         };
+        let here = if some { statx_fd(&dfd).ok() } else { None };
         // Update mode: what the target directory holds; what is left at the end goes.
         let mut left: Option<HashSet<CString>> = None;
         if self.opts.update.is_some() && node.before.is_some() && passed.is_none() {
@@ -605,7 +648,7 @@ impl Shared {
                 Err(e) => return self.error(&node.rel, "reading the directory", e),
             },
         };
-        let passing = left.is_none() && self.opts.changed.is_some() && node.before.is_some();
+        let passing = left.is_none() && self.opts.changed.is_some() && node.before.is_some() && !some;
         for ent in names {
             if self.abort.load(Ordering::Relaxed) {
                 return;
@@ -625,6 +668,16 @@ impl Shared {
             }
             let st = match statx_at(&sfd, name) {
                 Ok(st) => st,
+                // A name that changed and is gone: deleted from the copy too.
+                Err(Errno::NOENT) if some => {
+                    let keep = (!self.opts.keep.is_empty() && self.opts.keep.contains(&self.show(&rel)))
+                        || (name == c"lost+found"
+                            && here.is_some_and(|h| h.stx_attributes.contains(StatxAttributes::MOUNT_ROOT)));
+                    if !keep && statx_at(&dfd, name).is_ok() {
+                        self.delete(&dfd, name, &rel, here.map(|h| h.stx_mnt_id));
+                    }
+                    continue;
+                }
                 Err(Errno::NOENT) => {
                     self.vanished(&rel);
                     continue;
@@ -653,7 +706,7 @@ impl Shared {
                 continue;
             }
             // The target's entry of that name, in update mode.
-            let there = passing || left.as_mut().is_some_and(|l| l.remove(name));
+            let there = passing || some || left.as_mut().is_some_and(|l| l.remove(name));
             let dst = if there {
                 match statx_at(&dfd, name) {
                     Ok(d) => Some(d),
@@ -2080,11 +2133,17 @@ mod tests {
         w("c/untracked", b"new");
         // The data of a multiply-linked file, through a name not made since: in place.
         w("a/linked", b"one inode, new data");
-        let tracked = |dirs: &[&str], made: &[&str]| CopyOptions {
+        let tracked_names = |dirs: &[(&str, Option<&[&str]>)], made: &[&str]| CopyOptions {
             update: Some(Update::default()),
-            changed: Some(Arc::new(Changed::new(dirs.iter().map(PathBuf::from), made.iter().map(PathBuf::from)))),
+            changed: Some(Arc::new(Changed::new(
+                dirs.iter()
+                    .map(|(d, n)| (PathBuf::from(d), n.map(|n| n.iter().map(std::ffi::OsString::from).collect()))),
+                made.iter().map(PathBuf::from),
+            ))),
             ..Default::default()
         };
+        let tracked =
+            |dirs: &[&str], made: &[&str]| tracked_names(&dirs.iter().map(|d| (*d, None)).collect::<Vec<_>>(), made);
         let s = copy_tree(&src, &dst, &tracked(&["a/b", "a", "d"], &["a/b/new"]), &Job::new()).unwrap();
         assert!(!s.links_unsure, "{s:?}");
         assert_eq!(std::fs::read(dst.join("a/b/changed")).unwrap(), b"new data");
@@ -2098,6 +2157,23 @@ mod tests {
         copy_tree(&src, &fresh, &CopyOptions::default(), &Job::new()).unwrap();
         assert_eq!(snapshot(&dst), snapshot(&fresh));
         assert_eq!(s.rewritten, 1, "{s:?}");
+        // Only some names of a directory changed: those are compared, a gone one deleted,
+        // and another change there (not reported) is left alone.
+        w("c/second", b"new");
+        w("c/third", b"new");
+        std::fs::remove_file(src.join("c/untracked")).unwrap();
+        let s =
+            copy_tree(&src, &dst, &tracked_names(&[("c", Some(&["second", "untracked"]))], &[]), &Job::new()).unwrap();
+        assert_eq!(std::fs::read(dst.join("c/second")).unwrap(), b"new");
+        assert!(!dst.join("c/untracked").exists(), "{s:?}");
+        assert!(!dst.join("c/third").exists(), "only the names given were compared");
+        assert_eq!(s.deleted, 1, "{s:?}");
+        // Given whole, the rest follows.
+        copy_tree(&src, &dst, &tracked(&["c"], &[]), &Job::new()).unwrap();
+        copy_tree(&src, &fresh, &CopyOptions { update: Some(Update::default()), ..Default::default() }, &Job::new())
+            .unwrap();
+        assert_eq!(snapshot(&dst), snapshot(&fresh));
+        w("c/untracked", b"back");
         // A link made since, to a file elsewhere: the copy cannot follow it, and says so.
         std::fs::hard_link(src.join("c/untracked"), src.join("a/b/made")).unwrap();
         let s = copy_tree(&src, &dst, &tracked(&["a/b"], &["a/b/made"]), &Job::new()).unwrap();
