@@ -161,8 +161,23 @@ pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default().trim().to_string()
 }
 
+/// A path for a system call.
+fn c_path(path: &Path) -> Result<CString> {
+    CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::corrupt(path.display().to_string(), "it holds a NUL byte"))
+}
+
+/// Add a fanotify mark on `path` for `mask`.
+fn mark(fan: &OwnedFd, flags: u32, mask: u64, path: &Path) -> Result<()> {
+    let c = c_path(path)?;
+    if unsafe { libc::fanotify_mark(fan.as_raw_fd(), FAN_MARK_ADD | flags, mask, libc::AT_FDCWD, c.as_ptr()) } != 0 {
+        return Err(Error::io("tracking changes (fanotify_mark)", path, std::io::Error::last_os_error()));
+    }
+    Ok(())
+}
+
 fn fsid(path: &Path) -> Result<[i32; 2]> {
-    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| Error::corrupt("a path", "it holds a NUL byte"))?;
+    let c = c_path(path)?;
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
         return Err(Error::io("reading the filesystem of", path, std::io::Error::last_os_error()));
@@ -248,20 +263,11 @@ pub fn track(roots: &[PathBuf]) -> Result<()> {
     let barrier_fsid = fsid(Path::new(BARRIER_DIR))?;
     let barrier_handle = handle_of(Path::new(BARRIER_DIR))?;
     // The barrier directory itself, whichever filesystem holds it.
-    let c = CString::new(BARRIER_DIR).map_err(|_| Error::corrupt("a path", "NUL byte"))?;
-    if unsafe { libc::fanotify_mark(fan.as_raw_fd(), FAN_MARK_ADD, FAN_CREATE, libc::AT_FDCWD, c.as_ptr()) } != 0 {
-        return Err(Error::io("tracking changes (fanotify_mark)", BARRIER_DIR, std::io::Error::last_os_error()));
-    }
+    mark(&fan, 0, FAN_CREATE, Path::new(BARRIER_DIR))?;
     let mut tracked: Vec<Tracked> = Vec::new();
     for root in &roots {
-        let c = CString::new(root.as_os_str().as_bytes()).map_err(|_| Error::corrupt("a path", "NUL byte"))?;
         let since = clock();
-        let r = unsafe {
-            libc::fanotify_mark(fan.as_raw_fd(), FAN_MARK_ADD | FAN_MARK_FILESYSTEM, EVENTS, libc::AT_FDCWD, c.as_ptr())
-        };
-        if r != 0 {
-            return Err(Error::io("tracking changes (fanotify_mark)", root, std::io::Error::last_os_error()));
-        }
+        mark(&fan, FAN_MARK_FILESYSTEM, EVENTS, root)?;
         let mount = std::fs::File::open(root).ctx("opening", root)?.into();
         let dev = std::fs::metadata(root).ctx("reading the status of", root)?.dev();
         tracked.push(Tracked {
@@ -414,7 +420,7 @@ fn events(buf: &[u8]) -> Vec<Event> {
 
 /// `name_to_handle_at` of a directory, in the form [`Event::handle`] has.
 fn handle_of(p: &Path) -> Result<Vec<u8>> {
-    let c = CString::new(p.as_os_str().as_bytes()).map_err(|_| Error::corrupt("a path", "NUL byte"))?;
+    let c = c_path(p)?;
     let mut raw = vec![0u8; 8 + 128];
     raw[0..4].copy_from_slice(&128u32.to_ne_bytes());
     let mut mount_id: libc::c_int = 0;
